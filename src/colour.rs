@@ -1,0 +1,316 @@
+//! Colour ranges, colormaps and 256-entry lookup tables.
+//!
+//! A grid value becomes a colour in two steps: its position `t` in the chosen range picks
+//! one of 256 equal-width bins (`floor(t · 256)`, clamped, as matplotlib does), and the
+//! bin indexes a lookup table sampled once from the colormap. Nothing evaluates a
+//! gradient per pixel, and the same table doubles as an indexed PNG's palette.
+
+use std::str::FromStr;
+
+use crate::config::{FixedRange, Reduction};
+use crate::error::Error;
+
+/// Matplotlib names accepted by `--colormap` (case-insensitive, `_r` reverses), each
+/// with its gradient and whether colorous runs it the other way round from matplotlib.
+const MAPS: &[(&str, colorous::Gradient, bool)] = &[
+    ("viridis", colorous::VIRIDIS, false),
+    ("magma", colorous::MAGMA, false),
+    ("inferno", colorous::INFERNO, false),
+    ("plasma", colorous::PLASMA, false),
+    ("cividis", colorous::CIVIDIS, false),
+    ("turbo", colorous::TURBO, false),
+    ("Greys", colorous::GREYS, false),
+    ("Blues", colorous::BLUES, false),
+    ("Greens", colorous::GREENS, false),
+    ("Oranges", colorous::ORANGES, false),
+    ("Purples", colorous::PURPLES, false),
+    ("Reds", colorous::REDS, false),
+    ("YlOrRd", colorous::YELLOW_ORANGE_RED, false),
+    ("YlGnBu", colorous::YELLOW_GREEN_BLUE, false),
+    ("RdBu", colorous::RED_BLUE, false),
+    ("RdYlBu", colorous::RED_YELLOW_BLUE, false),
+    ("RdYlGn", colorous::RED_YELLOW_GREEN, false),
+    ("Spectral", colorous::SPECTRAL, false),
+    ("BrBG", colorous::BROWN_GREEN, false),
+    ("PiYG", colorous::PINK_GREEN, false),
+    ("PRGn", colorous::PURPLE_GREEN, false),
+    // matplotlib's PuOr runs from orange (0) to purple (1); colorous's the other way.
+    ("PuOr", colorous::PURPLE_ORANGE, true),
+    ("RdGy", colorous::RED_GREY, false),
+];
+
+/// A named colormap, possibly reversed.
+#[derive(Clone, Copy)]
+pub struct Colormap {
+    index: usize,
+    reversed: bool,
+}
+
+impl std::fmt::Debug for Colormap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Colormap({})", self.name())
+    }
+}
+
+impl PartialEq for Colormap {
+    fn eq(&self, o: &Self) -> bool {
+        (self.index, self.reversed) == (o.index, o.reversed)
+    }
+}
+
+impl Colormap {
+    /// Default for data with both signs: blue below zero, red above.
+    pub fn diverging_default() -> Colormap {
+        "RdBu_r".parse().expect("RdBu_r is a known colormap")
+    }
+
+    /// Default for one-signed data.
+    pub fn sequential_default() -> Colormap {
+        "viridis".parse().expect("viridis is a known colormap")
+    }
+
+    /// Every accepted name (without the `_r` variants).
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        MAPS.iter().map(|m| m.0)
+    }
+
+    /// The canonical name, e.g. `RdBu_r`.
+    pub fn name(&self) -> String {
+        let base = MAPS[self.index].0;
+        if self.reversed {
+            format!("{base}_r")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// The 256-entry lookup table.
+    pub fn lut(&self) -> Lut {
+        let (_, gradient, flip) = MAPS[self.index];
+        let mut colors = [[0u8; 3]; 256];
+        for (i, c) in colors.iter_mut().enumerate() {
+            let k = if self.reversed != flip { 255 - i } else { i };
+            let rgb = gradient.eval_rational(k, 256);
+            *c = [rgb.r, rgb.g, rgb.b];
+        }
+        Lut(colors)
+    }
+}
+
+impl FromStr for Colormap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let lower = s.to_ascii_lowercase();
+        let (base, reversed) = match lower.strip_suffix("_r") {
+            Some(b) => (b, true),
+            None => (lower.as_str(), false),
+        };
+        MAPS.iter()
+            .position(|m| m.0.eq_ignore_ascii_case(base))
+            .map(|index| Colormap { index, reversed })
+            .ok_or_else(|| {
+                let known: Vec<_> = Colormap::names().collect();
+                Error::Option(format!(
+                    "unknown colormap {s:?} (known: {}, each also with _r)",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// 256 sRGB colours, index 0 for the low end of the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lut(pub [[u8; 3]; 256]);
+
+/// The value range mapped onto the colormap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    /// Value of the first colour.
+    pub lo: f64,
+    /// Value of the last colour.
+    pub hi: f64,
+    /// Whether the range is symmetric about zero for data of both signs.
+    pub diverging: bool,
+}
+
+impl Range {
+    /// The LUT index for `v`, or `None` for NaN. Values outside the range take the end
+    /// colours; a degenerate range (`lo == hi`) maps everything to the middle.
+    #[inline]
+    pub fn index(&self, v: f32) -> Option<u8> {
+        if v.is_nan() {
+            return None;
+        }
+        let span = self.hi - self.lo;
+        let t = if span > 0.0 {
+            (f64::from(v) - self.lo) / span
+        } else {
+            0.5
+        };
+        Some((t * 256.0).clamp(0.0, 255.0) as u8)
+    }
+}
+
+/// Chooses the colour range of a grid (see the README's "Colour" section).
+///
+/// - `fixed` wins; it is diverging when `lo < 0 < hi`.
+/// - A signed reduction over cells of both signs: `±v`, `v` the `clip` percentile of
+///   `|cell|` (the largest `|cell|` if that is 0).
+/// - One-signed cells: with `a = |cell|`, `hi` the `clip` and `lo` the `100 − clip`
+///   percentile of `a`: the range is `[lo, hi]` when `lo > hi / 2` (data far from zero,
+///   such as norm weights near 1), else `[0, hi]`; mirrored for non-positive cells.
+///
+/// Returns `None` when the grid has no finite cell.
+pub fn choose_range(
+    grid: &[f32],
+    reduction: Reduction,
+    clip: f64,
+    fixed: Option<FixedRange>,
+) -> Option<Range> {
+    if let Some(f) = fixed {
+        return Some(Range {
+            lo: f.lo,
+            hi: f.hi,
+            diverging: f.lo < 0.0 && f.hi > 0.0,
+        });
+    }
+    let mut mags: Vec<f32> = grid
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| v.abs())
+        .collect();
+    if mags.is_empty() {
+        return None;
+    }
+    let (gmin, gmax) = grid
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let hi = percentile(&mut mags, clip);
+    if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
+        let v = if hi > 0.0 {
+            hi
+        } else {
+            f64::from(gmin.abs().max(gmax))
+        };
+        return Some(Range {
+            lo: -v,
+            hi: v,
+            diverging: true,
+        });
+    }
+    let lo = percentile(&mut mags, 100.0 - clip);
+    let lo = if lo > hi / 2.0 { lo } else { 0.0 };
+    let (lo, hi) = if gmax <= 0.0 { (-hi, -lo) } else { (lo, hi) };
+    Some(Range {
+        lo,
+        hi,
+        diverging: false,
+    })
+}
+
+/// The `p`-th percentile of `vals` with numpy's default linear interpolation.
+/// Reorders `vals`; `vals` must be non-empty and NaN-free.
+pub fn percentile(vals: &mut [f32], p: f64) -> f64 {
+    let n = vals.len();
+    let pos = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
+    let k = pos.floor() as usize;
+    let frac = pos - k as f64;
+    let (_, &mut a, rest) = vals.select_nth_unstable_by(k, f32::total_cmp);
+    let a = f64::from(a);
+    if frac == 0.0 || rest.is_empty() {
+        return a;
+    }
+    let b = rest.iter().copied().fold(f32::INFINITY, f32::min);
+    a + (f64::from(b) - a) * frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_case_insensitively_with_reverse() {
+        let c: Colormap = "rdbu_R".parse().unwrap();
+        assert_eq!(c.name(), "RdBu_r");
+        assert!("nope".parse::<Colormap>().is_err());
+        for name in [
+            "viridis", "magma", "inferno", "plasma", "cividis", "turbo", "greys", "RdBu", "RdYlBu",
+            "Spectral", "BrBG", "PiYG", "PRGn", "PuOr", "RdGy",
+        ] {
+            let c: Colormap = name.parse().unwrap();
+            let r: Colormap = format!("{name}_r").parse().unwrap();
+            let (a, b) = (c.lut(), r.lut());
+            assert_eq!(a.0[0], b.0[255], "{name}");
+            assert_eq!(a.0[255], b.0[0], "{name}");
+        }
+    }
+
+    #[test]
+    fn luts_run_the_matplotlib_way() {
+        // RdBu_r: blue for negative, red for positive.
+        let l = Colormap::diverging_default().lut();
+        assert!(l.0[0][2] > l.0[0][0] && l.0[255][0] > l.0[255][2]);
+        // Greys: white to black; viridis: dark purple to yellow.
+        let g: Colormap = "greys".parse().unwrap();
+        assert!(g.lut().0[0][0] > 240 && g.lut().0[255][0] < 10);
+        assert_eq!(Colormap::sequential_default().lut().0[0], [68, 1, 84]);
+        // PuOr: orange at 0, purple at 1.
+        let p = "PuOr".parse::<Colormap>().unwrap().lut();
+        assert!(p.0[0][0] > p.0[0][2] && p.0[255][2] > p.0[255][1]);
+    }
+
+    #[test]
+    fn percentile_matches_numpy_linear() {
+        // np.percentile([1, 2, 3, 4], [0, 50, 90, 100]) == [1, 2.5, 3.7, 4]
+        for (p, want) in [(0.0, 1.0), (50.0, 2.5), (90.0, 3.7), (100.0, 4.0)] {
+            let mut v = vec![4.0, 1.0, 3.0, 2.0];
+            assert!((percentile(&mut v, p) - want).abs() < 1e-12, "{p}");
+        }
+    }
+
+    #[test]
+    fn ranges_follow_the_rules() {
+        let both = [-2.0, -1.0, 0.5, 4.0];
+        let r = choose_range(&both, Reduction::Mean, 100.0, None).unwrap();
+        assert_eq!((r.lo, r.hi, r.diverging), (-4.0, 4.0, true));
+        // The same cells under rms are one-signed by nature: [0, max].
+        let pos = [0.5, 1.0, 4.0];
+        let r = choose_range(&pos, Reduction::Rms, 100.0, None).unwrap();
+        assert_eq!((r.lo, r.hi, r.diverging), (0.0, 4.0, false));
+        // Far from zero (norm weights): [min, max].
+        let norm = [0.9, 1.0, 1.1];
+        let r = choose_range(&norm, Reduction::Mean, 100.0, None).unwrap();
+        assert_eq!((r.lo as f32, r.hi as f32), (0.9, 1.1));
+        let neg = [-3.0, -1.0, f32::NAN];
+        let r = choose_range(&neg, Reduction::Min, 100.0, None).unwrap();
+        assert_eq!((r.lo, r.hi), (-3.0, 0.0));
+        assert!(choose_range(&[f32::NAN], Reduction::Mean, 99.5, None).is_none());
+        let fixed = FixedRange { lo: -1.0, hi: 3.0 };
+        let r = choose_range(&both, Reduction::Mean, 99.5, Some(fixed)).unwrap();
+        assert_eq!((r.lo, r.hi, r.diverging), (-1.0, 3.0, true));
+    }
+
+    #[test]
+    fn index_bins_like_matplotlib() {
+        let r = Range {
+            lo: -1.0,
+            hi: 1.0,
+            diverging: true,
+        };
+        assert_eq!(r.index(-5.0), Some(0));
+        assert_eq!(r.index(-1.0), Some(0));
+        assert_eq!(r.index(0.0), Some(128));
+        assert_eq!(r.index(1.0), Some(255));
+        assert_eq!(r.index(9.0), Some(255));
+        assert_eq!(r.index(f32::NAN), None);
+        let flat = Range {
+            lo: 2.0,
+            hi: 2.0,
+            diverging: false,
+        };
+        assert_eq!(flat.index(2.0), Some(128));
+    }
+}

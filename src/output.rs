@@ -1,0 +1,255 @@
+//! Writing results: safe file names, atomic files, PNG and `.npy` encoding.
+//!
+//! Every file is written under a temporary name (`.tensorheat-*.tmp`) in the destination
+//! folder and renamed into place, so an interrupted run never leaves a half-written file.
+//! File names come only from [`file_stems`], whose output is a single path component of
+//! `[A-Za-z0-9._-]` that never starts with `.`: no tensor name can reach outside the
+//! output folder.
+
+use std::collections::HashSet;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::colour::{Lut, Range};
+use crate::config::Rgb;
+use crate::error::{Error, Result};
+
+/// Prefix of temporary files; stale ones from a killed run are removed on the next run.
+pub const TEMP_PREFIX: &str = ".tensorheat-";
+const MAX_STEM: usize = 200;
+
+/// File stems (without extension) for tensor names given in natural-sort order.
+///
+/// Bytes outside `[A-Za-z0-9._-]` become `_`; an empty stem or one starting with `.` gets
+/// a `_` prefix, as do Windows device names; stems over 200 bytes are cut and end in a
+/// hash of the full name; stems equal ignoring ASCII case get `-2`, `-3`, ... in order.
+pub fn file_stems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut taken = HashSet::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let base = safe_stem(name);
+            let mut stem = base.clone();
+            let mut k = 2;
+            while !taken.insert(stem.to_ascii_lowercase()) {
+                stem = format!("{base}-{k}");
+                k += 1;
+            }
+            stem
+        })
+        .collect()
+}
+
+fn safe_stem(name: &str) -> String {
+    let mut s: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') || is_device_name(&s) {
+        s.insert(0, '_');
+    }
+    if s.len() > MAX_STEM {
+        s.truncate(MAX_STEM - 17);
+        s.push_str(&format!("-{:016x}", fnv1a(name.as_bytes())));
+    }
+    s
+}
+
+/// Windows reserves these names in every folder, with any extension.
+fn is_device_name(s: &str) -> bool {
+    let head = s.split('.').next().unwrap_or("").to_ascii_uppercase();
+    matches!(head.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || (head.len() == 4
+            && (head.starts_with("COM") || head.starts_with("LPT"))
+            && head.as_bytes()[3].is_ascii_digit())
+}
+
+/// 64-bit FNV-1a: a stable, dependency-free hash for shortened file names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Writes `dir/file_name` atomically: into a temporary file in `dir`, then renamed.
+pub fn write_atomic(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
+    let target = dir.join(file_name);
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        w.write_all(bytes)
+            .and_then(|()| w.flush())
+            .map_err(|e| Error::io(&target, e))?;
+    }
+    tmp.persist(&target)
+        .map_err(|e| Error::io(&target, e.error))?;
+    Ok(())
+}
+
+/// Removes temporary files left in `dir` by an interrupted run.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Encodes a grid as an 8-bit PNG: indexed colour with the LUT as palette when no cell
+/// is NaN (one byte per pixel), RGB otherwise (a palette holds at most 256 colours).
+/// `text` pairs become iTXt chunks.
+pub fn encode_png(
+    grid: &[f32],
+    width: usize,
+    range: Option<Range>,
+    lut: &Lut,
+    nan: Rgb,
+    text: &[(&str, String)],
+) -> std::result::Result<Vec<u8>, String> {
+    let height = grid.len() / width.max(1);
+    let idx: Vec<Option<u8>> = match range {
+        Some(r) => grid.iter().map(|&v| r.index(v)).collect(),
+        None => vec![None; grid.len()],
+    };
+    let any_nan = idx.iter().any(Option::is_none);
+    let mut out = Vec::new();
+    let (w, h) = (
+        u32::try_from(width).map_err(|e| e.to_string())?,
+        u32::try_from(height).map_err(|e| e.to_string())?,
+    );
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let pixels: Vec<u8> = if any_nan {
+        enc.set_color(png::ColorType::Rgb);
+        idx.iter()
+            .flat_map(|i| match i {
+                Some(i) => lut.0[usize::from(*i)],
+                None => nan.0,
+            })
+            .collect()
+    } else {
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_palette(lut.0.concat());
+        idx.iter().map(|i| i.unwrap_or(0)).collect()
+    };
+    for (k, v) in text {
+        enc.add_itxt_chunk((*k).to_owned(), v.clone())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Encodes a row-major `f32` grid as a version 1.0 `.npy` file (`<f4`, C order).
+pub fn encode_npy(grid: &[f32], height: usize, width: usize) -> Vec<u8> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+    let used = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - used % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + grid.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in grid {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Creates `dir` (and parents) unless it exists; it must be a writable folder.
+pub fn prepare_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    remove_stale_temps(dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_are_single_safe_components() {
+        let names = [
+            "model.layers.0.q_proj.weight",
+            "../../x",
+            "/etc/passwd",
+            "a/b/c",
+            "..",
+            ".",
+            "",
+            "ünï",
+            "nul\0byte\nline",
+            "CON",
+            "con.weight",
+        ];
+        let stems = file_stems(names);
+        assert_eq!(
+            stems,
+            [
+                "model.layers.0.q_proj.weight",
+                "_.._.._x",
+                "_etc_passwd",
+                "a_b_c",
+                "_..",
+                "_.",
+                "_",
+                "__n__",
+                "nul_byte_line",
+                "_CON",
+                "_con.weight",
+            ]
+        );
+        for s in stems {
+            assert!(!s.contains('/') && !s.starts_with('.') && !s.is_empty());
+        }
+    }
+
+    #[test]
+    fn collisions_get_suffixes_case_insensitively() {
+        let stems = file_stems(["a/b", "a_b", "A_B", "a_b-2"]);
+        assert_eq!(stems, ["a_b", "a_b-2", "A_B-3", "a_b-2-2"]);
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_hash() {
+        let long_a = "x".repeat(1000);
+        let long_b = format!("{}y", "x".repeat(999));
+        let stems = file_stems([long_a.as_str(), long_b.as_str()]);
+        assert!(stems.iter().all(|s| s.len() == MAX_STEM));
+        assert_ne!(stems[0], stems[1]);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c); // published FNV-1a 64 test vector
+    }
+
+    #[test]
+    fn npy_header_is_aligned_and_parsable() {
+        let b = encode_npy(&[1.0, -2.0, f32::NAN], 1, 3);
+        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+        assert!(header.contains("'shape': (1, 3)") && header.ends_with('\n'));
+        assert_eq!(&b[10 + hlen..10 + hlen + 4], &1.0f32.to_le_bytes());
+        assert_eq!(b.len(), 10 + hlen + 12);
+    }
+}

@@ -1,0 +1,291 @@
+//! The render driver: inputs in, PNGs, `.npy` grids and a manifest out.
+//!
+//! Tensors render in parallel (rayon), and inside one tensor the grid rows do too; one
+//! tensor's or one input's failure is recorded and the rest goes on. Results are
+//! collected in natural name order before anything order-dependent (file names,
+//! manifest) is decided, so the output is the same whatever the thread count.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::colour::{choose_range, Colormap, Range};
+use crate::config::RenderConfig;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::manifest::{ErrorEntry, Manifest, Options, Skipped, TensorEntry};
+use crate::model::{Access, Model};
+use crate::output::{encode_npy, encode_png, file_stems, prepare_dir, write_atomic};
+use crate::reduce::{reduce, Stats};
+use crate::source::TensorDtype;
+use crate::view::{view, Geometry};
+
+/// One tensor turned into a picture, in memory.
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    /// Block geometry used.
+    pub geometry: Geometry,
+    /// The grid, row-major, `grid_h × grid_w`; NaN for cells without finite members.
+    pub grid: Vec<f32>,
+    /// The colour range (`None` when no cell is finite).
+    pub range: Option<Range>,
+    /// The colormap used.
+    pub colormap: Colormap,
+    /// Statistics of the full data.
+    pub stats: Stats,
+    /// The encoded PNG.
+    pub png: Vec<u8>,
+}
+
+/// Reduces, colours and encodes one tensor held in `data` (little-endian, C order).
+///
+/// `name` is only used for messages and the PNG's text chunks.
+pub fn heatmap(
+    name: &str,
+    data: &[u8],
+    dtype: Dtype,
+    shape: &[usize],
+    config: &RenderConfig,
+) -> Result<Heatmap> {
+    let bad = |reason: String| Error::Data {
+        name: name.to_owned(),
+        reason,
+    };
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad(format!("shape {shape:?} has too many elements")))?;
+    if numel == 0 {
+        return Err(bad(format!("shape {shape:?} has no elements")));
+    }
+    if numel.checked_mul(dtype.size()) != Some(data.len()) {
+        return Err(bad(format!(
+            "{dtype} shape {shape:?} does not fit {} bytes",
+            data.len()
+        )));
+    }
+    config.validate()?;
+    let (rows, cols) = view(shape);
+    let geometry = Geometry::new(rows, cols, config.size, config.keep_aspect);
+    let reduced = reduce(data, dtype, &geometry, config.reduce);
+    let range = choose_range(&reduced.grid, config.reduce, config.clip, config.range);
+    let colormap = config.colormap.unwrap_or_else(|| match range {
+        Some(r) if r.diverging => Colormap::diverging_default(),
+        _ => Colormap::sequential_default(),
+    });
+    let text = [
+        ("tensor", name.to_owned()),
+        ("dtype", dtype.name().to_owned()),
+        ("shape", format!("{shape:?}")),
+        ("reduce", config.reduce.name().to_owned()),
+        ("range", range_text(range)),
+    ];
+    let png = encode_png(
+        &reduced.grid,
+        geometry.grid_w(),
+        range,
+        &colormap.lut(),
+        config.nan_color,
+        &text,
+    )
+    .map_err(|reason| bad(format!("cannot encode png: {reason}")))?;
+    Ok(Heatmap {
+        geometry,
+        grid: reduced.grid,
+        range,
+        colormap,
+        stats: reduced.stats,
+        png,
+    })
+}
+
+fn range_text(range: Option<Range>) -> String {
+    match range {
+        Some(r) => format!("[{}, {}]", r.lo, r.hi),
+        None => "none".to_owned(),
+    }
+}
+
+/// What happened to one input.
+#[derive(Debug, Clone)]
+pub struct InputReport {
+    /// The input as given.
+    pub input: PathBuf,
+    /// The folder its files went to.
+    pub out_dir: PathBuf,
+    /// The manifest written (also when everything failed).
+    pub manifest: Manifest,
+    /// Notes that are not failures (e.g. shards not in the index).
+    pub warnings: Vec<String>,
+}
+
+impl InputReport {
+    /// Whether anything in this input failed.
+    pub fn failed(&self) -> bool {
+        !self.manifest.errors.is_empty()
+    }
+}
+
+/// Renders every input into `out`: with one input directly, with several each into
+/// `out/<stem of the input>/`. Errors are recorded per input and per tensor in the
+/// reports (and manifests); only an invalid configuration is returned as `Err`.
+pub fn render(inputs: &[PathBuf], out: &Path, config: &RenderConfig) -> Result<Vec<InputReport>> {
+    config.validate()?;
+    let dirs = output_dirs(inputs, out);
+    Ok(inputs
+        .iter()
+        .zip(dirs)
+        .map(|(input, dir)| render_input(input, &dir, config))
+        .collect())
+}
+
+/// `out` for a single input, else `out/<stem>` with `-2`, `-3` for repeated stems.
+fn output_dirs(inputs: &[PathBuf], out: &Path) -> Vec<PathBuf> {
+    if inputs.len() == 1 {
+        return vec![out.to_path_buf()];
+    }
+    let stems: Vec<String> = inputs.iter().map(|p| input_stem(p)).collect();
+    file_stems(stems.iter().map(String::as_str))
+        .into_iter()
+        .map(|s| out.join(s))
+        .collect()
+}
+
+/// `model.safetensors` → `model`; a folder → its name; an index → the model's name.
+fn input_stem(p: &Path) -> String {
+    let name = p
+        .canonicalize()
+        .ok()
+        .and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let name = name.strip_suffix(".index.json").unwrap_or(&name);
+    name.strip_suffix(".safetensors").unwrap_or(name).to_owned()
+}
+
+fn render_input(input: &Path, dir: &Path, config: &RenderConfig) -> InputReport {
+    let input_str = input.display().to_string();
+    let mut manifest = Manifest {
+        tensorheat: env!("CARGO_PKG_VERSION").to_owned(),
+        inputs: vec![input_str.clone()],
+        options: Options::from(config),
+        tensors: Vec::new(),
+        skipped: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut warnings = Vec::new();
+    let error = |name: Option<&str>, e: &Error| ErrorEntry {
+        input: input_str.clone(),
+        name: name.map(str::to_owned),
+        message: e.to_string(),
+    };
+    if let Err(e) = prepare_dir(dir) {
+        manifest.errors.push(error(None, &e));
+        return InputReport {
+            input: input.into(),
+            out_dir: dir.into(),
+            manifest,
+            warnings,
+        };
+    }
+    match Model::open(input, Access::Data) {
+        Err(e) => manifest.errors.push(error(None, &e)),
+        Ok(model) => {
+            warnings.extend(model.warnings.iter().cloned());
+            for e in &model.errors {
+                let name = match e {
+                    Error::Tensor { name, .. } => Some(name.as_str()),
+                    _ => None,
+                };
+                manifest.errors.push(error(name, e));
+            }
+            let mut jobs = Vec::new();
+            for &r in &model.tensors {
+                let (shard, t) = model.tensor(r);
+                let skip = |reason: &str| Skipped {
+                    name: t.name.clone(),
+                    source: shard.file_name(),
+                    dtype: t.dtype.name().to_owned(),
+                    reason: reason.to_owned(),
+                };
+                match &t.dtype {
+                    TensorDtype::Unknown(_) => manifest.skipped.push(skip("unsupported dtype")),
+                    TensorDtype::Known(_) if t.numel() == 0 => manifest.skipped.push(skip("empty")),
+                    TensorDtype::Known(d) => jobs.push((r, *d)),
+                }
+            }
+            let stems = file_stems(jobs.iter().map(|&(r, _)| model.tensor(r).1.name.as_str()));
+            let results: Vec<Result<TensorEntry>> = jobs
+                .par_iter()
+                .zip(&stems)
+                .map(|(&(r, dtype), stem)| render_tensor(&model, r, dtype, stem, dir, config))
+                .collect();
+            for ((r, _), res) in jobs.iter().zip(results) {
+                match res {
+                    Ok(entry) => manifest.tensors.push(entry),
+                    Err(e) => manifest
+                        .errors
+                        .push(error(Some(&model.tensor(*r).1.name), &e)),
+                }
+            }
+        }
+    }
+    if let Err(e) = write_manifest(dir, &manifest) {
+        manifest.errors.push(error(None, &e));
+    }
+    InputReport {
+        input: input.into(),
+        out_dir: dir.into(),
+        manifest,
+        warnings,
+    }
+}
+
+fn render_tensor(
+    model: &Model,
+    r: (usize, usize),
+    dtype: Dtype,
+    stem: &str,
+    dir: &Path,
+    config: &RenderConfig,
+) -> Result<TensorEntry> {
+    let (shard, t) = model.tensor(r);
+    let h = heatmap(&t.name, shard.data(t), dtype, &t.shape, config).map_err(|e| match e {
+        Error::Data { name, reason } => Error::Tensor {
+            path: shard.path.clone(),
+            name,
+            reason,
+        },
+        other => other,
+    })?;
+    let image = format!("{stem}.png");
+    write_atomic(dir, &image, &h.png)?;
+    let raw = if config.raw {
+        let name = format!("{stem}.npy");
+        let npy = encode_npy(&h.grid, h.geometry.grid_h(), h.geometry.grid_w());
+        write_atomic(dir, &name, &npy)?;
+        Some(name)
+    } else {
+        None
+    };
+    Ok(TensorEntry {
+        name: t.name.clone(),
+        source: shard.file_name(),
+        dtype: dtype.name().to_owned(),
+        shape: t.shape.clone(),
+        image,
+        raw,
+        grid: [h.geometry.grid_h(), h.geometry.grid_w()],
+        block: [h.geometry.bh, h.geometry.bw],
+        reduce: config.reduce.name().to_owned(),
+        colormap: h.colormap.name(),
+        range: h.range.map(|r| [r.lo, r.hi]),
+        stats: h.stats,
+    })
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(m).map_err(|e| Error::Option(e.to_string()))?;
+    json.push(b'\n');
+    write_atomic(dir, "manifest.json", &json)
+}

@@ -1,0 +1,402 @@
+//! Finding shards, memory-mapping them and validating their headers.
+//!
+//! Validation follows the reference `safetensors` implementation (header ≤ 100,000,000
+//! bytes and within the file, a JSON object, offsets contiguous from 0, sizes checked
+//! with overflow-checked arithmetic, file length exact), with one difference: a dtype
+//! string tensorheat does not know does not make the file unreadable. Such a tensor is
+//! kept with [`TensorDtype::Unknown`] so that it can be reported as skipped while the
+//! others render. The memory map is the crate's only `unsafe`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+
+/// Largest header the reference implementation accepts.
+pub const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// A tensor's dtype as written in the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TensorDtype {
+    /// A dtype tensorheat decodes.
+    Known(Dtype),
+    /// Any other string; the tensor is listed as skipped.
+    Unknown(String),
+}
+
+impl TensorDtype {
+    /// The dtype string as it appears in the header.
+    pub fn name(&self) -> &str {
+        match self {
+            TensorDtype::Known(d) => d.name(),
+            TensorDtype::Unknown(s) => s,
+        }
+    }
+}
+
+/// One tensor's header entry, validated.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: TensorDtype,
+    /// Shape (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// Byte range relative to the start of the data section.
+    pub data_offsets: (usize, usize),
+}
+
+impl TensorInfo {
+    /// Number of elements (cannot overflow: checked during validation).
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Size of the tensor's data in bytes.
+    pub fn nbytes(&self) -> usize {
+        self.data_offsets.1 - self.data_offsets.0
+    }
+}
+
+/// A parsed and validated header.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Tensors in file order of their data.
+    pub tensors: Vec<TensorInfo>,
+    /// The optional `__metadata__` string map.
+    pub metadata: Vec<(String, String)>,
+    /// Length in bytes of the JSON header.
+    pub header_len: usize,
+}
+
+/// An open, memory-mapped shard with a validated header.
+#[derive(Debug)]
+pub struct Shard {
+    /// Path of the file.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: Header,
+    mmap: Option<Mmap>,
+}
+
+impl Shard {
+    /// Opens, maps and validates a `.safetensors` file.
+    pub fn open(path: &Path) -> Result<Shard> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::Input {
+                path: path.into(),
+                reason: "is a directory, not a safetensors file".into(),
+            });
+        }
+        let len = meta.len();
+        if len < 8 {
+            return Err(Error::TooShort {
+                path: path.into(),
+                len,
+            });
+        }
+        // SAFETY: the map is read-only and lives as long as the `Shard`. Other processes
+        // modifying or truncating the file while it is mapped would be undefined
+        // behaviour (or SIGBUS); the README tells users not to do that, and the file
+        // length is checked against the header before any tensor data is touched.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let header = parse_header(path, &mmap)?;
+        Ok(Shard {
+            path: path.into(),
+            header,
+            mmap: Some(mmap),
+        })
+    }
+
+    /// Reads and validates only the header (for `list`), without mapping the data.
+    pub fn open_header(path: &Path) -> Result<Shard> {
+        use std::io::Read;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::Input {
+                path: path.into(),
+                reason: "is a directory, not a safetensors file".into(),
+            });
+        }
+        let len = meta.len();
+        if len < 8 {
+            return Err(Error::TooShort {
+                path: path.into(),
+                len,
+            });
+        }
+        let mut prefix = [0u8; 8];
+        file.read_exact(&mut prefix)
+            .map_err(|e| Error::io(path, e))?;
+        let n = check_header_len(path, u64::from_le_bytes(prefix), len)?;
+        let mut bytes = vec![0u8; 8 + n];
+        bytes[..8].copy_from_slice(&prefix);
+        file.read_exact(&mut bytes[8..])
+            .map_err(|e| Error::io(path, e))?;
+        let header = parse_header_with_len(path, &bytes, len)?;
+        Ok(Shard {
+            path: path.into(),
+            header,
+            mmap: None,
+        })
+    }
+
+    /// The bytes of one tensor of this shard (empty for a header-only shard).
+    pub fn data(&self, t: &TensorInfo) -> &[u8] {
+        let start = 8 + self.header.header_len;
+        self.mmap
+            .as_deref()
+            .and_then(|m| m.get(start + t.data_offsets.0..start + t.data_offsets.1))
+            .unwrap_or(&[])
+    }
+
+    /// The file name (for manifests and messages).
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+}
+
+fn check_header_len(path: &Path, n: u64, file_len: u64) -> Result<usize> {
+    let why = if n > MAX_HEADER_LEN {
+        format!("over the limit of {MAX_HEADER_LEN} bytes")
+    } else if n > file_len.saturating_sub(8) {
+        format!("past the end of the {file_len}-byte file")
+    } else {
+        return Ok(n as usize);
+    };
+    Err(Error::HeaderLength {
+        path: path.into(),
+        header_len: n,
+        why,
+    })
+}
+
+/// Parses and validates the header at the start of `file` (the whole file's bytes).
+pub fn parse_header(path: &Path, file: &[u8]) -> Result<Header> {
+    parse_header_with_len(path, file, file.len() as u64)
+}
+
+/// Like [`parse_header`] but for a buffer holding at least the 8-byte prefix and the
+/// header, from a file of `file_len` bytes.
+pub fn parse_header_with_len(path: &Path, buf: &[u8], file_len: u64) -> Result<Header> {
+    let Some(prefix) = buf.get(..8) else {
+        return Err(Error::TooShort {
+            path: path.into(),
+            len: file_len,
+        });
+    };
+    let mut p = [0u8; 8];
+    p.copy_from_slice(prefix);
+    let n = check_header_len(path, u64::from_le_bytes(p), file_len)?;
+    let Some(json) = buf.get(8..8 + n) else {
+        return Err(Error::HeaderLength {
+            path: path.into(),
+            header_len: n as u64,
+            why: "past the end of the data read".into(),
+        });
+    };
+    let bad = |reason: String| Error::Header {
+        path: path.into(),
+        reason,
+    };
+    let text = std::str::from_utf8(json).map_err(|e| bad(format!("not utf-8: {e}")))?;
+    let entries: Entries = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let mut metadata = Vec::new();
+    let mut tensors = Vec::with_capacity(entries.0.len());
+    let mut seen = HashSet::with_capacity(entries.0.len());
+    let mut seen_metadata = false;
+    for (name, value) in entries.0 {
+        if name == "__metadata__" {
+            if seen_metadata {
+                return Err(bad("duplicate \"__metadata__\"".into()));
+            }
+            seen_metadata = true;
+            metadata = parse_metadata(value).map_err(bad)?;
+            continue;
+        }
+        if !seen.insert(name.clone()) {
+            return Err(Error::Tensor {
+                path: path.into(),
+                name,
+                reason: "appears twice in the header".into(),
+            });
+        }
+        match parse_entry(&name, value) {
+            Ok(t) => tensors.push(t),
+            Err(reason) => {
+                return Err(Error::Tensor {
+                    path: path.into(),
+                    name,
+                    reason,
+                })
+            }
+        }
+    }
+    let data_len = validate_layout(path, &mut tensors)?;
+    let expected = 8 + n as u64 + data_len as u64;
+    if expected != file_len {
+        return Err(Error::FileLength {
+            path: path.into(),
+            expected,
+            actual: file_len,
+        });
+    }
+    Ok(Header {
+        tensors,
+        metadata,
+        header_len: n,
+    })
+}
+
+/// Checks that offsets tile the data section from 0 with no gap or overlap and that each
+/// known-dtype tensor's byte size matches its shape. Sorts `tensors` by offset. Returns
+/// the data section's length.
+fn validate_layout(path: &Path, tensors: &mut [TensorInfo]) -> Result<usize> {
+    tensors.sort_by_key(|t| t.data_offsets);
+    let mut end = 0usize;
+    for t in tensors.iter() {
+        let err = |reason: String| Error::Tensor {
+            path: path.into(),
+            name: t.name.clone(),
+            reason,
+        };
+        let (b, e) = t.data_offsets;
+        if b > e {
+            return Err(err(format!("data offsets [{b}, {e}] are reversed")));
+        }
+        if b != end {
+            let what = if b > end { "leave a gap" } else { "overlap" };
+            return Err(err(format!(
+                "data offsets [{b}, {e}] {what}: the previous tensor ends at {end}"
+            )));
+        }
+        let numel = t
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| err(format!("shape {:?} has too many elements", t.shape)))?;
+        if let TensorDtype::Known(d) = &t.dtype {
+            let want = numel
+                .checked_mul(d.size())
+                .ok_or_else(|| err(format!("shape {:?} has too many bytes", t.shape)))?;
+            if want != e - b {
+                return Err(err(format!(
+                    "{} shape {:?} needs {want} bytes but data offsets [{b}, {e}] hold {}",
+                    d,
+                    t.shape,
+                    e - b
+                )));
+            }
+        }
+        end = e;
+    }
+    Ok(end)
+}
+
+fn parse_metadata(value: Value) -> std::result::Result<Vec<(String, String)>, String> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                other => Err(format!(
+                    "\"__metadata__\" value for {k:?} is {}, not a string",
+                    json_kind(&other)
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "\"__metadata__\" is {}, not a string map",
+            json_kind(&other)
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn parse_entry(name: &str, value: Value) -> std::result::Result<TensorInfo, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("entry is {}, not an object", json_kind(&value)));
+    };
+    let dtype = match map.get("dtype") {
+        Some(Value::String(s)) => match Dtype::parse(s) {
+            Some(d) => TensorDtype::Known(d),
+            None => TensorDtype::Unknown(s.clone()),
+        },
+        Some(v) => return Err(format!("dtype is {}, not a string", json_kind(v))),
+        None => return Err("missing \"dtype\"".into()),
+    };
+    let shape = match map.get("shape") {
+        Some(v) => usize_list(v).ok_or("shape must be a list of non-negative integers")?,
+        None => return Err("missing \"shape\"".into()),
+    };
+    let offsets = match map.get("data_offsets") {
+        Some(v) => usize_list(v)
+            .filter(|o| o.len() == 2)
+            .ok_or("data_offsets must be two non-negative integers")?,
+        None => return Err("missing \"data_offsets\"".into()),
+    };
+    Ok(TensorInfo {
+        name: name.to_owned(),
+        dtype,
+        shape,
+        data_offsets: (offsets[0], offsets[1]),
+    })
+}
+
+fn usize_list(v: &Value) -> Option<Vec<usize>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_u64().and_then(|u| usize::try_from(u).ok()))
+        .collect()
+}
+
+/// The header's top-level entries in file order, keeping duplicates (which a map would
+/// silently merge) so that they can be reported.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<Entries, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+                while let Some(entry) = a.next_entry::<String, Value>()? {
+                    v.push(entry);
+                }
+                Ok(Entries(v))
+            }
+        }
+        d.deserialize_map(V).map_err(de::Error::custom)
+    }
+}
