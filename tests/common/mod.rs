@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: running the binary, writing safetensors
+//! files with the official `safetensors` crate, and reading `.npy`/manifest output.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+/// The `tensorheat` binary under test.
+pub fn bin() -> Command {
+    Command::cargo_bin("tensorheat").expect("binary built")
+}
+
+/// Path of a committed fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// One tensor to write: name, dtype, shape, little-endian bytes.
+pub struct T {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl T {
+    /// An F32 tensor from values.
+    pub fn f32(name: &str, shape: &[usize], values: &[f32]) -> T {
+        T {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// A BF16 tensor from f32 values (truncated to bf16).
+    pub fn bf16(name: &str, shape: &[usize], values: &[f32]) -> T {
+        T {
+            name: name.into(),
+            dtype: Dtype::BF16,
+            shape: shape.to_vec(),
+            data: values
+                .iter()
+                .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+                .collect(),
+        }
+    }
+}
+
+/// Writes tensors with the official safetensors serializer.
+pub fn write_safetensors(path: &Path, tensors: &[T]) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            let v = TensorView::new(t.dtype, t.shape.clone(), &t.data).expect("valid view");
+            (t.name.clone(), v)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).expect("write safetensors");
+}
+
+/// A deterministic pseudo-random stream (xorshift64*), normal-ish via the sum of uniforms.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Approximately standard normal (Irwin–Hall with 4 terms, rescaled).
+    pub fn normal(&mut self) -> f32 {
+        let s: f32 = (0..4).map(|_| self.uniform()).sum();
+        (s - 2.0) * 1.732
+    }
+}
+
+/// Reads a float32 `.npy` written by tensorheat: (shape, values).
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(path).expect("read npy");
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00", "npy magic");
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).expect("utf8 header");
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_txt = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape");
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().expect("dim"))
+        .collect();
+    let vals: Vec<f32> = b[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(vals.len(), shape.iter().product::<usize>());
+    (shape, vals)
+}
+
+/// Parses `DIR/manifest.json`.
+pub fn manifest(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest written");
+    serde_json::from_str(&text).expect("manifest is JSON")
+}
+
+/// Every file below `dir`, relative, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).expect("below").to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,292 @@
+//! The binary on committed fixtures (written by the official Python safetensors writer)
+//! against float64 expectations computed by numpy (`tests/fixtures/make_fixtures.py`):
+//! every dtype, rank 0 to 4, partial edge cells, NaN/Inf/subnormal values, unaligned
+//! data, each reduction. Both the `.npy` grid and the decoded PNG pixels are checked.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{bin, fixture, manifest, read_npy};
+use serde::Deserialize;
+use serde_json::Value;
+use tensorheat::colour::Colormap;
+
+#[derive(Deserialize)]
+struct Expected {
+    dtype: String,
+    shape: Vec<usize>,
+    stats: Option<ExpStats>,
+    grids: Option<BTreeMap<String, ExpGrid>>,
+    skipped: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExpStats {
+    count: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    std: Option<f64>,
+    nan: u64,
+    inf: u64,
+    zeros: u64,
+}
+
+#[derive(Deserialize)]
+struct ExpGrid {
+    block: [usize; 2],
+    grid: [usize; 2],
+    #[serde(flatten)]
+    reductions: BTreeMap<String, Vec<Vec<Option<f64>>>>,
+}
+
+type File = BTreeMap<String, Expected>;
+
+fn expected() -> BTreeMap<String, File> {
+    let text = std::fs::read_to_string(fixture("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("parse expected.json")
+}
+
+/// Command-line flags for an expectation key.
+fn size_flags(key: &str) -> Vec<String> {
+    let (flag, value) = key.split_once('=').expect("key is flag=value");
+    vec![format!("--{}", flag.replace('_', "-")), value.to_owned()]
+}
+
+fn close(got: f64, want: f64, scale: f64) -> bool {
+    (got - want).abs() <= 1e-6 * want.abs() + 1e-5 * scale
+}
+
+/// numpy's default (linear) percentile, written naively.
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let pos = p / 100.0 * (v.len() - 1) as f64;
+    let (k, f) = (pos.floor() as usize, pos - pos.floor());
+    if k + 1 < v.len() {
+        v[k] + (v[k + 1] - v[k]) * f
+    } else {
+        v[k]
+    }
+}
+
+/// The colour-range rule of DESIGN.md, re-derived from the expected grid.
+fn expected_range(cells: &[f64], signed: bool, clip: f64) -> (f64, f64) {
+    let mags: Vec<f64> = cells.iter().map(|v| v.abs()).collect();
+    let hi = percentile(mags.clone(), clip);
+    let (mn, mx) = cells
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if signed && mn < 0.0 && mx > 0.0 {
+        let v = if hi > 0.0 { hi } else { mn.abs().max(mx) };
+        return (-v, v);
+    }
+    let lo = percentile(mags, 100.0 - clip);
+    let lo = if lo > hi / 2.0 { lo } else { 0.0 };
+    if mx <= 0.0 {
+        (-hi, -lo)
+    } else {
+        (lo, hi)
+    }
+}
+
+fn check_png(dir: &Path, entry: &Value, want: &[Option<f64>], gw: usize, scale: f64) {
+    let img = image::open(dir.join(entry["image"].as_str().unwrap()))
+        .expect("decode png")
+        .to_rgb8();
+    assert_eq!(img.width() as usize, gw);
+    assert_eq!((img.width() * img.height()) as usize, want.len());
+    let lut = entry["colormap"]
+        .as_str()
+        .unwrap()
+        .parse::<Colormap>()
+        .unwrap()
+        .lut();
+    let range = &entry["range"];
+    for (k, w) in want.iter().enumerate() {
+        let px = img.get_pixel((k % gw) as u32, (k / gw) as u32).0;
+        match w {
+            None => assert_eq!(px, [255, 0, 255], "NaN cell {k} takes --nan-color"),
+            Some(v) => {
+                let (lo, hi) = (range[0].as_f64().unwrap(), range[1].as_f64().unwrap());
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                let bin = (t * 256.0).clamp(0.0, 255.0);
+                // Values within rounding of a bin edge may land in either neighbour.
+                let edge = (bin - bin.round()).abs() * (hi - lo) / 256.0 < 1e-5 * scale;
+                if !edge {
+                    assert_eq!(px, lut.0[bin as usize], "cell {k} value {v}");
+                }
+            }
+        }
+    }
+}
+
+fn run_file(file: &str, tensors: &File) {
+    let mut keys: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for t in tensors.values() {
+        for (key, g) in t.grids.iter().flatten() {
+            for r in g.reductions.keys() {
+                keys.insert((key.clone(), r.clone()), ());
+            }
+        }
+    }
+    for (key, reduce) in keys.keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        bin()
+            .arg("render")
+            .arg(fixture(file))
+            .arg("-o")
+            .arg(&out)
+            .args(["--raw", "--reduce", reduce])
+            .args(size_flags(key))
+            .assert()
+            .success();
+        let m = manifest(&out);
+        let entries: BTreeMap<&str, &Value> = m["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e))
+            .collect();
+        let skipped: Vec<&str> = m["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        for (name, t) in tensors {
+            let ctx = format!("{file} {name} {key} {reduce}");
+            if let Some(reason) = &t.skipped {
+                assert!(
+                    skipped.contains(&name.as_str()),
+                    "{ctx}: skipped ({reason})"
+                );
+                continue;
+            }
+            let e = entries
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("{ctx}: rendered"));
+            assert_eq!(e["dtype"], t.dtype.as_str(), "{ctx}");
+            assert_eq!(e["shape"], serde_json::json!(t.shape), "{ctx}");
+            let s = t.stats.as_ref().unwrap();
+            let scale = s.min.unwrap_or(0.0).abs().max(s.max.unwrap_or(0.0).abs());
+            check_stats(&e["stats"], s, scale, &ctx);
+            let Some(g) = t.grids.as_ref().and_then(|g| g.get(key)) else {
+                continue;
+            };
+            assert_eq!(e["block"], serde_json::json!(g.block), "{ctx}");
+            assert_eq!(e["grid"], serde_json::json!(g.grid), "{ctx}");
+            let Some(want) = g.reductions.get(reduce) else {
+                continue;
+            };
+            let want: Vec<Option<f64>> = want.iter().flatten().copied().collect();
+            let (shape, got) = read_npy(&out.join(e["raw"].as_str().unwrap()));
+            assert_eq!(shape, g.grid.to_vec(), "{ctx}");
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                match w {
+                    None => assert!(g.is_nan(), "{ctx}: cell {k} should be NaN, got {g}"),
+                    Some(w) => assert!(
+                        close(f64::from(*g), *w, scale),
+                        "{ctx}: cell {k}: got {g}, want {w}"
+                    ),
+                }
+            }
+            let finite: Vec<f64> = want.iter().flatten().copied().collect();
+            if !finite.is_empty() {
+                let signed = matches!(reduce.as_str(), "mean" | "max" | "min" | "sample");
+                let (lo, hi) = expected_range(&finite, signed, 99.5);
+                let r = &e["range"];
+                assert!(close(r[0].as_f64().unwrap(), lo, scale), "{ctx}: range lo");
+                assert!(close(r[1].as_f64().unwrap(), hi, scale), "{ctx}: range hi");
+                let cmap = e["colormap"].as_str().unwrap();
+                let diverging = lo < 0.0 && hi > 0.0;
+                assert_eq!(cmap, if diverging { "RdBu_r" } else { "viridis" }, "{ctx}");
+            }
+            check_png(&out, e, &want, g.grid[1], scale);
+        }
+    }
+}
+
+fn check_stats(got: &Value, want: &ExpStats, scale: f64, ctx: &str) {
+    for (k, w) in [
+        ("count", want.count),
+        ("nan", want.nan),
+        ("inf", want.inf),
+        ("zeros", want.zeros),
+    ] {
+        assert_eq!(got[k].as_u64(), Some(w), "{ctx}: stats.{k}");
+    }
+    for (k, w) in [
+        ("min", want.min),
+        ("max", want.max),
+        ("mean", want.mean),
+        ("std", want.std),
+    ] {
+        match w {
+            None => assert!(got[k].is_null(), "{ctx}: stats.{k} should be null"),
+            Some(w) => {
+                let g = got[k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{ctx}: stats.{k}"));
+                assert!(close(g, w, scale), "{ctx}: stats.{k}: got {g}, want {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_in_every_dtype_match_numpy() {
+    run_file(
+        "gradients.safetensors",
+        &expected()["gradients.safetensors"],
+    );
+}
+
+#[test]
+fn every_rank_and_odd_shape_matches_numpy() {
+    run_file("shapes.safetensors", &expected()["shapes.safetensors"]);
+}
+
+#[test]
+fn nan_inf_and_subnormals_match_numpy() {
+    run_file("special.safetensors", &expected()["special.safetensors"]);
+}
+
+#[test]
+fn unaligned_data_matches_numpy() {
+    run_file(
+        "unaligned.safetensors",
+        &expected()["unaligned.safetensors"],
+    );
+}
+
+#[test]
+fn png_text_chunks_describe_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    bin()
+        .arg("render")
+        .arg(fixture("gradients.safetensors"))
+        .arg("-o")
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let f = std::fs::File::open(tmp.path().join("grad_bf16.png")).unwrap();
+    let reader = png::Decoder::new(std::io::BufReader::new(f))
+        .read_info()
+        .unwrap();
+    let text: BTreeMap<String, String> = reader
+        .info()
+        .utf8_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.get_text().unwrap()))
+        .collect();
+    assert_eq!(text["tensor"], "grad_bf16");
+    assert_eq!(text["dtype"], "BF16");
+    assert_eq!(text["shape"], "[12, 20]");
+    assert_eq!(text["reduce"], "mean");
+    assert!(text["range"].starts_with("[-3.69"), "{}", text["range"]);
+}
