@@ -1,0 +1,399 @@
+//! The command line end to end: determinism across thread counts, hostile tensor names,
+//! several inputs, `list`, exit codes.
+
+mod common;
+
+use std::path::Path;
+
+use common::{bin, files_below, fixture, manifest, write_safetensors, Rng, T};
+use predicates::prelude::*;
+
+/// A small "model" with a few realistic tensors, a few MB in all.
+fn write_model(path: &Path) {
+    let mut rng = Rng::new(7);
+    let mut normal = |n: usize| (0..n).map(|_| rng.normal() * 0.02).collect::<Vec<f32>>();
+    write_safetensors(
+        path,
+        &[
+            T::bf16(
+                "model.layers.0.mlp.up_proj.weight",
+                &[1500, 700],
+                &normal(1500 * 700),
+            ),
+            T::f32(
+                "model.layers.0.self_attn.q_proj.weight",
+                &[512, 512],
+                &normal(512 * 512),
+            ),
+            T::bf16(
+                "model.layers.10.input_layernorm.weight",
+                &[700],
+                &normal(700),
+            ),
+            T::f32("model.embed_tokens.weight", &[3000, 64], &normal(3000 * 64)),
+        ],
+    );
+}
+
+fn render_all(input: &Path, out: &Path, extra: &[&str]) {
+    bin()
+        .arg("render")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--raw", "-q"])
+        .args(extra)
+        .assert()
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn output_is_byte_identical_for_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.safetensors");
+    write_model(&model);
+    for reduce in ["mean", "std", "absmax"] {
+        let (a, b) = (
+            tmp.path().join(format!("a-{reduce}")),
+            tmp.path().join(format!("b-{reduce}")),
+        );
+        render_all(
+            &model,
+            &a,
+            &[
+                "--threads",
+                "1",
+                "--reduce",
+                reduce,
+                "--max-size",
+                "300x200",
+            ],
+        );
+        render_all(
+            &model,
+            &b,
+            &[
+                "--threads",
+                "2",
+                "--reduce",
+                reduce,
+                "--max-size",
+                "300x200",
+            ],
+        );
+        let files = files_below(&a);
+        assert_eq!(files, files_below(&b));
+        assert_eq!(files.len(), 4 * 2 + 1);
+        for f in files {
+            assert_eq!(
+                std::fs::read(a.join(&f)).unwrap(),
+                std::fs::read(b.join(&f)).unwrap(),
+                "{f:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_names_stay_inside_the_output_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("evil.safetensors");
+    let long = "n".repeat(1000);
+    let names = [
+        "../../x",
+        "/etc/passwd",
+        "a/b/c",
+        "..",
+        ".",
+        "",
+        "ünïcödé/ä",
+        "nul\0byte",
+        "new\nline",
+        "CON",
+        "Name",
+        "name",
+        "NAME",
+        long.as_str(),
+    ];
+    let tensors: Vec<T> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| T::f32(n, &[2, 2], &[i as f32, 1.0, -1.0, 0.5]))
+        .collect();
+    write_safetensors(&model, &tensors);
+    let out = tmp.path().join("deep").join("out");
+    render_all(&model, &out, &[]);
+    // Only the model and the output folder exist around it.
+    let all = files_below(tmp.path());
+    let outside: Vec<_> = all
+        .iter()
+        .filter(|p| !p.starts_with("deep/out") && p.as_os_str() != "evil.safetensors")
+        .collect();
+    assert!(outside.is_empty(), "written outside: {outside:?}");
+    let inside = files_below(&out);
+    assert_eq!(inside.len(), 2 * names.len() + 1, "{inside:?}");
+    // Distinct files, one PNG per tensor, each listed in the manifest.
+    let m = manifest(&out);
+    let mut images: Vec<&str> = m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images.len(), names.len());
+    images.sort_unstable();
+    images.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    assert_eq!(images.len(), names.len(), "case-insensitively distinct");
+    for img in images {
+        assert!(out.join(img).is_file() && !img.contains('/') && !img.starts_with('.'));
+        assert!(img.len() <= 204, "{img}");
+    }
+}
+
+#[test]
+fn several_inputs_get_their_own_folders_and_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(fixture("gradients.safetensors"))
+        .arg(fixture("shapes.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let g = manifest(&out.join("gradients"));
+    assert_eq!(g["tensors"].as_array().unwrap().len(), 15);
+    assert_eq!(
+        g["inputs"][0].as_str().unwrap(),
+        fixture("gradients.safetensors").display().to_string()
+    );
+    let s = manifest(&out.join("shapes"));
+    let names: Vec<&str> = s["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cube", "hyper", "scalar", "tall", "vector", "wide"]);
+    assert_eq!(s["skipped"][0]["name"], "empty");
+    assert_eq!(s["skipped"][0]["reason"], "empty");
+    // 1-D tensors are one pixel tall; a scalar is one pixel.
+    let by_name = |n: &str| {
+        s["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_name("vector")["grid"], serde_json::json!([1, 37]));
+    assert_eq!(by_name("scalar")["grid"], serde_json::json!([1, 1]));
+    assert_eq!(by_name("hyper")["grid"], serde_json::json!([24, 5]));
+    let img = image::open(out.join("shapes").join("vector.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (37, 1));
+}
+
+#[test]
+fn manifest_has_exactly_the_documented_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    bin()
+        .arg("render")
+        .arg(fixture("special.safetensors"))
+        .arg("-o")
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let m = manifest(tmp.path());
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let mut top = keys(&m);
+    top.sort();
+    assert_eq!(
+        top,
+        [
+            "errors",
+            "inputs",
+            "options",
+            "skipped",
+            "tensorheat",
+            "tensors"
+        ]
+    );
+    let mut t = keys(&m["tensors"][0]);
+    t.sort();
+    assert_eq!(
+        t,
+        [
+            "block", "colormap", "dtype", "grid", "image", "name", "range", "raw", "reduce",
+            "shape", "source", "stats"
+        ]
+    );
+    let mut s = keys(&m["tensors"][0]["stats"]);
+    s.sort();
+    assert_eq!(
+        s,
+        ["count", "inf", "max", "mean", "min", "nan", "std", "zeros"]
+    );
+    assert_eq!(m["tensorheat"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(m["options"]["max_size"], serde_json::json!([1024, 1024]));
+    // An all-NaN tensor renders (magenta) with null statistics and no range.
+    let all_nan = m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "all_nan")
+        .unwrap();
+    assert!(all_nan["range"].is_null() && all_nan["stats"]["mean"].is_null());
+    assert_eq!(all_nan["stats"]["nan"], 9);
+}
+
+#[test]
+fn options_shape_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    bin()
+        .arg("render")
+        .arg(fixture("gradients.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "--block",
+            "4x5",
+            "--range=-1:1",
+            "--colormap",
+            "greys",
+            "--nan-color",
+            "00ff00",
+        ])
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let e = &m["tensors"][0];
+    assert_eq!(e["block"], serde_json::json!([4, 5]));
+    assert_eq!(e["grid"], serde_json::json!([3, 4]));
+    assert_eq!(e["range"], serde_json::json!([-1.0, 1.0]));
+    assert_eq!(e["colormap"], "Greys");
+    assert_eq!(m["options"]["block"], serde_json::json!([4, 5]));
+    assert!(m["options"]["max_size"].is_null());
+    // --keep-aspect: one block size for both axes.
+    let out2 = tmp.path().join("k");
+    bin()
+        .arg("render")
+        .arg(fixture("shapes.safetensors"))
+        .arg("-o")
+        .arg(&out2)
+        .args(["--max-size", "10", "--keep-aspect"])
+        .assert()
+        .success();
+    let m = manifest(&out2);
+    let tall = m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "tall")
+        .unwrap();
+    assert_eq!(tall["block"], serde_json::json!([110, 110]));
+    assert_eq!(tall["grid"], serde_json::json!([10, 1]));
+}
+
+#[test]
+fn list_reads_headers_and_prints_json() {
+    let out = bin()
+        .args(["list", "--json"])
+        .arg(fixture("unaligned.safetensors"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["total_params"], 5 * 7 + 3 * 9);
+    assert_eq!(v["total_bytes"], 5 * 7 * 2 + 3 * 9 * 4);
+    let t = &v["tensors"][0];
+    assert_eq!(t["name"], "odd_bf16");
+    assert_eq!(t["dtype"], "BF16");
+    assert_eq!(t["shape"], serde_json::json!([5, 7]));
+    assert_eq!(t["source"], "unaligned.safetensors");
+    assert_eq!(t["offset"], 139, "absolute file offset of the data");
+    assert_eq!(t["bytes"], 70);
+    bin()
+        .arg("list")
+        .arg(fixture("shapes.safetensors"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("wide").and(predicate::str::contains("total: 7 tensors")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    bin().assert().code(2);
+    bin().args(["render", "x.safetensors"]).assert().code(2);
+    bin()
+        .args(["render", "x.safetensors", "-o", "o", "--clip", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("clip"));
+    bin()
+        .args(["render", "x", "-o", "o", "--reduce", "median"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn missing_input_fails_but_others_render() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    bin()
+        .arg("render")
+        .arg(tmp.path().join("nope.safetensors"))
+        .arg(fixture("special.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("tensorheat: error:")
+                .and(predicate::str::contains("nope.safetensors")),
+        );
+    assert_eq!(
+        manifest(&out.join("special"))["tensors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let m = manifest(&out.join("nope"));
+    assert!(m["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope.safetensors"));
+}
+
+#[test]
+fn broken_pipe_on_stdout_exits_quietly() {
+    // `list` of more than a pipe buffer into a closed pipe: no panic message, no error.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("many.safetensors");
+    let tensors: Vec<T> = (0..3000)
+        .map(|i| T::f32(&format!("t.{i}"), &[1], &[1.0]))
+        .collect();
+    write_safetensors(&model, &tensors);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tensorheat"))
+        .arg("list")
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.code() == Some(0) || out.status.code().is_none(),
+        "{:?}",
+        out.status
+    );
+}

@@ -1,0 +1,183 @@
+//! Property tests of the block reduction against a naive float64 reference written here:
+//! random shapes and block sizes (so edge cells are partial), random NaN/±Inf members,
+//! all-NaN cells, every reduction, every element counted once, constant in → constant
+//! out, and identical results on 1 and 2 threads.
+
+use proptest::prelude::*;
+use tensorheat::reduce::reduce;
+use tensorheat::view::Geometry;
+use tensorheat::{Dtype, Reduction, Size};
+
+/// What the reference computes for one cell (finite members only).
+fn naive_cell(vals: &[f64], r: Reduction) -> f64 {
+    let f: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+    if f.is_empty() {
+        return f64::NAN;
+    }
+    let n = f.len() as f64;
+    let mean = f.iter().sum::<f64>() / n;
+    match r {
+        Reduction::Mean => mean,
+        Reduction::Rms => (f.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
+        Reduction::AbsMax => f.iter().fold(0.0, |a, v| a.max(v.abs())),
+        Reduction::Max => f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        Reduction::Min => f.iter().copied().fold(f64::INFINITY, f64::min),
+        Reduction::Std => (f.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt(),
+        Reduction::Sample => f[0],
+    }
+}
+
+fn naive_grid(m: &[f32], rows: usize, cols: usize, bh: usize, bw: usize, r: Reduction) -> Vec<f64> {
+    let (gh, gw) = (rows.div_ceil(bh), cols.div_ceil(bw));
+    let mut out = Vec::new();
+    for i in 0..gh {
+        for j in 0..gw {
+            let mut cell = Vec::new();
+            for y in i * bh..((i + 1) * bh).min(rows) {
+                for x in j * bw..((j + 1) * bw).min(cols) {
+                    cell.push(f64::from(m[y * cols + x]));
+                }
+            }
+            out.push(naive_cell(&cell, r));
+        }
+    }
+    out
+}
+
+fn bytes(m: &[f32]) -> Vec<u8> {
+    m.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn nz(n: usize) -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(n).unwrap()
+}
+
+/// A value that is usually an ordinary weight, sometimes NaN, ±Inf, zero or an outlier.
+fn element() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        20 => -3.0f32..3.0,
+        1 => Just(f32::NAN),
+        1 => Just(f32::INFINITY),
+        1 => Just(f32::NEG_INFINITY),
+        1 => Just(0.0f32),
+        1 => -1e4f32..1e4,
+    ]
+}
+
+fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f32>, usize, usize)> {
+    (1usize..40, 1usize..70, 1usize..9, 1usize..12).prop_flat_map(|(rows, cols, bh, bw)| {
+        (
+            Just(rows),
+            Just(cols),
+            prop::collection::vec(element(), rows * cols),
+            Just(bh),
+            Just(bw),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_reduction_matches_the_naive_reference((rows, cols, m, bh, bw) in matrix()) {
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        let data = bytes(&m);
+        for r in Reduction::ALL {
+            let got = reduce(&data, Dtype::F32, &geom, r).grid;
+            let want = naive_grid(&m, rows, cols, bh, bw, r);
+            prop_assert_eq!(got.len(), want.len());
+            for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                if w.is_nan() {
+                    prop_assert!(g.is_nan(), "{:?} cell {}: got {}, want NaN", r, k, g);
+                } else {
+                    // 1e-5 of the largest finite magnitude: the contract's accuracy bound.
+                    let scale = m.iter().filter(|v| v.is_finite()).fold(0f64, |a, v| a.max(f64::from(v.abs())));
+                    let tol = 1e-6 * w.abs() + 1e-5 * scale;
+                    prop_assert!((f64::from(g) - w).abs() <= tol, "{:?} cell {}: got {}, want {}", r, k, g, w);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stats_count_every_element_once((rows, cols, m, bh, bw) in matrix()) {
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        let s = reduce(&bytes(&m), Dtype::F32, &geom, Reduction::Mean).stats;
+        let finite: Vec<f64> = m.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v)).collect();
+        prop_assert_eq!(s.count, finite.len() as u64);
+        prop_assert_eq!(s.nan, m.iter().filter(|v| v.is_nan()).count() as u64);
+        prop_assert_eq!(s.inf, m.iter().filter(|v| v.is_infinite()).count() as u64);
+        prop_assert_eq!(s.zeros, m.iter().filter(|&&v| v == 0.0).count() as u64);
+        prop_assert_eq!(s.count + s.nan + s.inf, (rows * cols) as u64);
+        if let Some(mean) = s.mean {
+            let n = finite.len() as f64;
+            let want = finite.iter().sum::<f64>() / n;
+            let scale = finite.iter().fold(0f64, |a, v| a.max(v.abs()));
+            prop_assert!((mean - want).abs() <= 1e-5 * scale);
+            let var = finite.iter().map(|v| (v - want) * (v - want)).sum::<f64>() / n;
+            prop_assert!((s.std.unwrap() - var.sqrt()).abs() <= 1e-5 * scale);
+            prop_assert_eq!(s.min, finite.iter().copied().reduce(f64::min));
+            prop_assert_eq!(s.max, finite.iter().copied().reduce(f64::max));
+        } else {
+            prop_assert!(finite.is_empty());
+        }
+    }
+
+    #[test]
+    fn grid_size_follows_the_formula(rows in 1usize..5000, cols in 1usize..5000, h in 1usize..300, w in 1usize..300, keep in any::<bool>()) {
+        let g = Geometry::new(rows, cols, Size::MaxSize(nz(h), nz(w)), keep);
+        let (mut bh, mut bw) = (rows.div_ceil(h), cols.div_ceil(w));
+        if keep {
+            bh = bh.max(bw);
+            bw = bh;
+        }
+        prop_assert_eq!((g.bh, g.bw), (bh, bw));
+        prop_assert_eq!((g.grid_h(), g.grid_w()), (rows.div_ceil(bh), cols.div_ceil(bw)));
+        prop_assert!(g.grid_h() <= h && g.grid_w() <= w || keep);
+        // Every source row lands in exactly one grid row.
+        let covered: usize = (0..g.grid_h()).map(|i| g.row_range(i).len()).sum();
+        prop_assert_eq!(covered, rows);
+    }
+
+    #[test]
+    fn constant_matrix_gives_constant_grid(rows in 1usize..50, cols in 1usize..50, bh in 1usize..9, bw in 1usize..9, c in -100f32..100.0) {
+        let m = vec![c; rows * cols];
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        let data = bytes(&m);
+        for r in [Reduction::Mean, Reduction::Max, Reduction::Min, Reduction::Sample] {
+            prop_assert!(reduce(&data, Dtype::F32, &geom, r).grid.iter().all(|&v| v == c));
+        }
+        prop_assert!(reduce(&data, Dtype::F32, &geom, Reduction::Std).grid.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn one_and_two_threads_agree_bit_for_bit((rows, cols, m, bh, bw) in matrix()) {
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        let data = bytes(&m);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| reduce(&data, Dtype::F32, &geom, Reduction::Std))
+        };
+        let (a, b) = (run(1), run(2));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&a.grid), bits(&b.grid));
+        prop_assert_eq!(a.stats, b.stats);
+    }
+}
+
+/// Data whose mean is far from zero relative to its spread: sums relative to a shift keep
+/// the variance exact where naive Σx² − (Σx)²/n in f32 would be noise.
+#[test]
+fn std_survives_a_large_offset() {
+    let m: Vec<f32> = (0..4096)
+        .map(|i| 1000.0 + ((i % 7) as f32 - 3.0) * 1e-2)
+        .collect();
+    let geom = Geometry::new(64, 64, Size::Block(nz(64), nz(64)), false);
+    let got = reduce(&bytes(&m), Dtype::F32, &geom, Reduction::Std).grid[0];
+    let want = naive_grid(&m, 64, 64, 64, 64, Reduction::Std)[0];
+    assert!(
+        (f64::from(got) - want).abs() < 1e-4 * want,
+        "{got} vs {want}"
+    );
+}
