@@ -80,11 +80,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Writes `dir/file_name` atomically: into a temporary file in `dir`, then renamed.
 pub fn write_atomic(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
     let target = dir.join(file_name);
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX).suffix(".tmp");
+    // Temporary files default to 0600; results should get the usual 0666 & !umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         w.write_all(bytes)

@@ -397,3 +397,24 @@ fn broken_pipe_on_stdout_exits_quietly() {
         out.status
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_are_readable_by_others_like_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    render_all(&fixture("special.safetensors"), &out, &[]);
+    // A file created the ordinary way gets 0666 & !umask; outputs must match it, not the
+    // 0600 of a temporary file.
+    let plain = tmp.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let want = std::fs::metadata(&plain).unwrap().permissions().mode();
+    for f in files_below(&out) {
+        let mode = std::fs::metadata(out.join(&f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode, want, "{f:?}: {mode:o}");
+    }
+}
