@@ -97,6 +97,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The tensor this error is about, if it is about one.
+    pub fn tensor_name(&self) -> Option<&str> {
+        match self {
+            Error::Tensor { name, .. } | Error::Data { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -189,15 +189,11 @@ fn render_input(input: &Path, dir: &Path, config: &RenderConfig) -> InputReport 
         };
     }
     match Model::open(input, Access::Data) {
-        Err(e) => manifest.errors.push(error(None, &e)),
+        Err(e) => manifest.errors.push(error(e.tensor_name(), &e)),
         Ok(model) => {
             warnings.extend(model.warnings.iter().cloned());
             for e in &model.errors {
-                let name = match e {
-                    Error::Tensor { name, .. } => Some(name.as_str()),
-                    _ => None,
-                };
-                manifest.errors.push(error(name, e));
+                manifest.errors.push(error(e.tensor_name(), e));
             }
             let mut jobs = Vec::new();
             for &r in &model.tensors {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::dtype::Dtype;
@@ -171,9 +172,9 @@ impl Shard {
 
 fn check_header_len(path: &Path, n: u64, file_len: u64) -> Result<usize> {
     let why = if n > MAX_HEADER_LEN {
-        format!("over the limit of {MAX_HEADER_LEN} bytes")
+        format!("over the limit of {MAX_HEADER_LEN} bytes (not a safetensors file?)")
     } else if n > file_len.saturating_sub(8) {
-        format!("past the end of the {file_len}-byte file")
+        format!("past the end of the {file_len}-byte file (not a safetensors file, or truncated?)")
     } else {
         return Ok(n as usize);
     };
@@ -224,6 +225,7 @@ pub fn parse_header_with_len(path: &Path, buf: &[u8], file_len: u64) -> Result<H
                 return Err(bad("duplicate \"__metadata__\"".into()));
             }
             seen_metadata = true;
+            let value = serde_json::from_str(value.get()).map_err(|e| bad(e.to_string()))?;
             metadata = parse_metadata(value).map_err(bad)?;
             continue;
         }
@@ -245,8 +247,8 @@ pub fn parse_header_with_len(path: &Path, buf: &[u8], file_len: u64) -> Result<H
             }
         }
     }
-    let data_len = validate_layout(path, &mut tensors)?;
-    let expected = 8 + n as u64 + data_len as u64;
+    let data_len = validate_layout(path, &mut tensors, 8 + n as u64, file_len)?;
+    let expected = 8 + n as u64 + data_len;
     if expected != file_len {
         return Err(Error::FileLength {
             path: path.into(),
@@ -262,9 +264,16 @@ pub fn parse_header_with_len(path: &Path, buf: &[u8], file_len: u64) -> Result<H
 }
 
 /// Checks that offsets tile the data section from 0 with no gap or overlap and that each
-/// known-dtype tensor's byte size matches its shape. Sorts `tensors` by offset. Returns
+/// known-dtype tensor's byte size matches its shape and that no tensor ends past the end
+/// of the `file_len`-byte file whose data section starts at `header_end`. Sorts `tensors` by offset. Returns
 /// the data section's length.
-fn validate_layout(path: &Path, tensors: &mut [TensorInfo]) -> Result<usize> {
+fn validate_layout(
+    path: &Path,
+    tensors: &mut [TensorInfo],
+    header_end: u64,
+    file_len: u64,
+) -> Result<u64> {
+    let data_cap = file_len - header_end;
     tensors.sort_by_key(|t| t.data_offsets);
     let mut end = 0usize;
     for t in tensors.iter() {
@@ -276,6 +285,12 @@ fn validate_layout(path: &Path, tensors: &mut [TensorInfo]) -> Result<usize> {
         let (b, e) = t.data_offsets;
         if b > e {
             return Err(err(format!("data offsets [{b}, {e}] are reversed")));
+        }
+        if e as u64 > data_cap {
+            return Err(err(format!(
+                "data offsets [{b}, {e}] end at byte {}, past the end of the {file_len}-byte file",
+                (e as u64).saturating_add(header_end)
+            )));
         }
         if b != end {
             let what = if b > end { "leave a gap" } else { "overlap" };
@@ -303,7 +318,7 @@ fn validate_layout(path: &Path, tensors: &mut [TensorInfo]) -> Result<usize> {
         }
         end = e;
     }
-    Ok(end)
+    Ok(end as u64)
 }
 
 fn parse_metadata(value: Value) -> std::result::Result<Vec<(String, String)>, String> {
@@ -337,11 +352,22 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn parse_entry(name: &str, value: Value) -> std::result::Result<TensorInfo, String> {
-    let Value::Object(map) = value else {
-        return Err(format!("entry is {}, not an object", json_kind(&value)));
-    };
-    let dtype = match map.get("dtype") {
+/// The fields of a tensor entry that tensorheat reads; others are ignored.
+#[derive(serde::Deserialize)]
+struct Fields {
+    dtype: Option<Value>,
+    shape: Option<Value>,
+    data_offsets: Option<Value>,
+}
+
+fn parse_entry(name: &str, raw: &RawValue) -> std::result::Result<TensorInfo, String> {
+    let map: Fields = serde_json::from_str(raw.get()).map_err(|e| {
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v) if !v.is_object() => format!("entry is {}, not an object", json_kind(&v)),
+            _ => format!("invalid header entry: {e}"),
+        }
+    })?;
+    let dtype = match &map.dtype {
         Some(Value::String(s)) => match Dtype::parse(s) {
             Some(d) => TensorDtype::Known(d),
             None => TensorDtype::Unknown(s.clone()),
@@ -349,11 +375,11 @@ fn parse_entry(name: &str, value: Value) -> std::result::Result<TensorInfo, Stri
         Some(v) => return Err(format!("dtype is {}, not a string", json_kind(v))),
         None => return Err("missing \"dtype\"".into()),
     };
-    let shape = match map.get("shape") {
+    let shape = match &map.shape {
         Some(v) => usize_list(v).ok_or("shape must be a list of non-negative integers")?,
         None => return Err("missing \"shape\"".into()),
     };
-    let offsets = match map.get("data_offsets") {
+    let offsets = match &map.data_offsets {
         Some(v) => usize_list(v)
             .filter(|o| o.len() == 2)
             .ok_or("data_offsets must be two non-negative integers")?,
@@ -375,23 +401,25 @@ fn usize_list(v: &Value) -> Option<Vec<usize>> {
 }
 
 /// The header's top-level entries in file order, keeping duplicates (which a map would
-/// silently merge) so that they can be reported.
-struct Entries(Vec<(String, Value)>);
+/// silently merge) so that they can be reported. Values stay unparsed slices of the
+/// header until each is read into [`Fields`], so a header of a million tensors costs
+/// little more than its own size.
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
 
-impl<'de> serde::Deserialize<'de> for Entries {
+impl<'de> serde::Deserialize<'de> for Entries<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Entries;
+            type Value = Entries<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(
                 self,
                 mut a: A,
-            ) -> std::result::Result<Entries, A::Error> {
+            ) -> std::result::Result<Entries<'de>, A::Error> {
                 let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
-                while let Some(entry) = a.next_entry::<String, Value>()? {
+                while let Some(entry) = a.next_entry::<String, &'de RawValue>()? {
                     v.push(entry);
                 }
                 Ok(Entries(v))

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: running the binary, writing safetensors
 //! files with the official `safetensors` crate, and reading `.npy`/manifest output.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 
