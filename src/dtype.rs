@@ -195,6 +195,7 @@ pub const CHUNK: usize = 512;
 ///
 /// `bytes.len()` must equal `out.len() * dtype.size()`; `out.len()` must be at most
 /// [`CHUNK`] (F16 uses a stack scratch of that size).
+#[inline(always)]
 pub fn decode(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
     debug_assert_eq!(bytes.len(), out.len() * dtype.size());
     fn each<const N: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn([u8; N]) -> f32) {

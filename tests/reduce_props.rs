@@ -65,7 +65,14 @@ fn element() -> impl Strategy<Value = f32> {
 }
 
 fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f32>, usize, usize)> {
-    (1usize..40, 1usize..70, 1usize..9, 1usize..12).prop_flat_map(|(rows, cols, bh, bw)| {
+    prop_oneof![
+        // Narrow blocks (the vertical kernel), tiles of several cells.
+        (1usize..40, 1usize..70, 1usize..20, 1usize..12),
+        // Blocks of up to 300 columns, around the 256-column switch to the horizontal
+        // kernel, and runs longer than one decode chunk.
+        (1usize..5, 200usize..2000, 1usize..4, 200usize..1100),
+    ]
+    .prop_flat_map(|(rows, cols, bh, bw)| {
         (
             Just(rows),
             Just(cols),

@@ -1,0 +1,82 @@
+//! Decode + reduce kernels per dtype, and the colour + PNG stage, on in-memory data.
+//!
+//! `cargo bench --bench kernels`. Throughput is reported in bytes of tensor data (or of
+//! grid cells for the encoding stage) per second.
+
+use std::num::NonZeroUsize;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tensorheat::colour::{choose_range, Colormap};
+use tensorheat::output::encode_png;
+use tensorheat::reduce::reduce;
+use tensorheat::view::Geometry;
+use tensorheat::{Dtype, Reduction, Rgb, Size};
+
+/// Pseudo-random bytes that decode to ordinary finite weights in every dtype.
+fn weights(dtype: Dtype, n: usize) -> Vec<u8> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut out = Vec::with_capacity(n * dtype.size());
+    for _ in 0..n {
+        let r = next();
+        let w = ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
+        match dtype {
+            Dtype::BF16 => out.extend_from_slice(&((w.to_bits() >> 16) as u16).to_le_bytes()),
+            Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(w).to_le_bytes()),
+            Dtype::F32 => out.extend_from_slice(&w.to_le_bytes()),
+            // Any E4M3 code but NaN.
+            _ => out.push(((r & 0xff) as u8).min(0x7e) | ((r >> 8) as u8 & 0x80)),
+        }
+    }
+    out
+}
+
+fn kernels(c: &mut Criterion) {
+    let (rows, cols) = (4096, 4096);
+    let mut g = c.benchmark_group("reduce");
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+        let data = weights(dtype, rows * cols);
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        for max in [256, 1024, 8] {
+            let n = NonZeroUsize::new(max).unwrap();
+            let geom = Geometry::new(rows, cols, Size::MaxSize(n, n), false);
+            let id = BenchmarkId::new(dtype.name(), format!("max{max}"));
+            g.bench_with_input(id, &data, |b, d| {
+                b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let n = NonZeroUsize::new(1024).unwrap();
+    let geom = Geometry::new(4096, 4096, Size::MaxSize(n, n), false);
+    let data = weights(Dtype::BF16, 4096 * 4096);
+    let grid = reduce(&data, Dtype::BF16, &geom, Reduction::Mean).grid;
+    let lut = Colormap::diverging_default().lut();
+    let mut g = c.benchmark_group("colour+png");
+    g.throughput(Throughput::Elements(grid.len() as u64));
+    g.bench_function("1024x1024", |b| {
+        b.iter(|| {
+            let range = choose_range(&grid, Reduction::Mean, 99.5, None);
+            encode_png(&grid, 1024, range, &lut, Rgb([255, 0, 255]), &[]).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = kernels, encoding
+}
+criterion_main!(benches);

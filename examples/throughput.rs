@@ -1,0 +1,269 @@
+//! Measures rendering speed against the machine's own read ceiling, in one process.
+//!
+//! ```text
+//! cargo run --release --example throughput -- [--gib G] [--dtype bf16|f16|f32|f8]
+//!     [--max-size N] [--runs N] [--threads N] [--single]
+//! ```
+//!
+//! Writes a synthetic model of about G GiB (default 2) with the shapes of real LLM layers
+//! (4096×4096, 14336×4096, 4096×14336, a 128256×4096 embedding, 1-D norms) into a
+//! temporary folder, or with `--single` one square tensor of that size. Then, alternating,
+//! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
+//! over the same memory map on all cores; (b) a full `tensorheat::render` with the given
+//! options. Prints the median GB/s of each, their ratio, and the peak heap during (b),
+//! from a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufWriter, Write};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tensorheat::{RenderConfig, Size};
+
+/// Counts live heap bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwards the caller's layout to the system allocator unchanged.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` was allocated by `alloc` above with this layout.
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+struct Args {
+    gib: f64,
+    dtype: String,
+    max_size: usize,
+    runs: usize,
+    threads: Option<usize>,
+    single: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        gib: 2.0,
+        dtype: "bf16".into(),
+        max_size: 1024,
+        runs: 5,
+        threads: None,
+        single: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_default();
+        match k.as_str() {
+            "--gib" => a.gib = v().parse().unwrap_or(a.gib),
+            "--dtype" => a.dtype = v(),
+            "--max-size" => a.max_size = v().parse().unwrap_or(a.max_size),
+            "--runs" => a.runs = v().parse().unwrap_or(a.runs),
+            "--threads" => a.threads = v().parse().ok(),
+            "--single" => a.single = true,
+            other => eprintln!("ignoring unknown argument {other:?}"),
+        }
+    }
+    a
+}
+
+/// Makes one element's little-endian bytes (the first `size` of four) from 64 random bits.
+type Gen = fn(u64) -> [u8; 4];
+
+/// (safetensors dtype, bytes per element, element generator).
+fn dtype_info(name: &str) -> (&'static str, usize, Gen) {
+    fn normalish(r: u64) -> f32 {
+        // Sum of four 16-bit uniforms: roughly normal, scaled like a weight.
+        let s: u32 = (0..4).map(|i| ((r >> (16 * i)) & 0xffff) as u32).sum();
+        (s as f32 / 65536.0 - 2.0) * 0.035
+    }
+    match name {
+        "f32" => ("F32", 4, |r| normalish(r).to_le_bytes()),
+        "f16" => ("F16", 2, |r| {
+            let b = half::f16::from_f32(normalish(r)).to_le_bytes();
+            [b[0], b[1], 0, 0]
+        }),
+        "f8" => ("F8_E4M3", 1, |r| {
+            // Any code but the two NaNs (S.1111.111).
+            let c = (r & 0xff) as u8;
+            [if c & 0x7f == 0x7f { c - 1 } else { c }, 0, 0, 0]
+        }),
+        _ => ("BF16", 2, |r| {
+            let b = ((normalish(r).to_bits() + 0x8000) >> 16) as u16;
+            let b = b.to_le_bytes();
+            [b[0], b[1], 0, 0]
+        }),
+    }
+}
+
+/// Tensor shapes adding up to about `bytes` for elements of `size` bytes.
+fn shapes(bytes: u64, size: usize, single: bool) -> Vec<(String, Vec<usize>)> {
+    if single {
+        let side = ((bytes / size as u64) as f64).sqrt() as usize;
+        return vec![("weight".into(), vec![side, side])];
+    }
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![128256, 4096])];
+    let layer = [
+        ("self_attn.q_proj.weight", vec![4096, 4096]),
+        ("self_attn.o_proj.weight", vec![4096, 4096]),
+        ("mlp.gate_proj.weight", vec![14336, 4096]),
+        ("mlp.down_proj.weight", vec![4096, 14336]),
+        ("input_layernorm.weight", vec![4096]),
+    ];
+    let total = |v: &[(String, Vec<usize>)]| -> u64 {
+        v.iter()
+            .map(|(_, s)| s.iter().product::<usize>() as u64 * size as u64)
+            .sum()
+    };
+    if total(&out) > bytes {
+        // Small runs: drop the embedding and keep whole layers only.
+        out.clear();
+    }
+    'layers: for l in 0.. {
+        for (n, s) in &layer {
+            let next = s.iter().product::<usize>() as u64 * size as u64;
+            if total(&out) + next > bytes && !out.is_empty() {
+                break 'layers;
+            }
+            out.push((format!("model.layers.{l}.{n}"), s.clone()));
+        }
+    }
+    out
+}
+
+fn write_model(path: &Path, gib: f64, dtype: &str, single: bool) -> std::io::Result<u64> {
+    let (name, size, gen) = dtype_info(dtype);
+    let target = (gib * (1u64 << 30) as f64) as u64;
+    let tensors = shapes(target, size, single);
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (n, s) in &tensors {
+        let bytes = s.iter().product::<usize>() as u64 * size as u64;
+        header.insert(
+            n.clone(),
+            serde_json::json!({"dtype": name, "shape": s, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut h = serde_json::to_vec(&header)?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut w = BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
+    w.write_all(&(h.len() as u64).to_le_bytes())?;
+    w.write_all(&h)?;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut left = offset / size as u64;
+    while left > 0 {
+        buf.clear();
+        let n = left.min((1 << 20) / size as u64);
+        for _ in 0..n {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            buf.extend_from_slice(&gen(state)[..size]);
+        }
+        w.write_all(&buf)?;
+        left -= n;
+    }
+    w.flush()?;
+    Ok(8 + h.len() as u64 + offset)
+}
+
+/// The read ceiling: sum every u64 word of the mapped file on all cores.
+fn read_ceiling(path: &Path) -> std::io::Result<(f64, u64)> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: read-only map of a file this process wrote and does not modify.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let t = Instant::now();
+    let sum = map
+        .par_chunks(1 << 20)
+        .map(|c| {
+            c.chunks_exact(8)
+                .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+                .fold(0u64, u64::wrapping_add)
+        })
+        .reduce(|| 0, u64::wrapping_add);
+    Ok((t.elapsed().as_secs_f64(), sum))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse_args();
+    if let Some(n) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("model.safetensors");
+    let bytes = write_model(&model, a.gib, &a.dtype, a.single)?;
+    let n = NonZeroUsize::new(a.max_size).unwrap_or(NonZeroUsize::MIN);
+    let config = RenderConfig {
+        size: Size::MaxSize(n, n),
+        ..RenderConfig::default()
+    };
+    let out = dir.path().join("out");
+    let gb = bytes as f64 / 1e9;
+    println!(
+        "model: {:.2} GB {} ({}), max-size {}, {} threads, {} runs",
+        gb,
+        a.dtype,
+        if a.single {
+            "one tensor"
+        } else {
+            "LLM layer shapes"
+        },
+        a.max_size,
+        rayon::current_num_threads(),
+        a.runs
+    );
+    // Warm the page cache once.
+    read_ceiling(&model)?;
+    let (mut read, mut render, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..a.runs {
+        let (secs, sum) = read_ceiling(&model)?;
+        std::hint::black_box(sum);
+        read.push(gb / secs);
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let t = Instant::now();
+        let reports = tensorheat::render(std::slice::from_ref(&model), &out, &config)?;
+        render.push(gb / t.elapsed().as_secs_f64());
+        peaks.push(PEAK.load(Ordering::Relaxed) - base);
+        if let Some(e) = reports.iter().flat_map(|r| &r.manifest.errors).next() {
+            anyhow::bail!("render failed: {}", e.message);
+        }
+    }
+    let (r, w) = (median(&mut read), median(&mut render));
+    let peak = peaks.iter().copied().max().unwrap_or(0);
+    println!("read ceiling  {r:7.2} GB/s (median)");
+    println!("render        {w:7.2} GB/s (median)");
+    println!("ratio         {:7.2}", w / r);
+    println!(
+        "peak heap     {:7.1} MiB during render",
+        peak as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
