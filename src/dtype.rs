@@ -125,48 +125,6 @@ impl std::fmt::Display for Dtype {
     }
 }
 
-/// Bit pattern of the `f32` equal to an 8-bit float code with `man` mantissa bits and
-/// exponent `bias`. `ieee` formats (E5M2) use the top exponent for Inf/NaN; the "fn"
-/// format (E4M3) has no infinities and only `S.1111.111` is NaN.
-const fn minifloat_bits(code: u8, man: u32, bias: i32, ieee: bool) -> u32 {
-    let sign = ((code >> 7) as u32) << 31;
-    let e = ((code & 0x7f) >> man) as i32;
-    let m = (code as u32) & ((1 << man) - 1);
-    let emax = (1i32 << (7 - man)) - 1;
-    if ieee && e == emax {
-        return if m == 0 {
-            sign | 0x7f80_0000
-        } else {
-            0x7fc0_0000
-        };
-    }
-    if !ieee && e == emax && m == (1 << man) - 1 {
-        return 0x7fc0_0000;
-    }
-    if e == 0 {
-        if m == 0 {
-            return sign;
-        }
-        // Subnormal: m · 2^(1 - bias - man); normalise around m's highest set bit p.
-        let p = 31 - m.leading_zeros();
-        let exp = p as i32 + 1 - bias - man as i32 + 127;
-        let frac = (m - (1 << p)) << (23 - p);
-        return sign | ((exp as u32) << 23) | frac;
-    }
-    let exp = (e - bias + 127) as u32;
-    sign | (exp << 23) | (m << (23 - man))
-}
-
-const fn f8_table(man: u32, bias: i32, ieee: bool) -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = minifloat_bits(i as u8, man, bias, ieee);
-        i += 1;
-    }
-    t
-}
-
 const fn e8m0_table() -> [u32; 256] {
     let mut t = [0u32; 256];
     let mut b = 0;
@@ -183,9 +141,47 @@ const fn e8m0_table() -> [u32; 256] {
     t
 }
 
-static E4M3: [u32; 256] = f8_table(3, 7, false);
-static E5M2: [u32; 256] = f8_table(2, 15, true);
 static E8M0: [u32; 256] = e8m0_table();
+
+/// F8_E4M3 ("fn": no infinities, `S.1111.111` is NaN) to f32, branch-free.
+#[inline(always)]
+fn e4m3(c: u8) -> f32 {
+    let c = u32::from(c);
+    let sign = (c & 0x80) << 24;
+    let em = c & 0x7f;
+    // Normal: move exponent and mantissa into place and re-bias the exponent by 127 - 7.
+    let normal = f32::from_bits(sign | ((em << 20) + (120 << 23)));
+    // Subnormal (exponent 0): m · 2^-9.
+    let sub = f32::from_bits(sign | (em as f32 * (1.0 / 512.0)).to_bits());
+    let v = if em < 8 { sub } else { normal };
+    if em == 0x7f {
+        f32::NAN
+    } else {
+        v
+    }
+}
+
+/// F8_E5M2 (IEEE-like: exponent 31 is Inf/NaN) to f32, branch-free.
+#[inline(always)]
+fn e5m2(c: u8) -> f32 {
+    let c = u32::from(c);
+    let sign = (c & 0x80) << 24;
+    let em = c & 0x7f;
+    let normal = f32::from_bits(sign | ((em << 21) + (112 << 23)));
+    let sub = f32::from_bits(sign | (em as f32 * (1.0 / 65536.0)).to_bits());
+    let special = if em == 0x7c {
+        f32::from_bits(sign | 0x7f80_0000)
+    } else {
+        f32::NAN
+    };
+    if em < 4 {
+        sub
+    } else if em >= 0x7c {
+        special
+    } else {
+        normal
+    }
+}
 
 /// Largest number of elements [`decode`] is meant to handle at once: a run this long
 /// fits its scratch buffer in L1 alongside the source bytes.
@@ -214,8 +210,9 @@ pub fn decode(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
         Dtype::Bool => each(bytes, out, |[b]| f32::from(u8::from(b != 0))),
         Dtype::U8 => each(bytes, out, |[b]| f32::from(b)),
         Dtype::I8 => each(bytes, out, |b| f32::from(i8::from_le_bytes(b))),
-        Dtype::F8E4M3 => table(bytes, out, &E4M3),
-        Dtype::F8E5M2 => table(bytes, out, &E5M2),
+        // Arithmetic rather than a table lookup, so that the loop vectorises.
+        Dtype::F8E4M3 => each(bytes, out, |[c]| e4m3(c)),
+        Dtype::F8E5M2 => each(bytes, out, |[c]| e5m2(c)),
         Dtype::F8E8M0 => table(bytes, out, &E8M0),
         Dtype::I16 => each(bytes, out, |b| f32::from(i16::from_le_bytes(b))),
         Dtype::U16 => each(bytes, out, |b| f32::from(u16::from_le_bytes(b))),
