@@ -7,7 +7,7 @@
 //! for up to 16 rows in registers (no store per element) and then adds each cell's
 //! columns to it; for wide blocks a *horizontal* one folds each cell's run in 16 `f32`
 //! lanes. Runs with no NaN/Inf take a branch-free path. Per-cell state is kept as a
-//! struct of arrays ([`Band`]) so that the per-cell work vectorises too: with 4 × 4
+//! struct of arrays (`Band`) so that the per-cell work vectorises too: with 4 × 4
 //! blocks there are as many cells as 16-element runs. Sums are of `x - shift`, the
 //! cell's first finite value, which keeps variances exact for data far from zero; a cell
 //! stays within ~1e-6 of a float64 reference. The kernels are compiled for AVX-512 and
@@ -169,8 +169,50 @@ pub struct Reduced {
 /// # Panics
 /// If `data.len()` is not `rows × cols × dtype.size()` (validated headers guarantee it).
 pub fn reduce(data: &[u8], dtype: Dtype, geom: &Geometry, reduction: Reduction) -> Reduced {
+    reduce_scaled(data, dtype, None, geom, reduction)
+}
+
+/// Block scales applied while reading: `w[i, j] = q[i, j] × s[i / bh, j / bw]`, as in
+/// DeepSeek-style FP8 checkpoints (`<name>_scale_inv`).
+#[derive(Debug, Clone, Copy)]
+pub struct Scale<'a> {
+    /// The scale tensor's bytes, `rows × cols` elements of `dtype`.
+    pub data: &'a [u8],
+    /// The scale tensor's dtype (F32, BF16, F8_E8M0, ...).
+    pub dtype: Dtype,
+    /// Scale rows: `ceil(weight rows / bh)`.
+    pub rows: usize,
+    /// Scale columns: `ceil(weight cols / bw)`.
+    pub cols: usize,
+    /// Weight rows per scale.
+    pub bh: usize,
+    /// Weight columns per scale.
+    pub bw: usize,
+}
+
+/// [`reduce`] with optional block scales multiplied in as the data streams by.
+///
+/// # Panics
+/// If `data.len()` does not fit `geom` and `dtype`, or `scale` does not fit `geom`
+/// (the render driver checks both).
+pub fn reduce_scaled(
+    data: &[u8],
+    dtype: Dtype,
+    scale: Option<&Scale<'_>>,
+    geom: &Geometry,
+    reduction: Reduction,
+) -> Reduced {
     let row_bytes = geom.cols * dtype.size();
     assert_eq!(data.len(), geom.rows * row_bytes, "tensor data length");
+    if let Some(s) = scale {
+        assert_eq!(s.rows, geom.rows.div_ceil(s.bh), "scale rows");
+        assert_eq!(s.cols, geom.cols.div_ceil(s.bw), "scale cols");
+        assert_eq!(
+            s.data.len(),
+            s.rows * s.cols * s.dtype.size(),
+            "scale data length"
+        );
+    }
     let gw = geom.grid_w();
     let mut grid = vec![0f32; geom.grid_h() * gw];
     let bands: Vec<Acc> = grid
@@ -181,8 +223,13 @@ pub fn reduce(data: &[u8], dtype: Dtype, geom: &Geometry, reduction: Reduction) 
             |band, (i, out)| {
                 let rows = geom.row_range(i);
                 band.reset(rows.len(), geom);
-                let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
-                reduce_band(bytes, dtype, geom, band, reduction, out)
+                let src = Source {
+                    data: &data[rows.start * row_bytes..rows.end * row_bytes],
+                    dtype,
+                    row0: rows.start,
+                    scale,
+                };
+                reduce_band(&src, geom, band, reduction, out)
             },
         )
         .collect();
@@ -193,6 +240,64 @@ pub fn reduce(data: &[u8], dtype: Dtype, geom: &Geometry, reduction: Reduction) 
     Reduced {
         grid,
         stats: total.stats(),
+    }
+}
+
+/// The bytes of one band and how to turn them into values.
+struct Source<'a> {
+    data: &'a [u8],
+    dtype: Dtype,
+    /// Index of the band's first row in the whole tensor.
+    row0: usize,
+    scale: Option<&'a Scale<'a>>,
+}
+
+impl Source<'_> {
+    /// Decodes `out.len()` elements of band row `r` from column `c0`, scaled if needed.
+    #[inline(always)]
+    fn load(&self, r: usize, c0: usize, cols: usize, out: &mut [f32], band: &mut Band) {
+        let size = self.dtype.size();
+        let start = (r * cols + c0) * size;
+        decode(self.dtype, &self.data[start..start + out.len() * size], out);
+        if let Some(s) = self.scale {
+            let sr = (self.row0 + r) / s.bh;
+            if band.scale_row_index != Some(sr) {
+                band.scale_row.resize(s.cols, 0.0);
+                let bytes =
+                    &s.data[sr * s.cols * s.dtype.size()..(sr + 1) * s.cols * s.dtype.size()];
+                for (o, b) in band
+                    .scale_row
+                    .chunks_mut(CHUNK)
+                    .zip(bytes.chunks(CHUNK * s.dtype.size()))
+                {
+                    decode(s.dtype, b, o);
+                }
+                band.scale_row_index = Some(sr);
+            }
+            let mut c = c0;
+            for piece in out.chunk_by_mut_len(c0, s.bw) {
+                let f = band.scale_row[c / s.bw];
+                for x in piece.iter_mut() {
+                    *x *= f;
+                }
+                c += piece.len();
+            }
+        }
+    }
+}
+
+/// Splits a row piece starting at column `c0` at multiples of `bw`.
+trait ChunkByLen {
+    fn chunk_by_mut_len(&mut self, c0: usize, bw: usize) -> impl Iterator<Item = &mut [f32]>;
+}
+
+impl ChunkByLen for [f32] {
+    fn chunk_by_mut_len(&mut self, c0: usize, bw: usize) -> impl Iterator<Item = &mut [f32]> {
+        let first = (bw - c0 % bw).min(self.len());
+        let (head, tail) = self.split_at_mut(first);
+        std::iter::once(head)
+            .filter(|h| !h.is_empty())
+            .chain(tail.chunks_mut(bw))
     }
 }
 
@@ -210,6 +315,9 @@ struct Band {
     nan: u64,
     inf: u64,
     zeros: u64,
+    /// The decoded scale row last used, and its index.
+    scale_row: Vec<f32>,
+    scale_row_index: Option<usize>,
 }
 
 impl Band {
@@ -226,6 +334,8 @@ impl Band {
             nan: 0,
             inf: 0,
             zeros: 0,
+            scale_row: Vec::new(),
+            scale_row_index: None,
         }
     }
 
@@ -473,21 +583,20 @@ impl Columns {
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn reduce_band(
-    data: &[u8],
-    dtype: Dtype,
+fn reduce_band<'a>(
+    src: &Source<'a>,
     geom: &Geometry,
     band: &mut Band,
     reduction: Reduction,
     out: &mut [f32],
 ) -> Acc {
     match geom.bw {
-        1 => vertical::<1>(data, dtype, geom, band),
-        2 => vertical::<2>(data, dtype, geom, band),
-        4 => vertical::<4>(data, dtype, geom, band),
-        8 => vertical::<8>(data, dtype, geom, band),
-        ..=TILE => vertical::<0>(data, dtype, geom, band),
-        _ => horizontal(data, dtype, geom, band),
+        1 => vertical::<1>(src, geom, band),
+        2 => vertical::<2>(src, geom, band),
+        4 => vertical::<4>(src, geom, band),
+        8 => vertical::<8>(src, geom, band),
+        ..=TILE => vertical::<0>(src, geom, band),
+        _ => horizontal(src, geom, band),
     }
     band.values(reduction, out);
     band.summary()
@@ -497,11 +606,9 @@ fn reduce_band(
 /// to `GROUP` rows, per-column partials accumulate in registers down the rows; then each
 /// cell's columns are added to it in `f64`. `BW` as in [`Columns::fold`].
 #[inline(always)]
-fn vertical<const BW: usize>(data: &[u8], dtype: Dtype, geom: &Geometry, band: &mut Band) {
-    let size = dtype.size();
+fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
     let (cols, bw) = (geom.cols, geom.bw);
-    let row_bytes = cols * size;
-    let nrows = data.len() / row_bytes;
+    let nrows = src.data.len() / (cols * src.dtype.size());
     let tile_cols = (TILE / bw).max(1) * bw;
     let mut scratch = [[0f32; TILE]; GROUP];
     let mut shifts = [0f32; TILE];
@@ -522,9 +629,8 @@ fn vertical<const BW: usize>(data: &[u8], dtype: Dtype, geom: &Geometry, band: &
             let g = GROUP.min(nrows - g0);
             let mut clean = true;
             for (ri, dst) in scratch.iter_mut().enumerate().take(g) {
-                let start = (g0 + ri) * row_bytes + t0 * size;
                 let out = &mut dst[..w];
-                decode(dtype, &data[start..start + w * size], out);
+                src.load(g0 + ri, t0, cols, out, band);
                 clean &= all_finite(out);
                 // Padding past the tile stays finite so the clean path may read it.
                 dst[w..vecs * LANES].fill(0.0);
@@ -555,17 +661,17 @@ fn vertical<const BW: usize>(data: &[u8], dtype: Dtype, geom: &Geometry, band: &
 /// Wide blocks: each cell's run of every row in `CHUNK`-element pieces over `LANES`
 /// lanes, folded into the cell after each piece.
 #[inline(always)]
-fn horizontal(data: &[u8], dtype: Dtype, geom: &Geometry, band: &mut Band) {
-    let size = dtype.size();
-    let row_bytes = geom.cols * size;
+fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
+    let cols = geom.cols;
+    let nrows = src.data.len() / (cols * src.dtype.size());
     let mut scratch = [0f32; CHUNK];
-    for row in data.chunks_exact(row_bytes) {
+    for r in 0..nrows {
         for j in 0..geom.grid_w() {
-            let cols = j * geom.bw..((j + 1) * geom.bw).min(geom.cols);
-            for piece in row[cols.start * size..cols.end * size].chunks(CHUNK * size) {
-                let n = piece.len() / size;
+            let cells = j * geom.bw..((j + 1) * geom.bw).min(cols);
+            for c0 in cells.clone().step_by(CHUNK) {
+                let n = CHUNK.min(cells.end - c0);
                 let xs = &mut scratch[..n];
-                decode(dtype, piece, xs);
+                src.load(r, c0, cols, xs, band);
                 band.prime(j, xs.iter());
                 let clean = all_finite(xs);
                 let padded = n.next_multiple_of(LANES);
