@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--gib G] [--dtype bf16|f16|f32|f8]
-//!     [--max-size N] [--runs N] [--threads N] [--single]
+//!     [--max-size N] [--runs N] [--threads N] [--single] [--keep FILE]
 //! ```
 //!
 //! Writes a synthetic model of about G GiB (default 2) with the shapes of real LLM layers
@@ -11,7 +11,8 @@
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
 //! over the same memory map on all cores; (b) a full `tensorheat::render` with the given
 //! options. Prints the median GB/s of each, their ratio, and the peak heap during (b),
-//! from a counting global allocator.
+//! from a counting global allocator. `--keep FILE` writes the model to FILE and leaves
+//! it there (to time other tools on the same bytes).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufWriter, Write};
@@ -56,6 +57,7 @@ struct Args {
     runs: usize,
     threads: Option<usize>,
     single: bool,
+    keep: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -66,6 +68,7 @@ fn parse_args() -> Args {
         runs: 5,
         threads: None,
         single: false,
+        keep: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -77,6 +80,7 @@ fn parse_args() -> Args {
             "--runs" => a.runs = v().parse().unwrap_or(a.runs),
             "--threads" => a.threads = v().parse().ok(),
             "--single" => a.single = true,
+            "--keep" => a.keep = Some(v().into()),
             other => eprintln!("ignoring unknown argument {other:?}"),
         }
     }
@@ -217,7 +221,10 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let dir = tempfile::tempdir()?;
-    let model = dir.path().join("model.safetensors");
+    let model = a
+        .keep
+        .clone()
+        .unwrap_or_else(|| dir.path().join("model.safetensors"));
     let bytes = write_model(&model, a.gib, &a.dtype, a.single)?;
     let n = NonZeroUsize::new(a.max_size).unwrap_or(NonZeroUsize::MIN);
     let config = RenderConfig {

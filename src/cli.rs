@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tensorheat::colour::Colormap;
 use tensorheat::config::{parse_pair, FixedRange, Reduction, RenderConfig, Rgb, Size};
+use tensorheat::select::{Partition, Selection};
 
 const EXAMPLES: &str = "\
 Examples:
   tensorheat render model.safetensors -o out/
   tensorheat render model/ -o out/ --reduce absmax --max-size 512
   tensorheat render a.safetensors b.safetensors -o out/ --raw
-  tensorheat list model.safetensors --json";
+  tensorheat list model.safetensors --json
+  tensorheat gallery out/          # rebuild out/index.html from out/manifest.json
+  tensorheat completions bash > ~/.local/share/bash-completion/completions/tensorheat
+  tensorheat man > tensorheat.1";
 
 /// Turn the weights in .safetensors files into PNG heatmaps.
 #[derive(Debug, Parser)]
@@ -26,11 +30,85 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Render one PNG heatmap per tensor, plus manifest.json.
+    /// Render one PNG heatmap per tensor, plus manifest.json and index.html.
     #[command(after_help = EXAMPLES)]
     Render(RenderArgs),
     /// List the tensors in the inputs (reads headers only).
     List(ListArgs),
+    /// Join the partial manifests of `render --partition K/N` runs into manifest.json.
+    Merge(MergeArgs),
+    /// Rebuild DIR/index.html, the page to browse the heatmaps, from DIR/manifest.json.
+    Gallery(GalleryArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man(ManArgs),
+}
+
+/// Arguments of `gallery`.
+#[derive(Debug, Args)]
+pub struct GalleryArgs {
+    /// A folder written by `render` (it holds manifest.json).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Print this command's page (e.g. render) instead of tensorheat(1).
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Option<String>,
+    /// Write tensorheat.1 and a page per command (tensorheat-render.1, ...) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Tensor filters shared by `render` and `list`.
+#[derive(Debug, Args, Default)]
+pub struct SelectArgs {
+    /// Only tensors whose name matches this glob (repeatable; any may match).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out tensors whose name matches this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Only tensors whose name this regular expression finds a match in.
+    #[arg(long, value_name = "RE")]
+    pub regex: Option<String>,
+    /// Only these dtypes, comma-separated (e.g. BF16,F32).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub dtype: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The library's selection.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            regex: self.regex.clone(),
+            dtypes: self.dtype.clone(),
+        }
+    }
+}
+
+/// Arguments of `merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The output folder of the partitioned runs (or a folder of such folders).
+    pub dir: PathBuf,
 }
 
 /// Arguments of `render`.
@@ -74,8 +152,21 @@ pub struct RenderArgs {
     #[arg(long, short = 'j', value_name = "N")]
     pub threads: Option<NonZeroUsize>,
     /// Print nothing but errors.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print one line per tensor.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Keep tensors an earlier run into DIR already rendered with the same options
+    /// from the same file (resume an interrupted batch).
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Render only worker K's share of N (1-based) and write manifest.K-of-N.json;
+    /// join the shares with `tensorheat merge DIR`.
+    #[arg(long, value_name = "K/N", value_parser = partition)]
+    pub partition: Option<Partition>,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// Arguments of `list`.
@@ -87,6 +178,8 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// `--reduce` values.
@@ -134,6 +227,10 @@ fn colormap(s: &str) -> Result<Colormap, String> {
     s.parse().map_err(|e: tensorheat::Error| e.to_string())
 }
 
+fn partition(s: &str) -> Result<Partition, String> {
+    s.parse().map_err(|e: tensorheat::Error| e.to_string())
+}
+
 fn rgb(s: &str) -> Result<Rgb, String> {
     s.parse().map_err(|e: tensorheat::Error| e.to_string())
 }
@@ -155,6 +252,9 @@ impl RenderArgs {
             colormap: self.colormap,
             nan_color: self.nan_color,
             raw: self.raw,
+            select: self.select.selection(),
+            partition: self.partition,
+            skip_existing: self.skip_existing,
         }
     }
 }
@@ -169,7 +269,7 @@ mod tests {
         v.extend_from_slice(args);
         match Cli::try_parse_from(v)?.command {
             Command::Render(r) => Ok(r),
-            Command::List(_) => unreachable!("parsed render"),
+            _ => unreachable!("parsed render"),
         }
     }
 
@@ -211,6 +311,20 @@ mod tests {
             NonZeroUsize::new(3)
         );
         assert!(render(&["-q"]).unwrap().quiet);
+        assert!(render(&["-v"]).unwrap().verbose);
+        assert!(render(&["--skip-existing"]).unwrap().config().skip_existing);
+        let c = render(&["--partition", "2/3"]).unwrap().config();
+        assert_eq!(c.partition, Some(Partition { k: 2, n: 3 }));
+        let c = render(&["--include", "a.*", "--include", "b", "--exclude", "*.bias"])
+            .unwrap()
+            .config();
+        assert_eq!(c.select.include, ["a.*", "b"]);
+        assert_eq!(c.select.exclude, ["*.bias"]);
+        let c = render(&["--regex", "proj", "--dtype", "bf16,F32"])
+            .unwrap()
+            .config();
+        assert_eq!(c.select.regex.as_deref(), Some("proj"));
+        assert_eq!(c.select.dtypes, ["bf16", "F32"]);
     }
 
     #[test]
@@ -224,6 +338,9 @@ mod tests {
             &["--nan-color", "red"],
             &["--reduce", "median"],
             &["--threads", "0"],
+            &["--partition", "3/2"],
+            &["--partition", "1"],
+            &["-q", "-v"],
         ] {
             assert!(render(bad).is_err(), "{bad:?}");
         }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::colour::Colormap;
 use crate::error::Error;
+use crate::select::{Partition, Selection};
 
 /// How a grid cell's members are reduced to one number (finite members only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,6 +175,13 @@ pub struct RenderConfig {
     pub nan_color: Rgb,
     /// Also write each grid as float32 `.npy`; default off.
     pub raw: bool,
+    /// Which tensors to render; default all.
+    pub select: Selection,
+    /// Render only this worker's share and write `manifest.K-of-N.json`; default none.
+    pub partition: Option<Partition>,
+    /// Reuse tensors whose PNG exists and whose fingerprint (shard size and mtime,
+    /// tensor, options) matches the last run's record; default off.
+    pub skip_existing: bool,
 }
 
 impl Default for RenderConfig {
@@ -187,6 +195,9 @@ impl Default for RenderConfig {
             colormap: None,
             nan_color: Rgb([0xff, 0x00, 0xff]),
             raw: false,
+            select: Selection::default(),
+            partition: None,
+            skip_existing: false,
         }
     }
 }
@@ -200,6 +211,7 @@ impl RenderConfig {
                 self.clip
             )));
         }
+        self.select.compile()?;
         Ok(())
     }
 }

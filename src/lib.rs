@@ -5,7 +5,8 @@
 //! an integer block grid over each tensor's 2-D view; [`reduce`] streams the bytes
 //! through [`dtype`] decoders into per-cell aggregates and full-data statistics;
 //! [`colour`] picks a range and a 256-entry lookup table; [`output`] and [`manifest`]
-//! write PNGs, `.npy` grids and `manifest.json` atomically. [`render()`] runs them all.
+//! write PNGs, `.npy` grids and `manifest.json` atomically, and [`gallery`] the
+//! `index.html` page to browse them. [`render()`] runs them all.
 //!
 //! ```
 //! use tensorheat::{heatmap, Dtype, RenderConfig};
@@ -20,10 +21,14 @@
 //! # Ok::<(), tensorheat::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod colour;
 pub mod config;
 pub mod dtype;
 pub mod error;
+pub mod gallery;
+pub mod journal;
 pub mod manifest;
 pub mod model;
 pub mod output;
@@ -36,4 +41,4 @@ pub mod view;
 pub use config::{FixedRange, Reduction, RenderConfig, Rgb, Size};
 pub use dtype::Dtype;
 pub use error::{Error, Result};
-pub use render::{heatmap, render, Heatmap, InputReport};
+pub use render::{heatmap, render, render_with, Heatmap, InputReport, Progress, TensorOutcome};

@@ -1,25 +1,36 @@
 //! The `tensorheat` binary: parse arguments, run the library, report, pick the exit code.
 
+#[macro_use]
+mod diag;
 mod cli;
+mod commands;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, ListArgs, RenderArgs};
+use cli::{Cli, Command, ListArgs, MergeArgs, RenderArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
 use tensorheat::model::{Access, Model};
+use tensorheat::render::{Progress, TensorOutcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => run_render(&args),
         Command::List(args) => run_list(&args),
+        Command::Merge(args) => run_merge(&args),
+        Command::Gallery(args) => commands::run_gallery(&args),
+        Command::Completions(args) => commands::run_completions(&args),
+        Command::Man(args) => commands::run_man(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tensorheat: error: {e:#}");
+            error!("{e:#}");
             ExitCode::from(2)
         }
     }
@@ -36,18 +47,20 @@ fn run_render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.threads {
         pool = pool.num_threads(n.get());
     }
+    let bar = Bar::new(args.quiet, args.verbose);
     let reports = pool
         .build()?
-        .install(|| tensorheat::render(&args.inputs, &args.output, &config))?;
+        .install(|| tensorheat::render_with(&args.inputs, &args.output, &config, &bar))?;
+    bar.pb.finish_and_clear();
     let mut failed = false;
     for r in &reports {
         for w in &r.warnings {
             if !args.quiet {
-                eprintln!("tensorheat: warning: {w}");
+                warning!("{w}");
             }
         }
         for e in &r.manifest.errors {
-            eprintln!("tensorheat: error: {}", e.message);
+            error!("{}", e.message);
         }
         failed |= r.failed();
         if !args.quiet {
@@ -86,7 +99,128 @@ struct ListJson {
     total_bytes: u64,
 }
 
+/// Progress on stderr: a bar with bytes, tensors and ETA on a terminal; with `-v`, one
+/// line per tensor.
+struct Bar {
+    pb: ProgressBar,
+    verbose: bool,
+    tensors: std::sync::atomic::AtomicUsize,
+}
+
+impl Bar {
+    fn new(quiet: bool, verbose: bool) -> Bar {
+        let pb = if quiet || !io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let style = ProgressStyle::with_template(
+                "{bar:30} {binary_bytes}/{binary_total_bytes} {msg} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::new(0).with_style(style)
+        };
+        Bar {
+            pb,
+            verbose: verbose && !quiet,
+            tensors: Default::default(),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn input_started(&self, _input: &Path, tensors: usize, bytes: u64) {
+        self.pb.inc_length(bytes);
+        self.tensors
+            .fetch_add(tensors, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn tensor_finished(&self, name: &str, bytes: u64, outcome: TensorOutcome<'_>) {
+        self.pb.inc(bytes);
+        self.pb.set_message(format!(
+            "{} tensors left",
+            self.tensors
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(1)
+        ));
+        if self.verbose {
+            let line = match outcome {
+                TensorOutcome::Rendered(f) => format!("tensorheat: rendered {name} -> {f}"),
+                TensorOutcome::Reused(f) => format!("tensorheat: kept {name} -> {f}"),
+                TensorOutcome::Failed(_) => format!("tensorheat: failed {name}"),
+            };
+            self.pb.suspend(|| eprintln!("{line}"));
+        }
+    }
+}
+
+fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut dirs = vec![args.dir.clone()];
+    if !has_partials(&args.dir) {
+        let mut subs: Vec<_> = std::fs::read_dir(&args.dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && has_partials(p))
+            .collect();
+        subs.sort();
+        dirs = subs;
+    }
+    if dirs.is_empty() {
+        error!(
+            "{}: no manifest.K-of-N.json files to merge",
+            args.dir.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let mut failed = false;
+    for dir in dirs {
+        match tensorheat::manifest::merge_partials(&dir) {
+            Ok(Some(m)) if m.missing.is_empty() => {
+                eprintln!(
+                    "tensorheat: {}: merged {} partitions, {} tensors",
+                    dir.display(),
+                    m.parts,
+                    m.manifest.tensors.len()
+                );
+                failed |= !m.manifest.errors.is_empty();
+            }
+            Ok(Some(m)) => {
+                let missing: Vec<String> = m
+                    .missing
+                    .iter()
+                    .map(|k| format!("{k}/{}", m.parts))
+                    .collect();
+                error!(
+                    "{}: missing partitions {}; manifest.json not written",
+                    dir.display(),
+                    missing.join(", ")
+                );
+                failed = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!("{e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn has_partials(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("manifest.") && n.contains("-of-") && n.ends_with(".json")
+        })
+    })
+}
+
 fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let matcher = args.select.selection().compile()?;
     let mut rows = Vec::new();
     let mut params: u128 = 0;
     let mut failed = false;
@@ -94,20 +228,23 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         let model = match Model::open(input, Access::HeaderOnly) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("tensorheat: error: {e}");
+                error!("{e}");
                 failed = true;
                 continue;
             }
         };
         for e in &model.errors {
-            eprintln!("tensorheat: error: {e}");
+            error!("{e}");
             failed = true;
         }
         for w in &model.warnings {
-            eprintln!("tensorheat: warning: {w}");
+            warning!("{w}");
         }
         for &r in &model.tensors {
             let (shard, t) = model.tensor(r);
+            if !matcher.matches(&t.name, t.dtype.name()) {
+                continue;
+            }
             params += t.numel() as u128;
             rows.push(ListRow {
                 name: t.name.clone(),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{RenderConfig, Size};
 use crate::reduce::Stats;
+use crate::select::natural_cmp;
 
 /// The whole manifest of one input's output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,22 @@ pub struct Manifest {
     pub skipped: Vec<Skipped>,
     /// Inputs or tensors that failed.
     pub errors: Vec<ErrorEntry>,
+}
+
+impl Manifest {
+    /// Puts every list in its canonical order: tensors and skipped tensors by natural
+    /// order of their names, errors of whole inputs first, then by tensor name. Any run,
+    /// or merge of partitions, that saw the same things writes the same manifest.
+    pub fn canonicalize(&mut self) {
+        self.tensors.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+        self.skipped.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+        self.errors.sort_by(|a, b| match (&a.name, &b.name) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => natural_cmp(x, y),
+        });
+    }
 }
 
 /// The render options, as recorded.
@@ -47,6 +64,14 @@ pub struct Options {
     pub nan_color: String,
     /// Whether `.npy` grids were written.
     pub raw: bool,
+    /// `--include` globs.
+    pub include: Vec<String>,
+    /// `--exclude` globs.
+    pub exclude: Vec<String>,
+    /// `--regex`, or `null`.
+    pub regex: Option<String>,
+    /// `--dtype` list.
+    pub dtype: Vec<String>,
 }
 
 impl From<&RenderConfig> for Options {
@@ -65,6 +90,10 @@ impl From<&RenderConfig> for Options {
             colormap: c.colormap.map(|m| m.name()),
             nan_color: c.nan_color.to_string(),
             raw: c.raw,
+            include: c.select.include.clone(),
+            exclude: c.select.exclude.clone(),
+            regex: c.select.regex.clone(),
+            dtype: c.select.dtypes.clone(),
         }
     }
 }
@@ -120,4 +149,88 @@ pub struct ErrorEntry {
     pub name: Option<String>,
     /// The error message, naming the file.
     pub message: String,
+}
+
+/// What [`merge_partials`] found.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The joined manifest (written only when nothing is missing).
+    pub manifest: Manifest,
+    /// Number of partitions `N`.
+    pub parts: usize,
+    /// Partition numbers `K` with no `manifest.K-of-N.json`.
+    pub missing: Vec<usize>,
+}
+
+/// Joins the `manifest.K-of-N.json` files in `dir` and, when all `N` are there, writes
+/// `manifest.json` and the gallery. Returns `None` when `dir` holds no partial manifest.
+pub fn merge_partials(dir: &std::path::Path) -> crate::Result<Option<Merged>> {
+    use crate::error::Error;
+    let mut parts: Vec<(usize, usize, std::path::PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(kn) = name
+            .strip_prefix("manifest.")
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some((k, n)) = kn.split_once("-of-") {
+            if let (Ok(k), Ok(n)) = (k.parse::<usize>(), n.parse::<usize>()) {
+                parts.push((k, n, e.path()));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts.sort();
+    let n = parts[0].1;
+    if let Some(p) = parts.iter().find(|p| p.1 != n) {
+        return Err(Error::Input {
+            path: p.2.clone(),
+            reason: format!("partition of {} workers beside partitions of {n}", p.1),
+        });
+    }
+    let mut merged: Option<Manifest> = None;
+    for (_, _, path) in &parts {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Input {
+            path: path.clone(),
+            reason: format!("invalid manifest: {e}"),
+        })?;
+        match &mut merged {
+            None => merged = Some(m),
+            Some(all) => {
+                if (&all.tensorheat, &all.inputs, &all.options)
+                    != (&m.tensorheat, &m.inputs, &m.options)
+                {
+                    return Err(Error::Input {
+                        path: path.clone(),
+                        reason: "written by a run with other inputs, options or version".into(),
+                    });
+                }
+                all.tensors.extend(m.tensors);
+                all.skipped.extend(m.skipped);
+                all.errors.extend(m.errors);
+            }
+        }
+    }
+    let mut manifest = merged.unwrap_or_else(|| unreachable!("parts is not empty"));
+    manifest.canonicalize();
+    let missing: Vec<usize> = (1..=n)
+        .filter(|k| !parts.iter().any(|p| p.0 == *k))
+        .collect();
+    if missing.is_empty() {
+        crate::render::write_manifest(dir, "manifest.json", &manifest)?;
+        crate::gallery::write_gallery(dir, &manifest)?;
+    }
+    Ok(Some(Merged {
+        manifest,
+        parts: n,
+        missing,
+    }))
 }

@@ -71,7 +71,7 @@ fn is_device_name(s: &str) -> bool {
 }
 
 /// 64-bit FNV-1a: a stable, dependency-free hash for shortened file names.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -100,15 +100,24 @@ pub fn write_atomic(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Removes temporary files left in `dir` by an interrupted run.
-pub fn remove_stale_temps(dir: &Path) {
+/// Removes temporary files left in `dir` by an interrupted run. With `shared` (other
+/// workers may be writing into `dir` right now) only files older than ten minutes are
+/// taken as stale: writing one file takes milliseconds.
+pub fn remove_stale_temps(dir: &Path, shared: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
+    };
+    let old = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 600)
     };
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp") {
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp") && (!shared || old(&e)) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -182,10 +191,11 @@ pub fn encode_npy(grid: &[f32], height: usize, width: usize) -> Vec<u8> {
     out
 }
 
-/// Creates `dir` (and parents) unless it exists; it must be a writable folder.
-pub fn prepare_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` (and parents) unless it exists, and removes stale temporary files
+/// (see [`remove_stale_temps`]).
+pub fn prepare_dir(dir: &Path, shared: bool) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    remove_stale_temps(dir);
+    remove_stale_temps(dir, shared);
     Ok(())
 }
 

@@ -13,10 +13,12 @@ use crate::colour::{choose_range, Colormap, Range};
 use crate::config::RenderConfig;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::journal::{fingerprint, Journal};
 use crate::manifest::{ErrorEntry, Manifest, Options, Skipped, TensorEntry};
 use crate::model::{Access, Model};
 use crate::output::{encode_npy, encode_png, file_stems, prepare_dir, write_atomic};
 use crate::reduce::{reduce, Stats};
+use crate::select::Matcher;
 use crate::source::TensorDtype;
 use crate::view::{view, Geometry};
 
@@ -126,16 +128,50 @@ impl InputReport {
     }
 }
 
+/// Hooks for progress display; every method has a no-op default.
+pub trait Progress: Sync {
+    /// An input is about to render `tensors` tensors holding `bytes` bytes.
+    fn input_started(&self, _input: &Path, _tensors: usize, _bytes: u64) {}
+    /// One tensor is done: rendered, reused from an earlier run, or failed.
+    fn tensor_finished(&self, _name: &str, _bytes: u64, _outcome: TensorOutcome<'_>) {}
+}
+
+/// What happened to one tensor, for [`Progress`].
+#[derive(Debug, Clone, Copy)]
+pub enum TensorOutcome<'a> {
+    /// Rendered now; the PNG's file name.
+    Rendered(&'a str),
+    /// Reused from an earlier run (`--skip-existing`).
+    Reused(&'a str),
+    /// Failed with this message.
+    Failed(&'a str),
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
 /// Renders every input into `out`: with one input directly, with several each into
 /// `out/<stem of the input>/`. Errors are recorded per input and per tensor in the
 /// reports (and manifests); only an invalid configuration is returned as `Err`.
 pub fn render(inputs: &[PathBuf], out: &Path, config: &RenderConfig) -> Result<Vec<InputReport>> {
+    render_with(inputs, out, config, &Silent)
+}
+
+/// [`render()`] with progress reported to `progress`.
+pub fn render_with(
+    inputs: &[PathBuf],
+    out: &Path,
+    config: &RenderConfig,
+    progress: &dyn Progress,
+) -> Result<Vec<InputReport>> {
     config.validate()?;
+    let matcher = config.select.compile()?;
     let dirs = output_dirs(inputs, out);
     Ok(inputs
         .iter()
         .zip(dirs)
-        .map(|(input, dir)| render_input(input, &dir, config))
+        .map(|(input, dir)| render_input(input, &dir, config, &matcher, progress))
         .collect())
 }
 
@@ -163,77 +199,169 @@ fn input_stem(p: &Path) -> String {
     name.strip_suffix(".safetensors").unwrap_or(name).to_owned()
 }
 
-fn render_input(input: &Path, dir: &Path, config: &RenderConfig) -> InputReport {
+fn render_input(
+    input: &Path,
+    dir: &Path,
+    config: &RenderConfig,
+    matcher: &Matcher,
+    progress: &dyn Progress,
+) -> InputReport {
     let input_str = input.display().to_string();
-    let mut manifest = Manifest {
-        tensorheat: env!("CARGO_PKG_VERSION").to_owned(),
-        inputs: vec![input_str.clone()],
-        options: Options::from(config),
-        tensors: Vec::new(),
-        skipped: Vec::new(),
-        errors: Vec::new(),
+    let mut report = InputReport {
+        input: input.into(),
+        out_dir: dir.into(),
+        manifest: Manifest {
+            tensorheat: env!("CARGO_PKG_VERSION").to_owned(),
+            inputs: vec![input_str.clone()],
+            options: Options::from(config),
+            tensors: Vec::new(),
+            skipped: Vec::new(),
+            errors: Vec::new(),
+        },
+        warnings: Vec::new(),
     };
-    let mut warnings = Vec::new();
     let error = |name: Option<&str>, e: &Error| ErrorEntry {
         input: input_str.clone(),
         name: name.map(str::to_owned),
         message: e.to_string(),
     };
-    if let Err(e) = prepare_dir(dir) {
+    let manifest = &mut report.manifest;
+    // Only partition 1 reports what belongs to no tensor, so that merging is a union.
+    let first = config.partition.is_none_or(|p| p.k == 1);
+    if let Err(e) = prepare_dir(dir, config.partition.is_some()) {
         manifest.errors.push(error(None, &e));
-        return InputReport {
-            input: input.into(),
-            out_dir: dir.into(),
-            manifest,
-            warnings,
-        };
+        return report;
     }
-    match Model::open(input, Access::Data) {
-        Err(e) => manifest.errors.push(error(e.tensor_name(), &e)),
-        Ok(model) => {
-            warnings.extend(model.warnings.iter().cloned());
-            for e in &model.errors {
-                manifest.errors.push(error(e.tensor_name(), e));
+    let model = match Model::open(input, Access::Data) {
+        Ok(m) => m,
+        Err(e) => {
+            if first {
+                manifest.errors.push(error(e.tensor_name(), &e));
             }
-            let mut jobs = Vec::new();
-            for &r in &model.tensors {
-                let (shard, t) = model.tensor(r);
-                let skip = |reason: &str| Skipped {
-                    name: t.name.clone(),
-                    source: shard.file_name(),
-                    dtype: t.dtype.name().to_owned(),
-                    reason: reason.to_owned(),
-                };
-                match &t.dtype {
-                    TensorDtype::Unknown(_) => manifest.skipped.push(skip("unsupported dtype")),
-                    TensorDtype::Known(_) if t.numel() == 0 => manifest.skipped.push(skip("empty")),
-                    TensorDtype::Known(d) => jobs.push((r, *d)),
-                }
-            }
-            let stems = file_stems(jobs.iter().map(|&(r, _)| model.tensor(r).1.name.as_str()));
-            let results: Vec<Result<TensorEntry>> = jobs
-                .par_iter()
-                .zip(&stems)
-                .map(|(&(r, dtype), stem)| render_tensor(&model, r, dtype, stem, dir, config))
-                .collect();
-            for ((r, _), res) in jobs.iter().zip(results) {
-                match res {
-                    Ok(entry) => manifest.tensors.push(entry),
-                    Err(e) => manifest
-                        .errors
-                        .push(error(Some(&model.tensor(*r).1.name), &e)),
-                }
-            }
+            finish_manifest(dir, config, &mut report, &error);
+            return report;
+        }
+    };
+    if first {
+        report.warnings.extend(model.warnings.iter().cloned());
+        for e in &model.errors {
+            manifest.errors.push(error(e.tensor_name(), e));
         }
     }
-    if let Err(e) = write_manifest(dir, &manifest) {
+    let mut jobs = Vec::new();
+    for &r in &model.tensors {
+        let (shard, t) = model.tensor(r);
+        if !matcher.matches(&t.name, t.dtype.name()) {
+            continue;
+        }
+        let skip = |reason: &str| Skipped {
+            name: t.name.clone(),
+            source: shard.file_name(),
+            dtype: t.dtype.name().to_owned(),
+            reason: reason.to_owned(),
+        };
+        match &t.dtype {
+            TensorDtype::Unknown(_) if first => manifest.skipped.push(skip("unsupported dtype")),
+            TensorDtype::Known(_) if t.numel() == 0 => {
+                if first {
+                    manifest.skipped.push(skip("empty"));
+                }
+            }
+            TensorDtype::Known(d) => jobs.push((r, *d)),
+            TensorDtype::Unknown(_) => {}
+        }
+    }
+    // File names are decided over the whole selection, before partitioning.
+    let stems = file_stems(jobs.iter().map(|&(r, _)| model.tensor(r).1.name.as_str()));
+    let mut jobs: Vec<_> = jobs.into_iter().zip(stems).collect();
+    if let Some(p) = config.partition {
+        let sizes: Vec<u64> = jobs
+            .iter()
+            .map(|((r, _), _)| model.tensor(*r).1.nbytes() as u64)
+            .collect();
+        let mine = p.assign(&sizes);
+        let mut it = mine.into_iter();
+        jobs.retain(|_| it.next().unwrap_or(false));
+    }
+    let journal = match Journal::open(dir, config.partition, config.skip_existing) {
+        Ok(j) => j,
+        Err(e) => {
+            manifest.errors.push(error(None, &e));
+            finish_manifest(dir, config, &mut report, &error);
+            return report;
+        }
+    };
+    let bytes = jobs
+        .iter()
+        .map(|((r, _), _)| model.tensor(*r).1.nbytes() as u64)
+        .sum();
+    progress.input_started(input, jobs.len(), bytes);
+    let options = serde_json::to_string(&manifest.options).unwrap_or_default();
+    let results: Vec<(String, Result<TensorEntry>)> = jobs
+        .par_iter()
+        .map(|&((r, dtype), ref stem)| {
+            let (shard, t) = model.tensor(r);
+            let fp = fingerprint(shard, t, &options, stem);
+            let reused = config
+                .skip_existing
+                .then(|| journal.reusable(&fp))
+                .flatten();
+            let was_reused = reused.is_some();
+            let result = match reused {
+                Some(entry) => Ok(entry),
+                None => render_tensor(&model, r, dtype, stem, dir, config)
+                    .and_then(|entry| journal.record(&fp, &entry).map(|()| entry)),
+            };
+            let message = result.as_ref().err().map(ToString::to_string);
+            let outcome = match (&result, &message) {
+                (Ok(e), _) if was_reused => TensorOutcome::Reused(&e.image),
+                (Ok(e), _) => TensorOutcome::Rendered(&e.image),
+                (Err(_), m) => TensorOutcome::Failed(m.as_deref().unwrap_or_default()),
+            };
+            progress.tensor_finished(&t.name, t.nbytes() as u64, outcome);
+            (fp, result)
+        })
+        .collect();
+    let mut done = Vec::new();
+    for (((r, _), _), (fp, res)) in jobs.iter().zip(results) {
+        match res {
+            Ok(entry) => {
+                done.push((fp, entry.clone()));
+                manifest.tensors.push(entry);
+            }
+            Err(e) => manifest
+                .errors
+                .push(error(Some(&model.tensor(*r).1.name), &e)),
+        }
+    }
+    if let Err(e) = journal.finish(&done) {
         manifest.errors.push(error(None, &e));
     }
-    InputReport {
-        input: input.into(),
-        out_dir: dir.into(),
-        manifest,
-        warnings,
+    finish_manifest(dir, config, &mut report, &error);
+    report
+}
+
+/// Puts the manifest's lists in canonical order and writes it (`manifest.json`, or the
+/// partition's `manifest.K-of-N.json`), then, unless partitioned, `index.html`.
+fn finish_manifest(
+    dir: &Path,
+    config: &RenderConfig,
+    report: &mut InputReport,
+    error: &dyn Fn(Option<&str>, &Error) -> ErrorEntry,
+) {
+    let m = &mut report.manifest;
+    m.canonicalize();
+    let name = config
+        .partition
+        .map_or_else(|| "manifest.json".to_owned(), |p| p.manifest_name());
+    if let Err(e) = write_manifest(dir, &name, m) {
+        m.errors.push(error(None, &e));
+    }
+    // A partition's page would show only its share of the folder.
+    if config.partition.is_none() {
+        if let Err(e) = crate::gallery::write_gallery(dir, m) {
+            m.errors.push(error(None, &e));
+        }
     }
 }
 
@@ -280,8 +408,9 @@ fn render_tensor(
     })
 }
 
-fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+/// Writes a manifest atomically as pretty JSON.
+pub fn write_manifest(dir: &Path, name: &str, m: &Manifest) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(m).map_err(|e| Error::Option(e.to_string()))?;
     json.push(b'\n');
-    write_atomic(dir, "manifest.json", &json)
+    write_atomic(dir, name, &json)
 }

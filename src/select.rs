@@ -1,9 +1,132 @@
-//! Choosing and ordering tensors.
+//! Choosing and ordering tensors: name filters, partitions, natural order.
 //!
 //! Everything that lists tensors (manifest, `list`, file-name collision suffixes) uses
-//! natural order of the names, so `layers.2` comes before `layers.10`.
+//! natural order of the names, so `layers.2` comes before `layers.10`. Filters decide
+//! which tensors exist for a run at all; partitions then split the chosen ones between
+//! workers by bytes, deterministically, after file names were assigned over the whole
+//! selection, so that the union of all partitions is byte for byte a single run.
 
 use std::cmp::Ordering;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use regex::Regex;
+
+use crate::error::Error;
+
+/// Which tensors to use, by name and dtype. Empty lists mean "no constraint".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Keep only names matching one of these globs (`--include`).
+    pub include: Vec<String>,
+    /// Drop names matching one of these globs (`--exclude`).
+    pub exclude: Vec<String>,
+    /// Keep only names this regular expression finds a match in (`--regex`).
+    pub regex: Option<String>,
+    /// Keep only these dtypes, case-insensitive (`--dtype`).
+    pub dtypes: Vec<String>,
+}
+
+/// A compiled [`Selection`].
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    regex: Option<Regex>,
+    dtypes: Vec<String>,
+}
+
+impl Selection {
+    /// Whether every tensor is selected.
+    pub fn is_empty(&self) -> bool {
+        *self == Selection::default()
+    }
+
+    /// Compiles the globs and the regular expression.
+    pub fn compile(&self) -> Result<Matcher, Error> {
+        let set = |globs: &[String]| -> Result<Option<GlobSet>, Error> {
+            if globs.is_empty() {
+                return Ok(None);
+            }
+            let mut b = GlobSetBuilder::new();
+            for g in globs {
+                b.add(Glob::new(g).map_err(|e| Error::Option(format!("glob {g:?}: {e}")))?);
+            }
+            b.build()
+                .map(Some)
+                .map_err(|e| Error::Option(e.to_string()))
+        };
+        Ok(Matcher {
+            include: set(&self.include)?,
+            exclude: set(&self.exclude)?,
+            regex: self
+                .regex
+                .as_deref()
+                .map(Regex::new)
+                .transpose()
+                .map_err(|e| Error::Option(format!("regex: {e}")))?,
+            dtypes: self.dtypes.iter().map(|d| d.to_ascii_uppercase()).collect(),
+        })
+    }
+}
+
+impl Matcher {
+    /// Whether a tensor of this name and dtype string is selected.
+    pub fn matches(&self, name: &str, dtype: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(name))
+            && self.regex.as_ref().is_none_or(|r| r.is_match(name))
+            && (self.dtypes.is_empty() || self.dtypes.iter().any(|d| d.eq_ignore_ascii_case(dtype)))
+    }
+}
+
+/// Worker `k` of `n` (`--partition K/N`, 1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This worker, 1 ..= n.
+    pub k: usize,
+    /// Number of workers.
+    pub n: usize,
+}
+
+impl std::str::FromStr for Partition {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Option(format!("partition {s:?} is not K/N with 1 <= K <= N"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k >= 1 && k <= n {
+            Ok(Partition { k, n })
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl Partition {
+    /// The file name of this worker's partial manifest.
+    pub fn manifest_name(&self) -> String {
+        format!("manifest.{}-of-{}.json", self.k, self.n)
+    }
+
+    /// For items of the given sizes, whether each belongs to this worker. Items go,
+    /// largest first (ties in their given order), to the worker with the fewest bytes
+    /// so far (ties to the lowest number): every worker computes the same split.
+    pub fn assign(&self, sizes: &[u64]) -> Vec<bool> {
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+        let mut load = vec![0u64; self.n];
+        let mut mine = vec![false; sizes.len()];
+        for i in order {
+            let w = (0..self.n).min_by_key(|&w| (load[w], w)).unwrap_or(0);
+            load[w] += sizes[i];
+            mine[i] = w + 1 == self.k;
+        }
+        mine
+    }
+}
 
 /// Compares two names in natural order: runs of ASCII digits compare by numeric value
 /// (then by length, so `01` sorts after `1`), everything else byte by byte.
@@ -48,6 +171,57 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_combine() {
+        let sel = Selection {
+            include: vec!["model.layers.*".into()],
+            exclude: vec!["*.bias".into()],
+            regex: Some(r"proj\.weight$".into()),
+            dtypes: vec!["bf16".into()],
+        };
+        let m = sel.compile().unwrap();
+        assert!(m.matches("model.layers.3.q_proj.weight", "BF16"));
+        assert!(!m.matches("model.layers.3.q_proj.weight", "F32"));
+        assert!(!m.matches("model.layers.3.q_proj.bias", "BF16"));
+        assert!(!m.matches("model.embed.weight", "BF16"));
+        assert!(!m.matches("model.layers.3.norm.weight", "BF16"));
+        assert!(Selection::default().compile().unwrap().matches("x", "C64"));
+        let bad = Selection {
+            regex: Some("(".into()),
+            ..Selection::default()
+        };
+        assert!(bad.compile().is_err());
+    }
+
+    #[test]
+    fn partitions_cover_everything_once_and_balance_bytes() {
+        let sizes = [100, 5, 60, 40, 1, 1, 30, 70];
+        let parts: Vec<Vec<bool>> = (1..=3)
+            .map(|k| Partition { k, n: 3 }.assign(&sizes))
+            .collect();
+        for i in 0..sizes.len() {
+            assert_eq!(parts.iter().filter(|p| p[i]).count(), 1, "item {i}");
+        }
+        let loads: Vec<u64> = parts
+            .iter()
+            .map(|p| {
+                sizes
+                    .iter()
+                    .zip(p)
+                    .filter(|(_, &m)| m)
+                    .map(|(s, _)| s)
+                    .sum()
+            })
+            .collect();
+        assert_eq!(loads, [105, 101, 101]);
+        assert!("0/3".parse::<Partition>().is_err());
+        assert!("4/3".parse::<Partition>().is_err());
+        assert_eq!(
+            "2/3".parse::<Partition>().unwrap(),
+            Partition { k: 2, n: 3 }
+        );
+    }
 
     #[test]
     fn layers_sort_numerically() {

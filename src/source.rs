@@ -84,6 +84,10 @@ pub struct Shard {
     pub path: PathBuf,
     /// Its header.
     pub header: Header,
+    /// File length in bytes.
+    pub len: u64,
+    /// Last modification time, when the platform reports one.
+    pub modified: Option<std::time::SystemTime>,
     mmap: Option<Mmap>,
 }
 
@@ -114,6 +118,8 @@ impl Shard {
         Ok(Shard {
             path: path.into(),
             header,
+            len,
+            modified: meta.modified().ok(),
             mmap: Some(mmap),
         })
     }
@@ -148,6 +154,8 @@ impl Shard {
         Ok(Shard {
             path: path.into(),
             header,
+            len,
+            modified: meta.modified().ok(),
             mmap: None,
         })
     }

@@ -1,0 +1,87 @@
+//! The small subcommands: `gallery` (rebuild `index.html`), `completions` and `man`.
+//!
+//! Completion scripts and man pages are generated from the same clap definition as the
+//! parser ([`Cli`]), so they cannot drift from the real options.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, CompletionsArgs, GalleryArgs, ManArgs};
+
+/// `tensorheat gallery DIR`: rewrites `DIR/index.html` from `DIR/manifest.json`.
+pub fn run_gallery(args: &GalleryArgs) -> anyhow::Result<ExitCode> {
+    match tensorheat::gallery::rebuild_gallery(&args.dir) {
+        Ok(m) => {
+            if !args.quiet {
+                eprintln!(
+                    "tensorheat: {}: gallery of {} tensors",
+                    args.dir.join(tensorheat::gallery::FILE_NAME).display(),
+                    m.tensors.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            error!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `tensorheat completions SHELL`: the completion script on stdout.
+pub fn run_completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "tensorheat", &mut script);
+    write_stdout(&script)
+}
+
+/// `tensorheat man [COMMAND] [--out-dir DIR]`: a man page on stdout, or every page
+/// (`tensorheat.1`, `tensorheat-render.1`, ...) written into `DIR`.
+pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    if let Some(dir) = &args.out_dir {
+        let fail = |e: io::Error| anyhow::anyhow!("{}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            man_page(sub.clone()).generate_to(dir).map_err(fail)?;
+        }
+        man_page(cmd).generate_to(dir).map_err(fail)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let page = match &args.command {
+        None => cmd,
+        Some(name) => match cmd.find_subcommand(name) {
+            Some(sub) => sub.clone(),
+            None => {
+                let known: Vec<&str> = cmd
+                    .get_subcommands()
+                    .filter(|s| !s.is_hide_set())
+                    .map(clap::Command::get_name)
+                    .collect();
+                error!(
+                    "no command {name:?} to show a man page for (known: {})",
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let mut roff = Vec::new();
+    man_page(page).render(&mut roff)?;
+    write_stdout(&roff)
+}
+
+/// A page whose footer names the version, also for subcommands (which have none).
+fn man_page(cmd: clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(cmd).source(format!("tensorheat {}", env!("CARGO_PKG_VERSION")))
+}
+
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

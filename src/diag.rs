@@ -1,0 +1,94 @@
+//! Diagnostics on stderr: `tensorheat: error: ...` and `tensorheat: warning: ...`.
+//!
+//! The `error:` and `warning:` words are coloured (bold red, bold yellow) only when stderr
+//! is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>), so logs,
+//! pipes and scripts always get plain text.
+
+use std::fmt::Display;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+/// Prints `tensorheat: error: <format!(...)>` on stderr.
+macro_rules! error {
+    ($($arg:tt)*) => {
+        $crate::diag::print($crate::diag::Level::Error, format_args!($($arg)*))
+    };
+}
+
+/// Prints `tensorheat: warning: <format!(...)>` on stderr.
+macro_rules! warning {
+    ($($arg:tt)*) => {
+        $crate::diag::print($crate::diag::Level::Warning, format_args!($($arg)*))
+    };
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something failed.
+    Error,
+    /// Worth knowing, not a failure.
+    Warning,
+}
+
+/// Prints one diagnostic line on stderr.
+pub fn print(level: Level, message: impl Display) {
+    eprintln!("{}{message}", prefix(level, colour()));
+}
+
+/// `tensorheat: error: ` or `tensorheat: warning: `, with ANSI colour when `colour`.
+pub fn prefix(level: Level, colour: bool) -> String {
+    let (word, sgr) = match level {
+        Level::Error => ("error:", "1;31"),
+        Level::Warning => ("warning:", "1;33"),
+    };
+    if colour {
+        format!("tensorheat: \x1b[{sgr}m{word}\x1b[0m ")
+    } else {
+        format!("tensorheat: {word} ")
+    }
+}
+
+/// Whether diagnostics are coloured (decided once per run).
+fn colour() -> bool {
+    static COLOUR: OnceLock<bool> = OnceLock::new();
+    *COLOUR.get_or_init(|| {
+        wants_colour(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::io::stderr().is_terminal(),
+        )
+    })
+}
+
+/// The rule: a terminal, and `NO_COLOR` unset or empty.
+fn wants_colour(no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+    terminal && !matches!(no_color, Some(v) if !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(wants_colour(None, true));
+        assert!(wants_colour(Some(OsStr::new("")), true));
+        assert!(!wants_colour(Some(OsStr::new("1")), true));
+        assert!(!wants_colour(None, false));
+    }
+
+    #[test]
+    fn prefixes_are_plain_or_ansi() {
+        assert_eq!(prefix(Level::Error, false), "tensorheat: error: ");
+        assert_eq!(prefix(Level::Warning, false), "tensorheat: warning: ");
+        assert_eq!(
+            prefix(Level::Error, true),
+            "tensorheat: \x1b[1;31merror:\x1b[0m "
+        );
+        assert_eq!(
+            prefix(Level::Warning, true),
+            "tensorheat: \x1b[1;33mwarning:\x1b[0m "
+        );
+    }
+}

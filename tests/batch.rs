@@ -1,0 +1,412 @@
+//! Whole models and batches: sharded models with an index, stray/missing shards, wrong
+//! weight_map entries, several model folders, filters, resuming with --skip-existing,
+//! and partitions merged into one run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{bin, files_below, manifest, write_safetensors, Rng, T};
+use predicates::prelude::*;
+
+/// Writes a model of `shards` shards (three tensors each, of varied sizes) with an
+/// index into `dir`; returns the tensor names.
+fn write_sharded(dir: &Path, shards: usize, with_index: bool) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(shards as u64);
+    let mut map = serde_json::Map::new();
+    let mut names = Vec::new();
+    for s in 0..shards {
+        let file = format!("model-{:05}-of-{:05}.safetensors", s + 1, shards);
+        let tensors: Vec<T> = (0..3)
+            .map(|i| {
+                let layer = s * 3 + i;
+                let (r, c) = (16 + 8 * layer, 24 + 4 * i);
+                let v: Vec<f32> = (0..r * c).map(|_| rng.normal()).collect();
+                let name = format!("model.layers.{layer}.mlp.weight");
+                map.insert(name.clone(), serde_json::json!(file));
+                names.push(name.clone());
+                if i == 2 {
+                    T::bf16(&name, &[r, c], &v)
+                } else {
+                    T::f32(&name, &[r, c], &v)
+                }
+            })
+            .collect();
+        write_safetensors(&dir.join(&file), &tensors);
+    }
+    if with_index {
+        let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_vec_pretty(&index).unwrap(),
+        )
+        .unwrap();
+    }
+    names
+}
+
+fn render(args: &[&std::ffi::OsStr]) -> assert_cmd::assert::Assert {
+    bin().arg("render").args(args).arg("-q").assert()
+}
+
+fn names_in(m: &serde_json::Value) -> Vec<String> {
+    m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that two output folders hold the same result files with the same bytes.
+fn assert_same_results(a: &Path, b: &Path) {
+    let (ra, rb) = (results(a), results(b));
+    let names = |r: &[(PathBuf, Vec<u8>)]| r.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ra), names(&rb));
+    for ((f, x), (_, y)) in ra.iter().zip(&rb) {
+        if x != y {
+            let (x, y) = (String::from_utf8_lossy(x), String::from_utf8_lossy(y));
+            let line = x.lines().zip(y.lines()).find(|(p, q)| p != q);
+            panic!("{f:?} differs, first at {line:?}");
+        }
+    }
+}
+
+/// Result files (everything but hidden bookkeeping and partial manifests) with contents.
+fn results(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_below(dir)
+        .into_iter()
+        .filter(|f| {
+            let n = f.to_string_lossy();
+            !n.starts_with('.') && !n.contains("-of-")
+        })
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn three_shards_through_the_index_render_in_natural_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("llama");
+    let names = write_sharded(&model, 3, true);
+    let out = tmp.path().join("out");
+    render(&[model.as_os_str(), "-o".as_ref(), out.as_os_str()]).success();
+    let m = manifest(&out);
+    assert_eq!(names_in(&m), names, "layers.2 before layers.10");
+    assert_eq!(
+        m["tensors"][8]["source"],
+        "model-00003-of-00003.safetensors"
+    );
+    assert_eq!(m["tensors"][8]["dtype"], "BF16");
+    // The index file itself is an input too, with the same result.
+    let out2 = tmp.path().join("out2");
+    let index = model.join("model.safetensors.index.json");
+    render(&[index.as_os_str(), "-o".as_ref(), out2.as_os_str()]).success();
+    let pngs = |d: &Path| {
+        let r = results(d);
+        r.into_iter()
+            .filter(|f| f.0.extension().is_some_and(|e| e == "png"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pngs(&out), pngs(&out2));
+    // And `list` reads the same model.
+    let json = bin()
+        .arg("list")
+        .arg("--json")
+        .arg(&model)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn folder_without_index_renders_every_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    let names = write_sharded(&model, 2, false);
+    let out = tmp.path().join("out");
+    render(&[model.as_os_str(), "-o".as_ref(), out.as_os_str()]).success();
+    assert_eq!(names_in(&manifest(&out)), names);
+}
+
+#[test]
+fn stray_shard_is_ignored_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 2, true);
+    write_safetensors(
+        &model.join("extra.safetensors"),
+        &[T::f32("stray", &[1], &[1.0])],
+    );
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("warning").and(predicate::str::contains("extra.safetensors")),
+        );
+    let m = manifest(&out);
+    assert!(!names_in(&m).contains(&"stray".to_owned()));
+    assert_eq!(names_in(&m).len(), 6);
+}
+
+#[test]
+fn missing_shard_is_an_error_naming_index_and_shard_and_the_rest_renders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 3, true);
+    std::fs::remove_file(model.join("model-00002-of-00003.safetensors")).unwrap();
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("model.safetensors.index.json")
+                .and(predicate::str::contains("model-00002-of-00003.safetensors")),
+        );
+    let m = manifest(&out);
+    assert_eq!(names_in(&m).len(), 6);
+    assert_eq!(m["errors"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn wrong_weight_map_entry_names_tensor_shard_and_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 2, true);
+    let index = model.join("model.safetensors.index.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    v["weight_map"]["model.layers.0.mlp.weight"] = "model-00002-of-00002.safetensors".into();
+    std::fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("model.layers.0.mlp.weight")
+                .and(predicate::str::contains("model-00002-of-00002.safetensors"))
+                .and(predicate::str::contains("index.json")),
+        );
+    let m = manifest(&out);
+    assert_eq!(m["errors"][0]["name"], "model.layers.0.mlp.weight");
+    assert_eq!(names_in(&m).len(), 5);
+}
+
+#[test]
+fn two_model_folders_in_one_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alpha"), tmp.path().join("beta"));
+    write_sharded(&a, 1, true);
+    write_sharded(&b, 2, false);
+    let out = tmp.path().join("out");
+    render(&[a.as_os_str(), b.as_os_str(), "-o".as_ref(), out.as_os_str()]).success();
+    assert_eq!(names_in(&manifest(&out.join("alpha"))).len(), 3);
+    assert_eq!(names_in(&manifest(&out.join("beta"))).len(), 6);
+}
+
+#[test]
+fn filters_apply_to_render_and_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 4, true);
+    let cases: [(&[&str], Vec<&str>); 4] = [
+        (
+            &["--include", "model.layers.1*"],
+            vec![
+                "model.layers.1.mlp.weight",
+                "model.layers.10.mlp.weight",
+                "model.layers.11.mlp.weight",
+            ],
+        ),
+        (
+            &["--include", "model.layers.1*", "--exclude", "*.10.*"],
+            vec!["model.layers.1.mlp.weight", "model.layers.11.mlp.weight"],
+        ),
+        (
+            &["--regex", r"layers\.[23]\."],
+            vec!["model.layers.2.mlp.weight", "model.layers.3.mlp.weight"],
+        ),
+        (
+            &["--dtype", "bf16", "--include", "*.[0-5].*"],
+            vec!["model.layers.2.mlp.weight", "model.layers.5.mlp.weight"],
+        ),
+    ];
+    for (i, (flags, want)) in cases.iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        bin()
+            .arg("render")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .args(*flags)
+            .assert()
+            .success();
+        let m = manifest(&out);
+        assert_eq!(names_in(&m), *want, "{flags:?}");
+        let pngs = files_below(&out)
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "png"))
+            .count();
+        assert_eq!(pngs, want.len());
+        let listed = bin()
+            .arg("list")
+            .arg("--json")
+            .arg(&model)
+            .args(*flags)
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
+        let names: Vec<&str> = v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, *want, "list {flags:?}");
+    }
+    bin()
+        .arg("list")
+        .arg(&model)
+        .args(["--regex", "("])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 3, true);
+    let clean = tmp.path().join("clean");
+    render(&[
+        model.as_os_str(),
+        "-o".as_ref(),
+        clean.as_os_str(),
+        "--raw".as_ref(),
+    ])
+    .success();
+    // An "interrupted" run: only part of the tensors done, their records written, no
+    // manifest.json yet.
+    let resumed = tmp.path().join("resumed");
+    let part = ["--raw", "--partition", "1/2"];
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&resumed)
+        .args(part)
+        .arg("-q")
+        .assert()
+        .success();
+    std::fs::remove_file(resumed.join("manifest.1-of-2.json")).unwrap();
+    let done_before: Vec<_> = results(&resumed);
+    assert!(!done_before.is_empty() && done_before.len() < results(&clean).len());
+    let out = bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&resumed)
+        .args(["--raw", "--skip-existing", "-v"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(
+        err.matches("tensorheat: kept").count(),
+        done_before.len() / 2,
+        "{err}"
+    );
+    assert_same_results(&resumed, &clean);
+    // Changed options render everything again.
+    let again = bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&resumed)
+        .args(["--skip-existing", "-v", "--reduce", "max"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    assert_eq!(err.matches("tensorheat: kept").count(), 0, "{err}");
+}
+
+#[test]
+fn three_partitions_merged_equal_a_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 3, true);
+    // One tensor name collides with another's file name, so names must be global.
+    let single = tmp.path().join("single");
+    render(&[
+        model.as_os_str(),
+        "-o".as_ref(),
+        single.as_os_str(),
+        "--raw".as_ref(),
+    ])
+    .success();
+    let parts = tmp.path().join("parts");
+    for k in 1..=3 {
+        let p = format!("{k}/3");
+        bin()
+            .arg("render")
+            .arg(&model)
+            .arg("-o")
+            .arg(&parts)
+            .args(["--raw", "--partition", &p, "-q"])
+            .assert()
+            .success();
+    }
+    let each: Vec<usize> = (1..=3)
+        .map(|k| {
+            names_in(&manifest_file(
+                &parts.join(format!("manifest.{k}-of-3.json")),
+            ))
+            .len()
+        })
+        .collect();
+    assert_eq!(each.iter().sum::<usize>(), 9);
+    assert!(
+        each.iter().all(|&n| n > 0),
+        "byte-balanced: every worker has work {each:?}"
+    );
+    // Before merging, partition 2's manifest missing: reported, nothing written.
+    std::fs::rename(
+        parts.join("manifest.2-of-3.json"),
+        tmp.path().join("saved.json"),
+    )
+    .unwrap();
+    bin()
+        .arg("merge")
+        .arg(&parts)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("missing partitions 2/3"));
+    assert!(!parts.join("manifest.json").exists());
+    std::fs::rename(
+        tmp.path().join("saved.json"),
+        parts.join("manifest.2-of-3.json"),
+    )
+    .unwrap();
+    bin().arg("merge").arg(&parts).assert().success();
+    assert_same_results(&parts, &single);
+}
+
+fn manifest_file(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}

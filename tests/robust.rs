@@ -1,0 +1,148 @@
+//! Output-folder problems and crash safety: a DIR that is a file or cannot be created,
+//! a PNG path taken by a folder, and a render killed with SIGKILL mid-way.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bin, files_below, fixture, manifest, write_safetensors, Rng, T};
+use predicates::prelude::*;
+
+#[test]
+fn output_dir_that_is_a_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::write(&out, b"not a folder").unwrap();
+    bin()
+        .arg("render")
+        .arg(fixture("special.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("tensorheat: error:").and(predicate::str::contains("out")))
+        .stderr(predicate::str::contains("panicked").not());
+    assert_eq!(std::fs::read(&out).unwrap(), b"not a folder");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_dir_that_cannot_be_created_is_a_clear_error() {
+    // Nobody, not even root, can create folders in /proc.
+    let out = std::path::Path::new("/proc/tensorheat-test-out");
+    bin()
+        .arg("render")
+        .arg(fixture("special.safetensors"))
+        .arg(fixture("shapes.safetensors"))
+        .arg("-o")
+        .arg(out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "/proc/tensorheat-test-out/special",
+        ))
+        .stderr(predicate::str::contains("/proc/tensorheat-test-out/shapes"));
+}
+
+#[test]
+fn png_path_taken_by_a_folder_fails_that_tensor_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("special_f32.png")).unwrap();
+    bin()
+        .arg("render")
+        .arg(fixture("special.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("special_f32.png"));
+    let m = manifest(&out);
+    assert_eq!(m["tensors"].as_array().unwrap().len(), 3);
+    assert_eq!(m["errors"][0]["name"], "special_f32");
+    assert!(out.join("special_bf16.png").is_file());
+    assert!(!files_below(&out)
+        .iter()
+        .any(|f| f.to_string_lossy().ends_with(".tmp")));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("big.safetensors");
+    let mut rng = Rng::new(5);
+    let tensors: Vec<T> = (0..48)
+        .map(|i| {
+            let v: Vec<f32> = (0..700 * 700).map(|_| rng.normal()).collect();
+            T::f32(&format!("layers.{i}.weight"), &[700, 700], &v)
+        })
+        .collect();
+    write_safetensors(&model, &tensors);
+    let out = tmp.path().join("out");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tensorheat"))
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--raw", "--threads", "1", "-q"])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let first_png = loop {
+        let pngs = std::fs::read_dir(&out)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "png"))
+            })
+            .unwrap_or(false);
+        if pngs || start.elapsed() > Duration::from_secs(120) {
+            break pngs;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(first_png, "no PNG appeared");
+    if status.success() {
+        eprintln!("render finished before the kill; nothing to check");
+        return;
+    }
+    assert!(
+        !out.join("manifest.json").exists(),
+        "manifest of a killed run"
+    );
+    for f in files_below(&out) {
+        let name = f.to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // temporary files and the run's record
+        }
+        let path = out.join(&f);
+        if name.ends_with(".png") {
+            let img = image::open(&path).unwrap_or_else(|e| panic!("partial {name}: {e}"));
+            assert_eq!((img.width(), img.height()), (700, 700));
+        } else if name.ends_with(".npy") {
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                128 + 700 * 700 * 4,
+                "{name}"
+            );
+        } else {
+            panic!("unexpected file {name}");
+        }
+    }
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--raw", "--skip-existing", "-q"])
+        .assert()
+        .success();
+    let left: Vec<_> = files_below(&out)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "stale temporary files: {left:?}");
+    assert_eq!(manifest(&out)["tensors"].as_array().unwrap().len(), 48);
+}
