@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tensorheat::colour::{choose_range, Colormap};
 use tensorheat::output::encode_png;
-use tensorheat::reduce::reduce;
+use tensorheat::reduce::{reduce, reduce_scaled, Scale};
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Rgb, Size};
 
@@ -51,6 +51,28 @@ fn kernels(c: &mut Criterion) {
             });
         }
     }
+    // FP8 with per-128x128 F32 scales multiplied in, against the plain F8 rows above.
+    let data = weights(Dtype::F8E4M3, rows * cols);
+    let scales: Vec<u8> = (0..32 * 32)
+        .flat_map(|i| (1e-3 * (1 + i % 7) as f32).to_le_bytes())
+        .collect();
+    let scale = Scale {
+        data: &scales,
+        dtype: Dtype::F32,
+        rows: 32,
+        cols: 32,
+        bh: 128,
+        bw: 128,
+    };
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for max in [256, 1024] {
+        let n = NonZeroUsize::new(max).unwrap();
+        let geom = Geometry::new(rows, cols, Size::MaxSize(n, n), false);
+        let id = BenchmarkId::new("F8_E4M3-dequant", format!("max{max}"));
+        g.bench_with_input(id, &data, |b, d| {
+            b.iter(|| reduce_scaled(d, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean))
+        });
+    }
     g.finish();
 }
 
@@ -65,7 +87,7 @@ fn encoding(c: &mut Criterion) {
     g.bench_function("1024x1024", |b| {
         b.iter(|| {
             let range = choose_range(&grid, Reduction::Mean, 99.5, None);
-            encode_png(&grid, 1024, range, &lut, Rgb([255, 0, 255]), &[]).unwrap()
+            encode_png(&grid, 1024, range, &lut, Rgb([255, 0, 255]), None, &[]).unwrap()
         })
     });
     g.finish();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tensorheat::colour::Colormap;
-use tensorheat::config::{parse_pair, FixedRange, Reduction, RenderConfig, Rgb, Size};
+use tensorheat::config::{parse_pair, FixedRange, Fp8Mode, Reduction, RenderConfig, Rgb, Size};
 use tensorheat::select::{Partition, Selection};
 
 const EXAMPLES: &str = "\
@@ -148,6 +148,14 @@ pub struct RenderArgs {
     /// Also write each grid as float32 .npy (the numbers behind the picture).
     #[arg(long)]
     pub raw: bool,
+    /// FP8 weights with a <name>_scale_inv companion: multiply the block scales in
+    /// (dequant) or show the stored codes (raw).
+    #[arg(long, value_enum, default_value_t = Fp8Arg::Dequant)]
+    pub fp8: Fp8Arg,
+    /// Draw a one-pixel black line on the cells holding every N-th source row and
+    /// column (e.g. 128, to compare patterns with quantisation tiles).
+    #[arg(long, value_name = "N")]
+    pub tile_lines: Option<NonZeroUsize>,
     /// Worker threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub threads: Option<NonZeroUsize>,
@@ -180,6 +188,24 @@ pub struct ListArgs {
     pub json: bool,
     #[command(flatten)]
     pub select: SelectArgs,
+}
+
+/// `--fp8` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fp8Arg {
+    /// Real weights: codes times their block scales.
+    Dequant,
+    /// The codes as stored.
+    Raw,
+}
+
+impl From<Fp8Arg> for Fp8Mode {
+    fn from(a: Fp8Arg) -> Self {
+        match a {
+            Fp8Arg::Dequant => Fp8Mode::Dequant,
+            Fp8Arg::Raw => Fp8Mode::Raw,
+        }
+    }
 }
 
 /// `--reduce` values.
@@ -253,6 +279,8 @@ impl RenderArgs {
             nan_color: self.nan_color,
             raw: self.raw,
             select: self.select.selection(),
+            fp8: self.fp8.into(),
+            tile_lines: self.tile_lines,
             partition: self.partition,
             skip_existing: self.skip_existing,
         }
@@ -312,6 +340,12 @@ mod tests {
         );
         assert!(render(&["-q"]).unwrap().quiet);
         assert!(render(&["-v"]).unwrap().verbose);
+        assert_eq!(
+            render(&["--fp8", "raw"]).unwrap().config().fp8,
+            Fp8Mode::Raw
+        );
+        let c = render(&["--tile-lines", "128"]).unwrap().config();
+        assert_eq!(c.tile_lines, NonZeroUsize::new(128));
         assert!(render(&["--skip-existing"]).unwrap().config().skip_existing);
         let c = render(&["--partition", "2/3"]).unwrap().config();
         assert_eq!(c.partition, Some(Partition { k: 2, n: 3 }));

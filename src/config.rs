@@ -75,6 +75,26 @@ impl FromStr for Reduction {
     }
 }
 
+/// How FP8 weights with a `<name>_scale_inv` companion are shown (`--fp8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fp8Mode {
+    /// Multiply the block scales in: the real weights (the default).
+    #[default]
+    Dequant,
+    /// The codes as stored.
+    Raw,
+}
+
+impl Fp8Mode {
+    /// The option spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fp8Mode::Dequant => "dequant",
+            Fp8Mode::Raw => "raw",
+        }
+    }
+}
+
 /// How block sizes are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
@@ -177,6 +197,11 @@ pub struct RenderConfig {
     pub raw: bool,
     /// Which tensors to render; default all.
     pub select: Selection,
+    /// FP8 weights with block scales: dequantised (default) or raw codes.
+    pub fp8: Fp8Mode,
+    /// Draw a one-pixel line on the cells holding every N-th source row and column;
+    /// default none.
+    pub tile_lines: Option<NonZeroUsize>,
     /// Render only this worker's share and write `manifest.K-of-N.json`; default none.
     pub partition: Option<Partition>,
     /// Reuse tensors whose PNG exists and whose fingerprint (shard size and mtime,
@@ -196,6 +221,8 @@ impl Default for RenderConfig {
             nan_color: Rgb([0xff, 0x00, 0xff]),
             raw: false,
             select: Selection::default(),
+            fp8: Fp8Mode::Dequant,
+            tile_lines: None,
             partition: None,
             skip_existing: false,
         }

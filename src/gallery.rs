@@ -651,6 +651,7 @@ mod tests {
                 inf: 0,
                 zeros: 1,
             },
+            fp8: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod colour;
 pub mod config;
 pub mod dtype;
 pub mod error;
+pub mod fp8;
 pub mod gallery;
 pub mod journal;
 pub mod manifest;

@@ -72,6 +72,10 @@ pub struct Options {
     pub regex: Option<String>,
     /// `--dtype` list.
     pub dtype: Vec<String>,
+    /// `--fp8` mode.
+    pub fp8: String,
+    /// `--tile-lines` period, or `null`.
+    pub tile_lines: Option<usize>,
 }
 
 impl From<&RenderConfig> for Options {
@@ -94,6 +98,8 @@ impl From<&RenderConfig> for Options {
             exclude: c.select.exclude.clone(),
             regex: c.select.regex.clone(),
             dtype: c.select.dtypes.clone(),
+            fp8: c.fp8.name().to_owned(),
+            tile_lines: c.tile_lines.map(|n| n.get()),
         }
     }
 }
@@ -125,6 +131,9 @@ pub struct TensorEntry {
     pub range: Option<[f64; 2]>,
     /// Statistics of the full data.
     pub stats: Stats,
+    /// For FP8 weights: scale tensor, block and mode (absent for other tensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp8: Option<crate::fp8::Fp8Info>,
 }
 
 /// A tensor that was not rendered, and why.

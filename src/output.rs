@@ -123,15 +123,47 @@ pub fn remove_stale_temps(dir: &Path, shared: bool) {
     }
 }
 
+/// Colour of `--tile-lines` lines.
+pub const LINE: [u8; 3] = [0, 0, 0];
+
+/// Grid rows and columns to draw as lines (`--tile-lines`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    /// One flag per grid row.
+    pub rows: Vec<bool>,
+    /// One flag per grid column.
+    pub cols: Vec<bool>,
+}
+
+impl Marks {
+    /// The cells holding source row (column) `k·n` for every `k ≥ 1`, for a grid of
+    /// `rows × cols` elements in blocks of `bh × bw`.
+    pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Marks {
+        let mark = |len: usize, b: usize| {
+            let mut v = vec![false; len.div_ceil(b)];
+            for r in (n..len).step_by(n.max(1)) {
+                v[r / b] = true;
+            }
+            v
+        };
+        Marks {
+            rows: mark(rows, bh),
+            cols: mark(cols, bw),
+        }
+    }
+}
+
 /// Encodes a grid as an 8-bit PNG: indexed colour with the LUT as palette when no cell
-/// is NaN (one byte per pixel), RGB otherwise (a palette holds at most 256 colours).
-/// `text` pairs become iTXt chunks.
+/// is NaN and no line is drawn (one byte per pixel), RGB otherwise (a palette holds at
+/// most 256 colours). `marks` draws [`LINE`]-coloured lines; `text` pairs become iTXt
+/// chunks.
 pub fn encode_png(
     grid: &[f32],
     width: usize,
     range: Option<Range>,
     lut: &Lut,
     nan: Rgb,
+    marks: Option<&Marks>,
     text: &[(&str, String)],
 ) -> std::result::Result<Vec<u8>, String> {
     let height = grid.len() / width.max(1);
@@ -139,7 +171,7 @@ pub fn encode_png(
         Some(r) => grid.iter().map(|&v| r.index(v)).collect(),
         None => vec![None; grid.len()],
     };
-    let any_nan = idx.iter().any(Option::is_none);
+    let any_nan = idx.iter().any(Option::is_none) || marks.is_some();
     let mut out = Vec::new();
     let (w, h) = (
         u32::try_from(width).map_err(|e| e.to_string())?,
@@ -151,9 +183,11 @@ pub fn encode_png(
     let pixels: Vec<u8> = if any_nan {
         enc.set_color(png::ColorType::Rgb);
         idx.iter()
-            .flat_map(|i| match i {
-                Some(i) => lut.0[usize::from(*i)],
-                None => nan.0,
+            .enumerate()
+            .flat_map(|(k, i)| match (marks, i) {
+                (Some(m), _) if m.rows[k / width] || m.cols[k % width] => LINE,
+                (_, Some(i)) => lut.0[usize::from(*i)],
+                (_, None) => nan.0,
             })
             .collect()
     } else {

@@ -13,11 +13,13 @@ use crate::colour::{choose_range, Colormap, Range};
 use crate::config::RenderConfig;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::fp8::{Companions, Fp8Info};
 use crate::journal::{fingerprint, Journal};
 use crate::manifest::{ErrorEntry, Manifest, Options, Skipped, TensorEntry};
 use crate::model::{Access, Model};
+use crate::output::Marks;
 use crate::output::{encode_npy, encode_png, file_stems, prepare_dir, write_atomic};
-use crate::reduce::{reduce, Stats};
+use crate::reduce::{reduce_scaled, Scale, Stats};
 use crate::select::Matcher;
 use crate::source::TensorDtype;
 use crate::view::{view, Geometry};
@@ -49,6 +51,18 @@ pub fn heatmap(
     shape: &[usize],
     config: &RenderConfig,
 ) -> Result<Heatmap> {
+    heatmap_scaled(name, data, dtype, shape, None, config)
+}
+
+/// [`heatmap`] with optional block scales multiplied in (FP8 dequantisation).
+pub fn heatmap_scaled(
+    name: &str,
+    data: &[u8],
+    dtype: Dtype,
+    shape: &[usize],
+    scale: Option<&Scale<'_>>,
+    config: &RenderConfig,
+) -> Result<Heatmap> {
     let bad = |reason: String| Error::Data {
         name: name.to_owned(),
         reason,
@@ -69,7 +83,7 @@ pub fn heatmap(
     config.validate()?;
     let (rows, cols) = view(shape);
     let geometry = Geometry::new(rows, cols, config.size, config.keep_aspect);
-    let reduced = reduce(data, dtype, &geometry, config.reduce);
+    let reduced = reduce_scaled(data, dtype, scale, &geometry, config.reduce);
     let range = choose_range(&reduced.grid, config.reduce, config.clip, config.range);
     let colormap = config.colormap.unwrap_or_else(|| match range {
         Some(r) if r.diverging => Colormap::diverging_default(),
@@ -88,6 +102,10 @@ pub fn heatmap(
         range,
         &colormap.lut(),
         config.nan_color,
+        config
+            .tile_lines
+            .map(|n| Marks::every(n.get(), rows, cols, geometry.bh, geometry.bw))
+            .as_ref(),
         &text,
     )
     .map_err(|reason| bad(format!("cannot encode png: {reason}")))?;
@@ -297,6 +315,7 @@ fn render_input(
         .sum();
     progress.input_started(input, jobs.len(), bytes);
     let options = serde_json::to_string(&manifest.options).unwrap_or_default();
+    let companions = Companions::new(&model);
     let results: Vec<(String, Result<TensorEntry>)> = jobs
         .par_iter()
         .map(|&((r, dtype), ref stem)| {
@@ -309,7 +328,9 @@ fn render_input(
             let was_reused = reused.is_some();
             let result = match reused {
                 Some(entry) => Ok(entry),
-                None => render_tensor(&model, r, dtype, stem, dir, config)
+                None => companions
+                    .plan(r, config.fp8)
+                    .and_then(|fp8| render_tensor(&model, r, dtype, fp8, stem, dir, config))
                     .and_then(|entry| journal.record(&fp, &entry).map(|()| entry)),
             };
             let message = result.as_ref().err().map(ToString::to_string);
@@ -369,12 +390,22 @@ fn render_tensor(
     model: &Model,
     r: (usize, usize),
     dtype: Dtype,
+    fp8: Option<(Fp8Info, Option<Scale<'_>>)>,
     stem: &str,
     dir: &Path,
     config: &RenderConfig,
 ) -> Result<TensorEntry> {
     let (shard, t) = model.tensor(r);
-    let h = heatmap(&t.name, shard.data(t), dtype, &t.shape, config).map_err(|e| match e {
+    let (fp8, scale) = fp8.map_or((None, None), |(i, s)| (Some(i), s));
+    let h = heatmap_scaled(
+        &t.name,
+        shard.data(t),
+        dtype,
+        &t.shape,
+        scale.as_ref(),
+        config,
+    );
+    let h = h.map_err(|e| match e {
         Error::Data { name, reason } => Error::Tensor {
             path: shard.path.clone(),
             name,
@@ -405,6 +436,7 @@ fn render_tensor(
         colormap: h.colormap.name(),
         range: h.range.map(|r| [r.lo, r.hi]),
         stats: h.stats,
+        fp8,
     })
 }
 

@@ -119,3 +119,17 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// F8_E4M3 code → value, from the committed ml_dtypes table (independent of the code
+/// under test).
+pub fn e4m3_table() -> Vec<f32> {
+    let z = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dtype_tables.bin.zlib"),
+    )
+    .expect("dtype table");
+    let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&z).expect("zlib");
+    raw[131072 * 4..131328 * 4]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}

@@ -1,0 +1,343 @@
+//! DeepSeek-style FP8 checkpoints: F8_E4M3 weights with per-128×128-tile scales in
+//! another shard, partial edge tiles; dequantised grids against a float64 reference,
+//! raw codes reaching ±448 in every tile, a missing scale, a config.json block size,
+//! a scale that does not fit, and tile lines.
+
+mod common;
+
+use std::path::Path;
+
+use common::{bin, e4m3_table, manifest, read_npy, write_safetensors, Rng, T};
+use predicates::prelude::*;
+use safetensors::Dtype;
+
+struct Quantised {
+    rows: usize,
+    cols: usize,
+    codes: Vec<u8>,
+    /// Per-tile scales, row-major `[ceil(rows/b), ceil(cols/b)]`.
+    scales: Vec<f32>,
+    block: usize,
+}
+
+/// Quantises random weights (each tile with its own spread) per `block × block` tile
+/// the way FP8 checkpoints do: scale = amax / 448, code = nearest E4M3 value.
+fn quantise(rows: usize, cols: usize, block: usize, seed: u64) -> Quantised {
+    let table = e4m3_table();
+    let mut rng = Rng::new(seed);
+    let (tr, tc) = (rows.div_ceil(block), cols.div_ceil(block));
+    let spread: Vec<f32> = (0..tr * tc).map(|_| 0.005 + 0.05 * rng.uniform()).collect();
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|k| rng.normal() * spread[(k / cols / block) * tc + (k % cols) / block])
+        .collect();
+    let mut scales = vec![0f32; tr * tc];
+    for (k, v) in w.iter().enumerate() {
+        let t = (k / cols / block) * tc + (k % cols) / block;
+        scales[t] = scales[t].max(v.abs() / 448.0);
+    }
+    let codes = w
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let x = v / scales[(k / cols / block) * tc + (k % cols) / block];
+            (0..=255u8)
+                .filter(|&c| !table[c as usize].is_nan())
+                .min_by(|&a, &b| {
+                    (table[a as usize] - x)
+                        .abs()
+                        .total_cmp(&(table[b as usize] - x).abs())
+                })
+                .unwrap()
+        })
+        .collect();
+    Quantised {
+        rows,
+        cols,
+        codes,
+        scales,
+        block,
+    }
+}
+
+fn f8(name: &str, q: &Quantised) -> T {
+    T {
+        name: name.into(),
+        dtype: Dtype::F8_E4M3,
+        shape: vec![q.rows, q.cols],
+        data: q.codes.clone(),
+    }
+}
+
+fn scale_tensor(name: &str, q: &Quantised) -> T {
+    let shape = [q.rows.div_ceil(q.block), q.cols.div_ceil(q.block)];
+    T::f32(&format!("{name}_scale_inv"), &shape, &q.scales)
+}
+
+/// Two shards and an index: weights in the first, their scales in the second.
+fn write_model(dir: &Path, weights: &[(&str, &Quantised)], unscaled: Option<&Quantised>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut shard1: Vec<T> = weights.iter().map(|(n, q)| f8(n, q)).collect();
+    if let Some(q) = unscaled {
+        shard1.push(f8("model.layers.0.mlp.gate_proj.weight", q));
+    }
+    let shard2: Vec<T> = weights.iter().map(|(n, q)| scale_tensor(n, q)).collect();
+    let mut map = serde_json::Map::new();
+    for (file, ts) in [
+        ("model-00001-of-00002.safetensors", &shard1),
+        ("model-00002-of-00002.safetensors", &shard2),
+    ] {
+        for t in ts.iter() {
+            map.insert(t.name.clone(), file.into());
+        }
+        write_safetensors(&dir.join(file), ts);
+    }
+    let index = serde_json::json!({ "weight_map": map });
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+}
+
+/// Mean of `value(r, c)` over each `bh × bw` cell, in float64.
+fn block_means(
+    rows: usize,
+    cols: usize,
+    bh: usize,
+    bw: usize,
+    value: impl Fn(usize, usize) -> f64,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..rows.div_ceil(bh) {
+        for j in 0..cols.div_ceil(bw) {
+            let (mut s, mut n) = (0.0, 0.0);
+            for r in i * bh..((i + 1) * bh).min(rows) {
+                for c in j * bw..((j + 1) * bw).min(cols) {
+                    s += value(r, c);
+                    n += 1.0;
+                }
+            }
+            out.push(s / n);
+        }
+    }
+    out
+}
+
+fn entry<'a>(m: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()
+}
+
+const W: &str = "model.layers.0.self_attn.q_proj.weight";
+
+#[test]
+fn dequantised_grids_match_a_float64_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(300, 260, 128, 1);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--raw", "--block", "7x9", "-q"])
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let e = entry(&m, W);
+    assert_eq!(
+        e["fp8"],
+        serde_json::json!({"scale": format!("{W}_scale_inv"), "block": [128, 128], "mode": "dequant"})
+    );
+    let table = e4m3_table();
+    let tc = 260usize.div_ceil(128);
+    let want = block_means(300, 260, 7, 9, |r, c| {
+        f64::from(table[q.codes[r * 260 + c] as usize])
+            * f64::from(q.scales[(r / 128) * tc + c / 128])
+    });
+    let (shape, got) = read_npy(&out.join(e["raw"].as_str().unwrap()));
+    assert_eq!(shape, [300usize.div_ceil(7), 260usize.div_ceil(9)]);
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-6 * w.abs() + 1e-5 * scale,
+            "cell {k}: {g} vs {w}"
+        );
+    }
+    // The scale tensor still renders as its own small heatmap.
+    assert_eq!(
+        entry(&m, &format!("{W}_scale_inv"))["shape"],
+        serde_json::json!([3, 3])
+    );
+    // The statistics are those of the real weights.
+    let n = (300 * 260) as f64;
+    let mean: f64 = (0..300 * 260)
+        .map(|k| {
+            f64::from(table[q.codes[k] as usize])
+                * f64::from(q.scales[(k / 260 / 128) * tc + (k % 260) / 128])
+        })
+        .sum::<f64>()
+        / n;
+    assert!((e["stats"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6);
+}
+
+#[test]
+fn raw_codes_reach_448_in_every_tile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(300, 260, 128, 2);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "--raw", "--fp8", "raw", "--reduce", "absmax", "--block", "128x128", "-q",
+        ])
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let e = entry(&m, W);
+    assert_eq!(e["fp8"]["mode"], "raw");
+    let (_, got) = read_npy(&out.join(e["raw"].as_str().unwrap()));
+    assert_eq!(
+        got,
+        vec![448.0; 9],
+        "every tile, partial ones included, is scaled to ±448"
+    );
+    // Dequantised, the same cells are the tiles' real amax = 448 × scale.
+    let out2 = tmp.path().join("out2");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out2)
+        .args(["--raw", "--reduce", "absmax", "--block", "128x128", "-q"])
+        .assert()
+        .success();
+    let m2 = manifest(&out2);
+    let (_, got) = read_npy(&out2.join(entry(&m2, W)["raw"].as_str().unwrap()));
+    for (g, s) in got.iter().zip(&q.scales) {
+        assert!((f64::from(*g) - 448.0 * f64::from(*s)).abs() <= 1e-6 * f64::from(*g));
+    }
+}
+
+#[test]
+fn missing_scale_falls_back_to_raw_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (quantise(130, 140, 128, 3), quantise(140, 130, 128, 4));
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &a)], Some(&b));
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let e = entry(&m, "model.layers.0.mlp.gate_proj.weight");
+    assert_eq!(e["fp8"]["mode"], "raw");
+    assert!(e["fp8"]["scale"].is_null());
+    assert!(e["fp8"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("gate_proj.weight_scale_inv"));
+    assert_eq!(entry(&m, W)["fp8"]["mode"], "dequant");
+    // Non-FP8 tensors carry no fp8 key at all.
+    assert!(entry(&m, &format!("{W}_scale_inv")).get("fp8").is_none());
+}
+
+#[test]
+fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(200, 192, 64, 5);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    // Without config.json, [4, 3] scales do not fit 128-blocks but divide 200 × 192
+    // exactly: blocks of [50, 64]; with it, [64, 64] as declared.
+    let out = tmp.path().join("a");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        entry(&manifest(&out), W)["fp8"]["block"],
+        serde_json::json!([50, 64])
+    );
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 64]}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("b");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--raw", "--block", "1x1", "-q"])
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let e = entry(&m, W);
+    assert_eq!(e["fp8"]["block"], serde_json::json!([64, 64]));
+    let table = e4m3_table();
+    let (_, got) = read_npy(&out.join(e["raw"].as_str().unwrap()));
+    let k = 199 * 192 + 191; // last element: the partial corner tile
+    let want = f64::from(table[q.codes[k] as usize]) * f64::from(q.scales[3 * 3 + 2]);
+    assert!((f64::from(got[k]) - want).abs() <= 1e-7 * want.abs());
+    // A block size the scales do not fit is an error naming weight and scale.
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"quantization_config": {"weight_block_size": [128, 128]}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("c");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains(W).and(predicate::str::contains(format!("{W}_scale_inv"))),
+        );
+}
+
+#[test]
+fn tile_lines_mark_every_nth_row_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(300, 260, 128, 6);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--block", "4x4", "--tile-lines", "128", "-q"])
+        .assert()
+        .success();
+    let img = image::open(out.join(format!("{W}.png"))).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (65, 75));
+    for y in 0..img.height() {
+        for x in 0..img.width() {
+            let line = y == 32 || y == 64 || x == 32 || x == 64;
+            let black = img.get_pixel(x, y).0 == [0, 0, 0];
+            assert_eq!(black, line, "pixel ({x}, {y})");
+        }
+    }
+}
