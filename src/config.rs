@@ -184,7 +184,7 @@ pub struct RenderConfig {
     pub size: Size,
     /// Use one block size `max(bh, bw)` on both axes; default off.
     pub keep_aspect: bool,
-    /// Percentile of |cell value| that sets the colour range; default 99.5
+    /// Percentile of |cell value| that sets the colour range, 50 to 100; default 99.5
     /// (100 means the full min/max).
     pub clip: f64,
     /// A fixed colour range instead of the percentile rule; default none.
@@ -232,9 +232,10 @@ impl Default for RenderConfig {
 impl RenderConfig {
     /// Checks values that the types alone do not constrain.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.clip > 0.0 && self.clip <= 100.0) {
+        // Below 50 the low percentile would exceed the high one.
+        if !(self.clip >= 50.0 && self.clip <= 100.0) {
             return Err(Error::Option(format!(
-                "clip {} is not a percentile in (0, 100]",
+                "clip {} is not a percentile in [50, 100]",
                 self.clip
             )));
         }

@@ -448,8 +448,8 @@ impl Band {
 /// Per-column (vertical) or per-lane (horizontal) partial aggregates over at most
 /// `GROUP` rows or `CHUNK` elements, so that `f32` sums stay accurate.
 struct Part {
-    s1: [f32; LANES],
-    s2: [f32; LANES],
+    s1: [f64; LANES],
+    s2: [f64; LANES],
     min: [f32; LANES],
     max: [f32; LANES],
     nonfinite: [u32; LANES],
@@ -462,7 +462,7 @@ impl Part {
     /// live in local arrays so that they stay in vector registers for the whole run.
     #[inline(always)]
     fn of_run<'a, const CLEAN: bool>(
-        run: impl Iterator<Item = &'a [f32; LANES]>,
+        run: impl Iterator<Item = &'a [f32; LANES]> + Clone,
         shift: &[f32; LANES],
     ) -> Part {
         let mut s1 = [0f32; LANES];
@@ -472,7 +472,7 @@ impl Part {
         let mut nonfinite = [0u32; LANES];
         let mut nan = [0u32; LANES];
         let mut zeros = [0u32; LANES];
-        for x in run {
+        for x in run.clone() {
             for k in 0..LANES {
                 let v = x[k];
                 let finite = CLEAN || v.is_finite();
@@ -488,6 +488,12 @@ impl Part {
                 zeros[k] += u32::from(v == 0.0);
             }
         }
+        let (s1, s2) = if all_finite(&s1) && all_finite(&s2) {
+            (s1.map(f64::from), s2.map(f64::from))
+        } else {
+            // Values near the ends of the f32 range overflowed an f32 sum: redo in f64.
+            sums_f64(run, shift)
+        };
         Part {
             s1,
             s2,
@@ -503,7 +509,7 @@ impl Part {
     #[inline(always)]
     fn of<'a>(
         clean: bool,
-        run: impl Iterator<Item = &'a [f32; LANES]>,
+        run: impl Iterator<Item = &'a [f32; LANES]> + Clone,
         shift: &[f32; LANES],
     ) -> Part {
         if clean {
@@ -514,10 +520,30 @@ impl Part {
     }
 }
 
+/// The shifted sums of a run in `f64` (the rare path: an `f32` sum overflowed).
+#[cold]
+fn sums_f64<'a>(
+    run: impl Iterator<Item = &'a [f32; LANES]>,
+    shift: &[f32; LANES],
+) -> ([f64; LANES], [f64; LANES]) {
+    let mut s1 = [0f64; LANES];
+    let mut s2 = [0f64; LANES];
+    for x in run {
+        for k in 0..LANES {
+            if x[k].is_finite() {
+                let d = f64::from(x[k]) - f64::from(shift[k]);
+                s1[k] += d;
+                s2[k] += d * d;
+            }
+        }
+    }
+    (s1, s2)
+}
+
 /// Column partials of one tile and group, as a struct of arrays.
 struct Columns {
-    s1: [f32; TILE],
-    s2: [f32; TILE],
+    s1: [f64; TILE],
+    s2: [f64; TILE],
     min: [f32; TILE],
     max: [f32; TILE],
     nonfinite: [u32; TILE],
@@ -562,8 +588,8 @@ impl Columns {
             let (mut s1, mut s2, mut nf) = (0f64, 0f64, 0u64);
             let (mut mn, mut mx) = (band.min[j], band.max[j]);
             for c in cols {
-                s1 += f64::from(self.s1[c]);
-                s2 += f64::from(self.s2[c]);
+                s1 += self.s1[c];
+                s2 += self.s2[c];
                 nf += u64::from(self.nonfinite[c]);
                 mn = if self.min[c] < mn { self.min[c] } else { mn };
                 mx = if self.max[c] > mx { self.max[c] } else { mx };
@@ -685,8 +711,8 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
                 let pad = (padded - n) as u64;
                 let (mut s1, mut s2, mut nf, mut nan, mut zeros) = (0f64, 0f64, 0u64, 0u64, 0u64);
                 for k in 0..LANES {
-                    s1 += f64::from(p.s1[k]);
-                    s2 += f64::from(p.s2[k]);
+                    s1 += p.s1[k];
+                    s2 += p.s2[k];
                     nf += u64::from(p.nonfinite[k]);
                     nan += u64::from(p.nan[k]);
                     zeros += u64::from(p.zeros[k]);

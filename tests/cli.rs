@@ -342,7 +342,7 @@ fn usage_errors_exit_2() {
     bin().assert().code(2);
     bin().args(["render", "x.safetensors"]).assert().code(2);
     bin()
-        .args(["render", "x.safetensors", "-o", "o", "--clip", "0"])
+        .args(["render", "x.safetensors", "-o", "o", "--clip", "49"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("clip"));

@@ -188,3 +188,41 @@ fn std_survives_a_large_offset() {
         "{got} vs {want}"
     );
 }
+
+/// Values near the ends of the f32 range overflow an f32 partial sum; the statistics and
+/// every reduction must still be those of the numbers (found by fuzzing).
+#[test]
+fn huge_values_do_not_overflow_partial_sums() {
+    for (bh, bw) in [(3, 2), (1, 600)] {
+        let (rows, cols) = (6, 1200);
+        let m: Vec<f32> = (0..rows * cols)
+            .map(|k| {
+                if k % 3 == 0 {
+                    f32::MAX
+                } else {
+                    -f32::MAX * 0.5
+                }
+            })
+            .collect();
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        for r in Reduction::ALL {
+            let got = reduce(&bytes(&m), Dtype::F32, &geom, r);
+            let want = naive_grid(&m, rows, cols, bh, bw, r);
+            for (g, w) in got.grid.iter().zip(&want) {
+                assert!(
+                    g.is_finite() || w.abs() > f64::from(f32::MAX),
+                    "{r:?}: {g} vs {w}"
+                );
+                assert!(
+                    (f64::from(*g) - w).abs() <= 1e-5 * f64::from(f32::MAX),
+                    "{r:?}: {g} vs {w}"
+                );
+            }
+            let s = got.stats;
+            assert!(
+                s.mean.unwrap().is_finite() && s.std.unwrap().is_finite(),
+                "{s:?}"
+            );
+        }
+    }
+}
