@@ -24,9 +24,12 @@ use crate::view::Geometry;
 /// Lanes of the `f32` partial sums (one AVX-512 register).
 const LANES: usize = 16;
 /// Columns per tile of the vertical kernel; blocks wider than this use the horizontal one.
-const TILE: usize = 256;
+const TILE: usize = 512;
 /// Rows whose partial sums stay in `f32` before moving to `f64`.
 const GROUP: usize = 16;
+/// Columns decoded per row in one sequential pass by the vertical kernel (16 rows of
+/// this many `f32` stay within L2).
+const SPAN: usize = 8192;
 
 /// Running aggregate of a set of values: counts, shifted sums, extremes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -255,28 +258,27 @@ struct Source<'a> {
 impl Source<'_> {
     /// Decodes `out.len()` elements of band row `r` from column `c0`, scaled if needed.
     #[inline(always)]
-    fn load(&self, r: usize, c0: usize, cols: usize, out: &mut [f32], band: &mut Band) {
+    fn load(&self, r: usize, c0: usize, cols: usize, out: &mut [f32], cache: &mut ScaleCache) {
         let size = self.dtype.size();
         let start = (r * cols + c0) * size;
-        decode(self.dtype, &self.data[start..start + out.len() * size], out);
+        let bytes = &self.data[start..start + out.len() * size];
+        for (o, b) in out.chunks_mut(CHUNK).zip(bytes.chunks(CHUNK * size)) {
+            decode(self.dtype, b, o);
+        }
         if let Some(s) = self.scale {
             let sr = (self.row0 + r) / s.bh;
-            if band.scale_row_index != Some(sr) {
-                band.scale_row.resize(s.cols, 0.0);
-                let bytes =
-                    &s.data[sr * s.cols * s.dtype.size()..(sr + 1) * s.cols * s.dtype.size()];
-                for (o, b) in band
-                    .scale_row
-                    .chunks_mut(CHUNK)
-                    .zip(bytes.chunks(CHUNK * s.dtype.size()))
-                {
+            if cache.index != Some(sr) {
+                cache.row.resize(s.cols, 0.0);
+                let z = s.dtype.size();
+                let bytes = &s.data[sr * s.cols * z..(sr + 1) * s.cols * z];
+                for (o, b) in cache.row.chunks_mut(CHUNK).zip(bytes.chunks(CHUNK * z)) {
                     decode(s.dtype, b, o);
                 }
-                band.scale_row_index = Some(sr);
+                cache.index = Some(sr);
             }
             let mut c = c0;
             for piece in out.chunk_by_mut_len(c0, s.bw) {
-                let f = band.scale_row[c / s.bw];
+                let f = cache.row[c / s.bw];
                 for x in piece.iter_mut() {
                     *x *= f;
                 }
@@ -315,9 +317,17 @@ struct Band {
     nan: u64,
     inf: u64,
     zeros: u64,
-    /// The decoded scale row last used, and its index.
-    scale_row: Vec<f32>,
-    scale_row_index: Option<usize>,
+    /// The decoded scale row last used.
+    scale: ScaleCache,
+    /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
+    rows: Vec<f32>,
+}
+
+/// The decoded scale row last used, and its index.
+#[derive(Default)]
+struct ScaleCache {
+    row: Vec<f32>,
+    index: Option<usize>,
 }
 
 impl Band {
@@ -334,8 +344,8 @@ impl Band {
             nan: 0,
             inf: 0,
             zeros: 0,
-            scale_row: Vec::new(),
-            scale_row_index: None,
+            scale: ScaleCache::default(),
+            rows: Vec::new(),
         }
     }
 
@@ -628,15 +638,23 @@ fn reduce_band<'a>(
     band.summary()
 }
 
-/// Narrow blocks: tiles of whole cells, up to `TILE` columns wide. For each group of up
-/// to `GROUP` rows, per-column partials accumulate in registers down the rows; then each
-/// cell's columns are added to it in `f64`. `BW` as in [`Columns::fold`].
+/// Narrow blocks. The band is read in column chunks of up to `SPAN` columns (whole
+/// cells), `GROUP` rows at a time, each row piece decoded in one sequential pass (long
+/// runs keep the hardware prefetcher streaming; the decoded rows stay in L2). Within a
+/// chunk, tiles of up to `TILE` columns accumulate per-column partials down the rows in
+/// registers; then each cell's columns are added to it in `f64`. `BW` as in
+/// [`Columns::fold`].
 #[inline(always)]
 fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
     let (cols, bw) = (geom.cols, geom.bw);
     let nrows = src.data.len() / (cols * src.dtype.size());
     let tile_cols = (TILE / bw).max(1) * bw;
-    let mut scratch = [[0f32; TILE]; GROUP];
+    let span = (SPAN / tile_cols).max(1) * tile_cols;
+    // Each decoded row has LANES spare slots so the last vector of a tile stays in it.
+    let stride = span.min(cols) + LANES;
+    // Taken out of the band for the loop, so the band's cells can be updated meanwhile.
+    let mut buf = std::mem::take(&mut band.rows);
+    buf.resize(GROUP * stride, 0.0);
     let mut shifts = [0f32; TILE];
     let mut part = Columns {
         s1: [0.0; TILE],
@@ -647,41 +665,50 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
         nan: [0; TILE],
         zeros: [0; TILE],
     };
-    for t0 in (0..cols).step_by(tile_cols) {
-        let w = tile_cols.min(cols - t0);
-        let vecs = w.div_ceil(LANES);
-        let j0 = t0 / bw;
+    for c0 in (0..cols).step_by(span) {
+        let cw = span.min(cols - c0);
         for g0 in (0..nrows).step_by(GROUP) {
             let g = GROUP.min(nrows - g0);
             let mut clean = true;
-            for (ri, dst) in scratch.iter_mut().enumerate().take(g) {
-                let out = &mut dst[..w];
-                src.load(g0 + ri, t0, cols, out, band);
+            for ri in 0..g {
+                let out = &mut buf[ri * stride..ri * stride + cw];
+                src.load(g0 + ri, c0, cols, out, &mut band.scale);
                 clean &= all_finite(out);
-                // Padding past the tile stays finite so the clean path may read it.
-                dst[w..vecs * LANES].fill(0.0);
             }
-            for jj in 0..w.div_ceil(bw) {
-                let cc = jj * bw..((jj + 1) * bw).min(w);
-                let first = scratch[0][cc.start];
-                if !band.primed[j0 + jj] && first.is_finite() {
-                    band.shift[j0 + jj] = first;
-                    band.primed[j0 + jj] = true;
-                } else {
-                    band.prime(
-                        j0 + jj,
-                        scratch[..g].iter().flat_map(|row| &row[cc.clone()]),
-                    );
+            let rows = &buf[..g * stride];
+            for t0 in (c0..c0 + cw).step_by(tile_cols) {
+                let w = tile_cols.min(c0 + cw - t0);
+                let vecs = w.div_ceil(LANES);
+                let (j0, off) = (t0 / bw, t0 - c0);
+                for jj in 0..w.div_ceil(bw) {
+                    let cc = jj * bw..((jj + 1) * bw).min(w);
+                    let j = j0 + jj;
+                    let first = rows[off + cc.start];
+                    if !band.primed[j] && first.is_finite() {
+                        band.shift[j] = first;
+                        band.primed[j] = true;
+                    } else if !band.primed[j] {
+                        let run = rows
+                            .chunks(stride)
+                            .flat_map(|row| &row[off + cc.start..off + cc.end]);
+                        if let Some(&f) = run.into_iter().find(|v| v.is_finite()) {
+                            band.shift[j] = f;
+                            band.primed[j] = true;
+                        }
+                    }
+                    shifts[cc].fill(band.shift[j]);
                 }
-                shifts[cc].fill(band.shift[j0 + jj]);
+                for v in 0..vecs {
+                    // Lanes past the tile hold other columns (or stale values): each lane
+                    // is independent and only the tile's columns are folded.
+                    let run = rows.chunks(stride).map(|row| lanes(&row[off..], v));
+                    part.store(v, &Part::of(clean, run, lanes(&shifts, v)));
+                }
+                part.fold::<BW>(w, bw, j0, band);
             }
-            for v in 0..vecs {
-                let run = scratch[..g].iter().map(|row| lanes(row, v));
-                part.store(v, &Part::of(clean, run, lanes(&shifts, v)));
-            }
-            part.fold::<BW>(w, bw, j0, band);
         }
     }
+    band.rows = buf;
 }
 
 /// Wide blocks: each cell's run of every row in `CHUNK`-element pieces over `LANES`
@@ -697,7 +724,7 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
             for c0 in cells.clone().step_by(CHUNK) {
                 let n = CHUNK.min(cells.end - c0);
                 let xs = &mut scratch[..n];
-                src.load(r, c0, cols, xs, band);
+                src.load(r, c0, cols, xs, &mut band.scale);
                 band.prime(j, xs.iter());
                 let clean = all_finite(xs);
                 let padded = n.next_multiple_of(LANES);

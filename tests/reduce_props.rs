@@ -226,3 +226,36 @@ fn huge_values_do_not_overflow_partial_sums() {
         }
     }
 }
+
+/// Rows wider than the vertical kernel's column span (8192) are read in several spans;
+/// cells must not notice where one ends.
+#[test]
+fn rows_wider_than_one_span_match_the_reference() {
+    let (rows, cols) = (19, 17_000);
+    let mut s = 1u64;
+    let m: Vec<f32> = (0..rows * cols)
+        .map(|k| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if k % 4099 == 0 {
+                f32::NAN
+            } else {
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            }
+        })
+        .collect();
+    for (bh, bw) in [(4, 3), (16, 1), (5, 7), (2, 256)] {
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        for r in Reduction::ALL {
+            let got = reduce(&bytes(&m), Dtype::F32, &geom, r).grid;
+            let want = naive_grid(&m, rows, cols, bh, bw, r);
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(*g) - w).abs() <= 1e-6 * w.abs() + 2e-5,
+                    "{bh}x{bw} {r:?} cell {k}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces the performance tables in the README (run on a quiet machine):
+#   bash benches/report.sh [OUT_FILE]
+# Ratios are measured side by side in one process (examples/throughput), medians of
+# several alternating runs; the numpy comparison times both tools on the same file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/dev/stdout}
+cargo build --release --quiet --example throughput
+cargo build --release --quiet
+tp=target/release/examples/throughput
+{
+  echo "## read-and-reduce path (--max-size 256), 2 GiB, LLM layer shapes"
+  for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --max-size 256 --runs 5; done
+  echo "## default options (1024x1024 grids, PNG encoding), 2 GiB"
+  for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --runs 5; done
+  echo "## scaling, bf16, default options"
+  for g in 0.5 1 2 4; do $tp --gib "$g" --runs 3; done
+  echo "## memory: one 2 GiB bf16 tensor"
+  $tp --gib 2 --single --runs 3
+  if python3 -c "import safetensors, numpy, ml_dtypes, matplotlib, PIL" 2>/dev/null; then
+    echo "## numpy + matplotlib baseline, 1 GiB bf16, same file"
+    tmp=$(mktemp -d)
+    $tp --gib 1 --runs 1 --keep "$tmp/model.safetensors" > /dev/null
+    cat "$tmp/model.safetensors" > /dev/null # warm the page cache for both
+    /usr/bin/time -f "tensorheat: %e s, max RSS %M KB" target/release/tensorheat render "$tmp/model.safetensors" -o "$tmp/th" -q
+    /usr/bin/time -f "numpy: %e s, max RSS %M KB" python3 examples/numpy_baseline.py "$tmp/model.safetensors" "$tmp/np"
+    rm -rf "$tmp"
+  fi
+} 2>&1 | tee "$out"
