@@ -94,21 +94,8 @@ pub struct Shard {
 impl Shard {
     /// Opens, maps and validates a `.safetensors` file.
     pub fn open(path: &Path) -> Result<Shard> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return Err(Error::Input {
-                path: path.into(),
-                reason: "is a directory, not a safetensors file".into(),
-            });
-        }
+        let (file, meta) = open_file(path)?;
         let len = meta.len();
-        if len < 8 {
-            return Err(Error::TooShort {
-                path: path.into(),
-                len,
-            });
-        }
         // SAFETY: the map is read-only and lives as long as the `Shard`. Other processes
         // modifying or truncating the file while it is mapped would be undefined
         // behaviour (or SIGBUS); the README tells users not to do that, and the file
@@ -127,21 +114,8 @@ impl Shard {
     /// Reads and validates only the header (for `list`), without mapping the data.
     pub fn open_header(path: &Path) -> Result<Shard> {
         use std::io::Read;
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return Err(Error::Input {
-                path: path.into(),
-                reason: "is a directory, not a safetensors file".into(),
-            });
-        }
+        let (mut file, meta) = open_file(path)?;
         let len = meta.len();
-        if len < 8 {
-            return Err(Error::TooShort {
-                path: path.into(),
-                len,
-            });
-        }
         let mut prefix = [0u8; 8];
         file.read_exact(&mut prefix)
             .map_err(|e| Error::io(path, e))?;
@@ -176,6 +150,26 @@ impl Shard {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.path.display().to_string())
     }
+}
+
+/// Opens a file that could be a shard: not a folder, and long enough for the 8-byte
+/// header length.
+fn open_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::Input {
+            path: path.into(),
+            reason: "is a directory, not a safetensors file".into(),
+        });
+    }
+    if meta.len() < 8 {
+        return Err(Error::TooShort {
+            path: path.into(),
+            len: meta.len(),
+        });
+    }
+    Ok((file, meta))
 }
 
 fn check_header_len(path: &Path, n: u64, file_len: u64) -> Result<usize> {
