@@ -143,6 +143,17 @@ const fn e8m0_table() -> [u32; 256] {
 
 static E8M0: [u32; 256] = e8m0_table();
 
+/// F64 to f32, keeping finite values finite: beyond the f32 range they saturate at
+/// ±f32::MAX instead of becoming infinities (which would be counted as such).
+#[inline(always)]
+fn f64_to_f32(x: f64) -> f32 {
+    if x.is_finite() {
+        x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
+    } else {
+        x as f32
+    }
+}
+
 /// F8_E4M3 ("fn": no infinities, `S.1111.111` is NaN) to f32, branch-free.
 #[inline(always)]
 fn e4m3(c: u8) -> f32 {
@@ -232,7 +243,7 @@ pub fn decode(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
         Dtype::I32 => each(bytes, out, |b| i32::from_le_bytes(b) as f32),
         Dtype::U32 => each(bytes, out, |b| u32::from_le_bytes(b) as f32),
         Dtype::F32 => each(bytes, out, f32::from_le_bytes),
-        Dtype::F64 => each(bytes, out, |b| f64::from_le_bytes(b) as f32),
+        Dtype::F64 => each(bytes, out, |b| f64_to_f32(f64::from_le_bytes(b))),
         Dtype::I64 => each(bytes, out, |b| i64::from_le_bytes(b) as f32),
         Dtype::U64 => each(bytes, out, |b| u64::from_le_bytes(b) as f32),
     }
@@ -324,6 +335,16 @@ mod tests {
             2f32.powi(40)
         );
         assert_eq!(decode_one(Dtype::F64, &0.5f64.to_le_bytes()), 0.5);
+        assert_eq!(decode_one(Dtype::F64, &1e300f64.to_le_bytes()), f32::MAX);
+        assert_eq!(
+            decode_one(Dtype::F64, &(-1e300f64).to_le_bytes()),
+            -f32::MAX
+        );
+        assert_eq!(
+            decode_one(Dtype::F64, &f64::NEG_INFINITY.to_le_bytes()),
+            f32::NEG_INFINITY
+        );
+        assert!(decode_one(Dtype::F64, &f64::NAN.to_le_bytes()).is_nan());
         assert_eq!(decode_one(Dtype::Bool, &[0]), 0.0);
         assert_eq!(decode_one(Dtype::Bool, &[7]), 1.0);
     }

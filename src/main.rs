@@ -265,8 +265,11 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             total_params: params,
             total_bytes,
         };
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
+        // Serialised first: an io::Error wrapped in serde_json's error would hide a
+        // broken pipe from the quiet exit.
+        let mut text = serde_json::to_vec_pretty(&json)?;
+        text.push(b'\n');
+        out.write_all(&text)?;
     } else {
         print_table(&mut out, &rows, params, total_bytes)?;
     }

@@ -183,45 +183,45 @@ impl Model {
             }
             m.add(shard);
         }
-        m.sort();
-        m.reject_duplicates();
-        // Only tensors the index assigns to a shard belong to the model.
+        // Only tensors the index assigns to a shard belong to the model: where a tensor
+        // is in several shards, the index says which copy is meant.
         let shards = &m.shards;
         m.tensors.retain(|&(s, t)| {
             let name = shards[s].header.tensors[t].name.as_str();
             let file = shards[s].file_name();
             map.get(name).and_then(|f| f.as_str()) == Some(file.as_str())
         });
+        m.sort();
         Ok(m)
     }
 
-    /// Records tensors present in more than one shard as errors and drops them.
+    /// Records tensors present in more than one shard as errors and drops them. The
+    /// list is sorted by name, so each name's copies are adjacent: one pass.
     fn reject_duplicates(&mut self) {
-        let mut dup = BTreeSet::new();
-        for w in self.tensors.windows(2) {
-            let (a, b) = (self.tensor(w[0]).1, self.tensor(w[1]).1);
-            if a.name == b.name {
-                dup.insert(a.name.clone());
+        let mut kept = Vec::with_capacity(self.tensors.len());
+        let mut i = 0;
+        while i < self.tensors.len() {
+            let name = &self.tensor(self.tensors[i]).1.name;
+            let mut j = i + 1;
+            while j < self.tensors.len() && &self.tensor(self.tensors[j]).1.name == name {
+                j += 1;
             }
+            if j - i == 1 {
+                kept.push(self.tensors[i]);
+            } else {
+                let shards: Vec<String> = self.tensors[i..j]
+                    .iter()
+                    .map(|&r| self.tensor(r).0.file_name())
+                    .collect();
+                self.errors.push(Error::Tensor {
+                    path: self.input.clone(),
+                    name: name.clone(),
+                    reason: format!("is in several shards: {}", shards.join(", ")),
+                });
+            }
+            i = j;
         }
-        for name in &dup {
-            let shards: Vec<String> = self
-                .tensors
-                .iter()
-                .filter(|&&r| &self.tensor(r).1.name == name)
-                .map(|&r| self.tensor(r).0.file_name())
-                .collect();
-            self.errors.push(Error::Input {
-                path: self.input.clone(),
-                reason: format!(
-                    "tensor {name:?} is in several shards: {}",
-                    shards.join(", ")
-                ),
-            });
-        }
-        let shards = &self.shards;
-        self.tensors
-            .retain(|&(s, t)| !dup.contains(&shards[s].header.tensors[t].name));
+        self.tensors = kept;
     }
 }
 

@@ -6,7 +6,7 @@
 //! `[A-Za-z0-9._-]` that never starts with `.`: no tensor name can reach outside the
 //! output folder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -25,15 +25,18 @@ const MAX_STEM: usize = 200;
 /// hash of the full name; stems equal ignoring ASCII case get `-2`, `-3`, ... in order.
 pub fn file_stems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut taken = HashSet::new();
+    // Next suffix to try per base, so that many names with one base stay linear.
+    let mut next: HashMap<String, usize> = HashMap::new();
     names
         .into_iter()
         .map(|name| {
             let base = safe_stem(name);
+            let key = base.to_ascii_lowercase();
             let mut stem = base.clone();
-            let mut k = 2;
+            let k = next.entry(key).or_insert(2);
             while !taken.insert(stem.to_ascii_lowercase()) {
                 stem = format!("{base}-{k}");
-                k += 1;
+                *k += 1;
             }
             stem
         })

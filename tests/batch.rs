@@ -410,3 +410,84 @@ fn three_partitions_merged_equal_a_single_run() {
 fn manifest_file(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
+
+#[test]
+fn a_tensor_in_two_shards_is_an_error_unless_the_index_picks_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    std::fs::create_dir_all(&model).unwrap();
+    write_safetensors(
+        &model.join("a.safetensors"),
+        &[T::f32("x", &[1, 2], &[1.0, 2.0]), T::f32("y", &[1], &[3.0])],
+    );
+    write_safetensors(
+        &model.join("b.safetensors"),
+        &[T::f32("x", &[1, 2], &[5.0, 6.0]), T::f32("z", &[1], &[4.0])],
+    );
+    let out = tmp.path().join("no-index");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("\"x\"")
+                .and(predicate::str::contains("a.safetensors, b.safetensors")),
+        );
+    let m = manifest(&out);
+    assert_eq!(names_in(&m), ["y", "z"]);
+    assert_eq!(m["errors"][0]["name"], "x");
+    let index = serde_json::json!({"weight_map": {"x": "b.safetensors", "y": "a.safetensors", "z": "b.safetensors"}});
+    std::fs::write(
+        model.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let out = tmp.path().join("index");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let m = manifest(&out);
+    assert_eq!(names_in(&m), ["x", "y", "z"]);
+    assert_eq!(m["tensors"][0]["source"], "b.safetensors");
+    assert_eq!(m["tensors"][0]["stats"]["max"], 6.0);
+}
+
+#[test]
+fn many_names_with_one_file_stem_get_distinct_suffixes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    // Every name maps to the stem "__" (two-byte characters): suffixes -2, -3, ...
+    let names: Vec<String> = (0..1500u32)
+        .map(|i| char::from_u32(0x100 + i).unwrap().to_string())
+        .collect();
+    let tensors: Vec<T> = names.iter().map(|n| T::f32(n, &[1], &[1.0])).collect();
+    write_safetensors(&model, &tensors);
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let m = manifest(&out);
+    let mut images: Vec<&str> = m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["image"].as_str().unwrap())
+        .collect();
+    assert!(images.contains(&"__.png") && images.contains(&"__-1500.png"));
+    images.sort_unstable();
+    images.dedup();
+    assert_eq!(images.len(), 1500);
+}
