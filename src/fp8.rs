@@ -65,6 +65,14 @@ impl<'m> Companions<'m> {
         }
     }
 
+    /// Size and modification time of the shard holding `info`'s scale tensor, if any
+    /// (part of the fingerprint that `--skip-existing` compares).
+    pub fn source_of(&self, info: &Fp8Info) -> Option<(u64, Option<std::time::SystemTime>)> {
+        let r = *self.by_name.get(info.scale.as_deref()?)?;
+        let shard = self.model.tensor(r).0;
+        Some((shard.len, shard.modified))
+    }
+
     /// For tensor `r`: `None` unless it is an FP8 weight; else how to render it and,
     /// in dequant mode, the scales to multiply in.
     pub fn plan(

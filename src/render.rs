@@ -320,7 +320,13 @@ fn render_input(
         .par_iter()
         .map(|&((r, dtype), ref stem)| {
             let (shard, t) = model.tensor(r);
-            let fp = fingerprint(shard, t, &options, stem);
+            let plan = companions.plan(r, config.fp8);
+            // An FP8 weight's picture also depends on its scales and their block size.
+            let scales = match &plan {
+                Ok(Some((info, _))) => format!("{info:?}{:?}", companions.source_of(info)),
+                _ => String::new(),
+            };
+            let fp = fingerprint(shard, t, &format!("{options}{scales}"), stem);
             let reused = config
                 .skip_existing
                 .then(|| journal.reusable(&fp))
@@ -328,8 +334,7 @@ fn render_input(
             let was_reused = reused.is_some();
             let result = match reused {
                 Some(entry) => Ok(entry),
-                None => companions
-                    .plan(r, config.fp8)
+                None => plan
                     .and_then(|fp8| render_tensor(&model, r, dtype, fp8, stem, dir, config))
                     .and_then(|entry| journal.record(&fp, &entry).map(|()| entry)),
             };

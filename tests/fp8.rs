@@ -341,3 +341,40 @@ fn tile_lines_mark_every_nth_row_and_column() {
         }
     }
 }
+
+#[test]
+fn skip_existing_renders_again_when_only_the_scales_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut q = quantise(130, 140, 128, 7);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    let out = tmp.path().join("out");
+    bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let before = entry(&manifest(&out), W)["stats"]["max"].as_f64().unwrap();
+    // Same size, new contents, later mtime: only the scale shard changes.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    q.scales.iter_mut().for_each(|s| *s *= 2.0);
+    write_safetensors(
+        &model.join("model-00002-of-00002.safetensors"),
+        &[scale_tensor(W, &q)],
+    );
+    let run = bin()
+        .arg("render")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--skip-existing", "-v"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(err.contains(&format!("rendered {W}")), "{err}");
+    let after = entry(&manifest(&out), W)["stats"]["max"].as_f64().unwrap();
+    assert_eq!(after, 2.0 * before);
+}
