@@ -239,6 +239,14 @@ impl RenderConfig {
                 self.clip
             )));
         }
+        if let Some(r) = self.range {
+            if !(r.lo.is_finite() && r.hi.is_finite() && r.lo < r.hi) {
+                return Err(Error::Option(format!(
+                    "range {}:{} is not finite LO < HI",
+                    r.lo, r.hi
+                )));
+            }
+        }
         self.select.compile()?;
         Ok(())
     }

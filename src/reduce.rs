@@ -8,8 +8,9 @@
 //! columns to it; for wide blocks a *horizontal* one folds each cell's run in 16 `f32`
 //! lanes. Runs with no NaN/Inf take a branch-free path. Per-cell state is kept as a
 //! struct of arrays (`Band`) so that the per-cell work vectorises too: with 4 × 4
-//! blocks there are as many cells as 16-element runs. Sums are of `x - shift`, the
-//! cell's first finite value, which keeps variances exact for data far from zero; a cell
+//! blocks there are as many cells as 16-element runs. Sums are of `x - shift`, a
+//! typical value of the cell (the median of its first three finite values), which keeps
+//! variances exact for data far from zero and survives an outlier in front; a cell
 //! stays within ~1e-6 of a float64 reference. The kernels are compiled for AVX-512 and
 //! AVX2 as well as the baseline and chosen at run time. Bands are merged in order, so
 //! results do not depend on the thread count.
@@ -36,7 +37,7 @@ const SPAN: usize = 8192;
 pub struct Acc {
     /// Number of finite values.
     pub n: u64,
-    /// Sums are of `x - shift`; for a cell, its first finite value.
+    /// Sums are of `x - shift`, a value near the data (see the module docs).
     shift: f32,
     s1: f64,
     s2: f64,
@@ -97,28 +98,6 @@ impl Acc {
         let n = self.n as f64;
         let m = self.s1 / n;
         (self.s2 / n - m * m).max(0.0)
-    }
-
-    /// The reduced value of this cell; NaN when it has no finite member.
-    pub fn value(&self, r: Reduction) -> f32 {
-        if self.n == 0 {
-            return f32::NAN;
-        }
-        match r {
-            Reduction::Mean => self.mean() as f32,
-            Reduction::Rms => {
-                let n = self.n as f64;
-                let s = f64::from(self.shift);
-                (self.s2 / n + 2.0 * s * self.s1 / n + s * s)
-                    .max(0.0)
-                    .sqrt() as f32
-            }
-            Reduction::AbsMax => self.max.abs().max(self.min.abs()),
-            Reduction::Max => self.max,
-            Reduction::Min => self.min,
-            Reduction::Std => self.variance().sqrt() as f32,
-            Reduction::Sample => self.shift,
-        }
     }
 
     /// Summary statistics of everything pushed so far.
@@ -307,6 +286,8 @@ impl ChunkByLen for [f32] {
 struct Band {
     shift: Vec<f32>,
     primed: Vec<bool>,
+    /// Each cell's first finite value in row-major order (the `sample` reduction).
+    first: Vec<f32>,
     s1: Vec<f64>,
     s2: Vec<f64>,
     min: Vec<f32>,
@@ -335,6 +316,7 @@ impl Band {
         Band {
             shift: vec![0.0; gw],
             primed: vec![false; gw],
+            first: vec![0.0; gw],
             s1: vec![0.0; gw],
             s2: vec![0.0; gw],
             min: vec![f32::INFINITY; gw],
@@ -364,17 +346,31 @@ impl Band {
         (self.nan, self.inf, self.zeros) = (0, 0, 0);
     }
 
-    /// Gives cell `j` its shift if it has none yet: the first finite value of `run`
-    /// (the cell's next values in row-major order). Until then the cell has seen only
-    /// NaN/Inf, which add nothing to the sums, so a shift chosen late is still exact.
+    /// Gives cell `j` its first finite value and its shift if it has none yet, from
+    /// `run` (the cell's next values in row-major order). The shift is the median of the
+    /// first three finite values: a typical value, so that one outlier in front does not
+    /// make every other value a large difference that f32 sums would round away. Until
+    /// primed the cell has seen only NaN/Inf, which add nothing to the sums, so a shift
+    /// chosen late is still exact.
     #[inline(always)]
     fn prime<'a>(&mut self, j: usize, run: impl IntoIterator<Item = &'a f32>) {
-        if !self.primed[j] {
-            if let Some(&f) = run.into_iter().find(|v| v.is_finite()) {
-                self.shift[j] = f;
-                self.primed[j] = true;
-            }
+        if self.primed[j] {
+            return;
         }
+        let mut finite = run.into_iter().copied().filter(|v| v.is_finite());
+        let Some(a) = finite.next() else { return };
+        let shift = match (finite.next(), finite.next()) {
+            (Some(b), Some(c)) => median3(a, b, c),
+            _ => a,
+        };
+        self.set_first(j, a, shift);
+    }
+
+    #[inline(always)]
+    fn set_first(&mut self, j: usize, first: f32, shift: f32) {
+        self.first[j] = first;
+        self.shift[j] = shift;
+        self.primed[j] = true;
     }
 
     /// Finite members of cell `j`.
@@ -411,7 +407,7 @@ impl Band {
                 let m = self.s1[j] / n;
                 (self.s2[j] / n - m * m).max(0.0).sqrt()
             }),
-            Reduction::Sample => fill(out, &|j, _| shift(j)),
+            Reduction::Sample => fill(out, &|j, _| f64::from(self.first[j])),
         }
     }
 
@@ -683,17 +679,17 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
                 for jj in 0..w.div_ceil(bw) {
                     let cc = jj * bw..((jj + 1) * bw).min(w);
                     let j = j0 + jj;
-                    let first = rows[off + cc.start];
-                    if !band.primed[j] && first.is_finite() {
-                        band.shift[j] = first;
-                        band.primed[j] = true;
-                    } else if !band.primed[j] {
-                        let run = rows
-                            .chunks(stride)
-                            .flat_map(|row| &row[off + cc.start..off + cc.end]);
-                        if let Some(&f) = run.into_iter().find(|v| v.is_finite()) {
-                            band.shift[j] = f;
-                            band.primed[j] = true;
+                    if !band.primed[j] {
+                        match rows[off + cc.start..off + cc.end] {
+                            // The usual case, without the general scan.
+                            [a, b, c, ..] if all_finite(&[a, b, c]) => {
+                                band.set_first(j, a, median3(a, b, c));
+                            }
+                            _ => band.prime(
+                                j,
+                                rows.chunks(stride)
+                                    .flat_map(|row| &row[off + cc.start..off + cc.end]),
+                            ),
                         }
                     }
                     shifts[cc].fill(band.shift[j]);
@@ -757,6 +753,12 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
             }
         }
     }
+}
+
+/// The middle one of three values.
+#[inline(always)]
+fn median3(a: f32, b: f32, c: f32) -> f32 {
+    a.min(b).max(a.max(b).min(c))
 }
 
 /// Whether no value is NaN or infinite, without an early exit (so it vectorises).

@@ -259,3 +259,50 @@ fn rows_wider_than_one_span_match_the_reference() {
         }
     }
 }
+
+/// One huge value at the start of a cell (an outlier dimension) must not swallow the
+/// small values after it: sums relative to that value would round them all away.
+#[test]
+fn an_outlier_first_in_its_cell_does_not_swallow_the_rest() {
+    for (rows, cols, bh, bw) in [
+        (64, 64, 64, 64),
+        (1, 4096, 1, 4096),
+        (16, 16, 16, 16),
+        (8, 600, 8, 600),
+    ] {
+        let mut m = vec![0.03f32; rows * cols];
+        m[0] = 1e6;
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        let mean_abs = m.iter().map(|v| f64::from(v.abs())).sum::<f64>() / m.len() as f64;
+        for r in [
+            Reduction::Mean,
+            Reduction::Std,
+            Reduction::Rms,
+            Reduction::Sample,
+        ] {
+            let got = reduce(&bytes(&m), Dtype::F32, &geom, r);
+            let want = naive_grid(&m, rows, cols, bh, bw, r);
+            let err = (f64::from(got.grid[0]) - want[0]).abs();
+            assert!(
+                err <= 1e-5 * mean_abs,
+                "{rows}x{cols} {r:?}: {} vs {} (err {err})",
+                got.grid[0],
+                want[0]
+            );
+        }
+        let s = reduce(&bytes(&m), Dtype::F32, &geom, Reduction::Mean).stats;
+        let n = m.len() as f64;
+        let mean = m.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let std = (m
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        assert!((s.mean.unwrap() - mean).abs() <= 1e-5 * mean_abs, "{s:?}");
+        assert!(
+            (s.std.unwrap() - std).abs() <= 1e-5 * mean_abs,
+            "{s:?} vs {std}"
+        );
+    }
+}
