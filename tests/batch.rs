@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bin, files_below, manifest, write_safetensors, Rng, T};
+use common::{bin, files_below, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 /// Writes a model of `shards` shards (three tensors each, of varied sizes) with an
@@ -144,16 +144,9 @@ fn stray_shard_is_ignored_with_a_warning() {
         &[T::f32("stray", &[1], &[1.0])],
     );
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success()
-        .stderr(
-            predicate::str::contains("warning").and(predicate::str::contains("extra.safetensors")),
-        );
+    render_cmd(&model, &out).assert().success().stderr(
+        predicate::str::contains("warning").and(predicate::str::contains("extra.safetensors")),
+    );
     let m = manifest(&out);
     assert!(!names_in(&m).contains(&"stray".to_owned()));
     assert_eq!(names_in(&m).len(), 6);
@@ -166,17 +159,10 @@ fn missing_shard_is_an_error_naming_index_and_shard_and_the_rest_renders() {
     write_sharded(&model, 3, true);
     std::fs::remove_file(model.join("model-00002-of-00003.safetensors")).unwrap();
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("model.safetensors.index.json")
-                .and(predicate::str::contains("model-00002-of-00003.safetensors")),
-        );
+    render_cmd(&model, &out).assert().code(1).stderr(
+        predicate::str::contains("model.safetensors.index.json")
+            .and(predicate::str::contains("model-00002-of-00003.safetensors")),
+    );
     let m = manifest(&out);
     assert_eq!(names_in(&m).len(), 6);
     assert_eq!(m["errors"].as_array().unwrap().len(), 1);
@@ -192,18 +178,11 @@ fn wrong_weight_map_entry_names_tensor_shard_and_index() {
     v["weight_map"]["model.layers.0.mlp.weight"] = "model-00002-of-00002.safetensors".into();
     std::fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("model.layers.0.mlp.weight")
-                .and(predicate::str::contains("model-00002-of-00002.safetensors"))
-                .and(predicate::str::contains("index.json")),
-        );
+    render_cmd(&model, &out).assert().code(1).stderr(
+        predicate::str::contains("model.layers.0.mlp.weight")
+            .and(predicate::str::contains("model-00002-of-00002.safetensors"))
+            .and(predicate::str::contains("index.json")),
+    );
     let m = manifest(&out);
     assert_eq!(m["errors"][0]["name"], "model.layers.0.mlp.weight");
     assert_eq!(names_in(&m).len(), 5);
@@ -250,14 +229,7 @@ fn filters_apply_to_render_and_list() {
     ];
     for (i, (flags, want)) in cases.iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
-        bin()
-            .arg("render")
-            .arg(&model)
-            .arg("-o")
-            .arg(&out)
-            .args(*flags)
-            .assert()
-            .success();
+        render_cmd(&model, &out).args(*flags).assert().success();
         let m = manifest(&out);
         assert_eq!(names_in(&m), *want, "{flags:?}");
         let pngs = files_below(&out)
@@ -306,11 +278,7 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
     // manifest.json yet.
     let resumed = tmp.path().join("resumed");
     let part = ["--raw", "--partition", "1/2"];
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&resumed)
+    render_cmd(&model, &resumed)
         .args(part)
         .arg("-q")
         .assert()
@@ -318,11 +286,7 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
     std::fs::remove_file(resumed.join("manifest.1-of-2.json")).unwrap();
     let done_before: Vec<_> = results(&resumed);
     assert!(!done_before.is_empty() && done_before.len() < results(&clean).len());
-    let out = bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&resumed)
+    let out = render_cmd(&model, &resumed)
         .args(["--raw", "--skip-existing", "-v"])
         .assert()
         .success();
@@ -334,11 +298,7 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
     );
     assert_same_results(&resumed, &clean);
     // Changed options render everything again.
-    let again = bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&resumed)
+    let again = render_cmd(&model, &resumed)
         .args(["--skip-existing", "-v", "--reduce", "max"])
         .assert()
         .success();
@@ -363,11 +323,7 @@ fn three_partitions_merged_equal_a_single_run() {
     let parts = tmp.path().join("parts");
     for k in 1..=3 {
         let p = format!("{k}/3");
-        bin()
-            .arg("render")
-            .arg(&model)
-            .arg("-o")
-            .arg(&parts)
+        render_cmd(&model, &parts)
             .args(["--raw", "--partition", &p, "-q"])
             .assert()
             .success();
@@ -425,17 +381,10 @@ fn a_tensor_in_two_shards_is_an_error_unless_the_index_picks_one() {
         &[T::f32("x", &[1, 2], &[5.0, 6.0]), T::f32("z", &[1], &[4.0])],
     );
     let out = tmp.path().join("no-index");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("\"x\"")
-                .and(predicate::str::contains("a.safetensors, b.safetensors")),
-        );
+    render_cmd(&model, &out).assert().code(1).stderr(
+        predicate::str::contains("\"x\"")
+            .and(predicate::str::contains("a.safetensors, b.safetensors")),
+    );
     let m = manifest(&out);
     assert_eq!(names_in(&m), ["y", "z"]);
     assert_eq!(m["errors"][0]["name"], "x");
@@ -446,14 +395,7 @@ fn a_tensor_in_two_shards_is_an_error_unless_the_index_picks_one() {
     )
     .unwrap();
     let out = tmp.path().join("index");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    render_cmd(&model, &out).arg("-q").assert().success();
     let m = manifest(&out);
     assert_eq!(names_in(&m), ["x", "y", "z"]);
     assert_eq!(m["tensors"][0]["source"], "b.safetensors");
@@ -471,14 +413,7 @@ fn many_names_with_one_file_stem_get_distinct_suffixes() {
     let tensors: Vec<T> = names.iter().map(|n| T::f32(n, &[1], &[1.0])).collect();
     write_safetensors(&model, &tensors);
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    render_cmd(&model, &out).arg("-q").assert().success();
     let m = manifest(&out);
     let mut images: Vec<&str> = m["tensors"]
         .as_array()

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, files_below, fixture, manifest, write_safetensors, Rng, T};
+use common::{bin, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 /// A small "model" with a few realistic tensors, a few MB in all.
@@ -47,11 +47,7 @@ fn visible(files: &[std::path::PathBuf]) -> Vec<&std::path::PathBuf> {
 }
 
 fn render_all(input: &Path, out: &Path, extra: &[&str]) {
-    bin()
-        .arg("render")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
+    render_cmd(input, out)
         .args(["--raw", "-q"])
         .args(extra)
         .assert()
@@ -210,11 +206,7 @@ fn several_inputs_get_their_own_folders_and_manifests() {
 #[test]
 fn manifest_has_exactly_the_documented_keys() {
     let tmp = tempfile::tempdir().unwrap();
-    bin()
-        .arg("render")
-        .arg(fixture("special.safetensors"))
-        .arg("-o")
-        .arg(tmp.path())
+    render_cmd(&fixture("special.safetensors"), tmp.path())
         .assert()
         .success();
     let m = manifest(tmp.path());
@@ -264,11 +256,7 @@ fn manifest_has_exactly_the_documented_keys() {
 fn options_shape_the_output() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
-    bin()
-        .arg("render")
-        .arg(fixture("gradients.safetensors"))
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&fixture("gradients.safetensors"), &out)
         .args([
             "--block",
             "4x5",
@@ -290,11 +278,7 @@ fn options_shape_the_output() {
     assert!(m["options"]["max_size"].is_null());
     // --keep-aspect: one block size for both axes.
     let out2 = tmp.path().join("k");
-    bin()
-        .arg("render")
-        .arg(fixture("shapes.safetensors"))
-        .arg("-o")
-        .arg(&out2)
+    render_cmd(&fixture("shapes.safetensors"), &out2)
         .args(["--max-size", "10", "--keep-aspect"])
         .assert()
         .success();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{bin, fixture, manifest, read_npy};
+use common::{fixture, manifest, read_npy, render_cmd};
 use serde::Deserialize;
 use serde_json::Value;
 use tensorheat::colour::Colormap;
@@ -136,11 +136,7 @@ fn run_file(file: &str, tensors: &File) {
     for (key, reduce) in keys.keys() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
-        bin()
-            .arg("render")
-            .arg(fixture(file))
-            .arg("-o")
-            .arg(&out)
+        render_cmd(&fixture(file), &out)
             .args(["--raw", "--reduce", reduce])
             .args(size_flags(key))
             .assert()
@@ -267,11 +263,7 @@ fn unaligned_data_matches_numpy() {
 #[test]
 fn png_text_chunks_describe_the_tensor() {
     let tmp = tempfile::tempdir().unwrap();
-    bin()
-        .arg("render")
-        .arg(fixture("gradients.safetensors"))
-        .arg("-o")
-        .arg(tmp.path())
+    render_cmd(&fixture("gradients.safetensors"), tmp.path())
         .assert()
         .success();
     let f = std::fs::File::open(tmp.path().join("grad_bf16.png")).unwrap();

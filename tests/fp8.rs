@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, e4m3_table, manifest, read_npy, write_safetensors, Rng, T};
+use common::{e4m3_table, manifest, read_npy, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 use safetensors::Dtype;
 
@@ -137,11 +137,7 @@ fn dequantised_grids_match_a_float64_reference() {
     let model = tmp.path().join("ds");
     write_model(&model, &[(W, &q)], None);
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&model, &out)
         .args(["--raw", "--block", "7x9", "-q"])
         .assert()
         .success();
@@ -190,11 +186,7 @@ fn raw_codes_reach_448_in_every_tile() {
     let model = tmp.path().join("ds");
     write_model(&model, &[(W, &q)], None);
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&model, &out)
         .args([
             "--raw", "--fp8", "raw", "--reduce", "absmax", "--block", "128x128", "-q",
         ])
@@ -211,11 +203,7 @@ fn raw_codes_reach_448_in_every_tile() {
     );
     // Dequantised, the same cells are the tiles' real amax = 448 × scale.
     let out2 = tmp.path().join("out2");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out2)
+    render_cmd(&model, &out2)
         .args(["--raw", "--reduce", "absmax", "--block", "128x128", "-q"])
         .assert()
         .success();
@@ -233,14 +221,7 @@ fn missing_scale_falls_back_to_raw_with_a_note() {
     let model = tmp.path().join("ds");
     write_model(&model, &[(W, &a)], Some(&b));
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    render_cmd(&model, &out).arg("-q").assert().success();
     let m = manifest(&out);
     let e = entry(&m, "model.layers.0.mlp.gate_proj.weight");
     assert_eq!(e["fp8"]["mode"], "raw");
@@ -263,14 +244,7 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     // Without config.json, [4, 3] scales do not fit 128-blocks but divide 200 × 192
     // exactly: blocks of [50, 64]; with it, [64, 64] as declared.
     let out = tmp.path().join("a");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    render_cmd(&model, &out).arg("-q").assert().success();
     assert_eq!(
         entry(&manifest(&out), W)["fp8"]["block"],
         serde_json::json!([50, 64])
@@ -281,11 +255,7 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     )
     .unwrap();
     let out = tmp.path().join("b");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&model, &out)
         .args(["--raw", "--block", "1x1", "-q"])
         .assert()
         .success();
@@ -304,16 +274,9 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     )
     .unwrap();
     let out = tmp.path().join("c");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains(W).and(predicate::str::contains(format!("{W}_scale_inv"))),
-        );
+    render_cmd(&model, &out).assert().code(1).stderr(
+        predicate::str::contains(W).and(predicate::str::contains(format!("{W}_scale_inv"))),
+    );
 }
 
 #[test]
@@ -323,11 +286,7 @@ fn tile_lines_mark_every_nth_row_and_column() {
     let model = tmp.path().join("ds");
     write_model(&model, &[(W, &q)], None);
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&model, &out)
         .args(["--block", "4x4", "--tile-lines", "128", "-q"])
         .assert()
         .success();
@@ -349,14 +308,7 @@ fn skip_existing_renders_again_when_only_the_scales_changed() {
     let model = tmp.path().join("ds");
     write_model(&model, &[(W, &q)], None);
     let out = tmp.path().join("out");
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .assert()
-        .success();
+    render_cmd(&model, &out).arg("-q").assert().success();
     let before = entry(&manifest(&out), W)["stats"]["max"].as_f64().unwrap();
     // Same size, new contents, later mtime: only the scale shard changes.
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -365,11 +317,7 @@ fn skip_existing_renders_again_when_only_the_scales_changed() {
         &model.join("model-00002-of-00002.safetensors"),
         &[scale_tensor(W, &q)],
     );
-    let run = bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    let run = render_cmd(&model, &out)
         .args(["--skip-existing", "-v"])
         .assert()
         .success();

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{bin, manifest, read_npy};
+use common::{manifest, read_npy, render_cmd};
 
 fn regression(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,14 +17,13 @@ fn regression(name: &str) -> PathBuf {
 #[test]
 fn opposite_huge_values_average_to_zero() {
     let tmp = tempfile::tempdir().unwrap();
-    bin()
-        .arg("render")
-        .arg(regression("f32-lane-overflow-mean.safetensors"))
-        .arg("-o")
-        .arg(tmp.path())
-        .args(["--raw", "--block", "1x2"])
-        .assert()
-        .success();
+    render_cmd(
+        &regression("f32-lane-overflow-mean.safetensors"),
+        tmp.path(),
+    )
+    .args(["--raw", "--block", "1x2"])
+    .assert()
+    .success();
     let m = manifest(tmp.path());
     let s = &m["tensors"][0]["stats"];
     assert_eq!(s["mean"].as_f64(), Some(0.0));
@@ -39,11 +38,7 @@ fn opposite_huge_values_average_to_zero() {
 #[test]
 fn squares_of_huge_deviations_do_not_overflow() {
     let tmp = tempfile::tempdir().unwrap();
-    bin()
-        .arg("render")
-        .arg(regression("f32-lane-overflow-std.safetensors"))
-        .arg("-o")
-        .arg(tmp.path())
+    render_cmd(&regression("f32-lane-overflow-std.safetensors"), tmp.path())
         .args(["--raw", "--block", "1x2", "--reduce", "std"])
         .assert()
         .success();
@@ -60,19 +55,11 @@ fn squares_of_huge_deviations_do_not_overflow() {
 fn clip_below_50_is_a_usage_error_and_50_keeps_the_range_ordered() {
     let tmp = tempfile::tempdir().unwrap();
     let input = regression("clip-below-50.safetensors");
-    bin()
-        .arg("render")
-        .arg(&input)
-        .arg("-o")
-        .arg(tmp.path())
+    render_cmd(&input, tmp.path())
         .args(["--clip", "40"])
         .assert()
         .code(2);
-    bin()
-        .arg("render")
-        .arg(&input)
-        .arg("-o")
-        .arg(tmp.path())
+    render_cmd(&input, tmp.path())
         .args(["--clip", "50"])
         .assert()
         .success();

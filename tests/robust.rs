@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bin, files_below, fixture, manifest, write_safetensors, Rng, T};
+use common::{bin, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 #[test]
@@ -13,11 +13,7 @@ fn output_dir_that_is_a_file_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     std::fs::write(&out, b"not a folder").unwrap();
-    bin()
-        .arg("render")
-        .arg(fixture("special.safetensors"))
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&fixture("special.safetensors"), &out)
         .assert()
         .code(1)
         .stderr(predicate::str::contains("tensorheat: error:").and(predicate::str::contains("out")))
@@ -49,11 +45,7 @@ fn png_path_taken_by_a_folder_fails_that_tensor_only() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     std::fs::create_dir_all(out.join("special_f32.png")).unwrap();
-    bin()
-        .arg("render")
-        .arg(fixture("special.safetensors"))
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&fixture("special.safetensors"), &out)
         .assert()
         .code(1)
         .stderr(predicate::str::contains("special_f32.png"));
@@ -131,11 +123,7 @@ fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
             panic!("unexpected file {name}");
         }
     }
-    bin()
-        .arg("render")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
+    render_cmd(&model, &out)
         .args(["--raw", "--skip-existing", "-q"])
         .assert()
         .success();

@@ -18,6 +18,13 @@ pub fn bin() -> Command {
     Command::cargo_bin("tensorheat").expect("binary built")
 }
 
+/// `tensorheat render INPUT -o OUT`, to add flags to.
+pub fn render_cmd(input: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.arg("render").arg(input).arg("-o").arg(out);
+    c
+}
+
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
