@@ -366,6 +366,36 @@ impl Band {
         self.set_first(j, a, shift);
     }
 
+    /// Adds per-lane partials to cells `j0 .. j0 + LANES`, one cell per lane.
+    #[inline(always)]
+    fn add_lanes(&mut self, j0: usize, p: &Part) {
+        let r = j0..j0 + LANES;
+        for (k, j) in r.enumerate() {
+            self.s1[j] += p.s1[k];
+            self.s2[j] += p.s2[k];
+            self.min[j] = if p.min[k] < self.min[j] {
+                p.min[k]
+            } else {
+                self.min[j]
+            };
+            self.max[j] = if p.max[k] > self.max[j] {
+                p.max[k]
+            } else {
+                self.max[j]
+            };
+            self.nonfinite[j] += u64::from(p.nonfinite[k]);
+        }
+        let (mut nan, mut nonfinite, mut zeros) = (0u64, 0u64, 0u64);
+        for k in 0..LANES {
+            nan += u64::from(p.nan[k]);
+            nonfinite += u64::from(p.nonfinite[k]);
+            zeros += u64::from(p.zeros[k]);
+        }
+        self.nan += nan;
+        self.inf += nonfinite - nan;
+        self.zeros += zeros;
+    }
+
     #[inline(always)]
     fn set_first(&mut self, j: usize, first: f32, shift: f32) {
         self.first[j] = first;
@@ -625,15 +655,100 @@ fn reduce_band<'a>(
     out: &mut [f32],
 ) -> Acc {
     match geom.bw {
-        1 => vertical::<1>(src, geom, band),
-        2 => vertical::<2>(src, geom, band),
-        4 => vertical::<4>(src, geom, band),
-        8 => vertical::<8>(src, geom, band),
-        ..=TILE => vertical::<0>(src, geom, band),
+        1 => {
+            let done = cell_lanes::<1>(src, geom, band);
+            vertical::<1>(src, geom, band, done);
+        }
+        2 => {
+            let done = cell_lanes::<2>(src, geom, band);
+            vertical::<2>(src, geom, band, done);
+        }
+        4 => {
+            let done = cell_lanes::<4>(src, geom, band);
+            vertical::<4>(src, geom, band, done);
+        }
+        8 => {
+            let done = cell_lanes::<8>(src, geom, band);
+            vertical::<8>(src, geom, band, done);
+        }
+        16 => {
+            let done = cell_lanes::<16>(src, geom, band);
+            vertical::<0>(src, geom, band, done);
+        }
+        ..=TILE => vertical::<0>(src, geom, band, 0),
         _ => horizontal(src, geom, band),
     }
     band.values(reduction, out);
     band.summary()
+}
+
+/// Small power-of-two blocks (`BW` columns): one cell per lane. Each block of `LANES`
+/// whole cells is rearranged so that vector `t` holds the `t`-th member (row-major) of
+/// each of the 16 cells; then the partial sums, the shifts, the priming and the fold
+/// into the band are all lane-parallel, instead of per column and per cell. Returns the
+/// columns done (whole blocks of 16 cells); the rest is left to [`vertical`].
+#[inline(always)]
+fn cell_lanes<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut Band) -> usize {
+    const { assert!(BW <= 16) };
+    let cols = geom.cols;
+    let blk = LANES * BW;
+    let full = cols / blk * blk;
+    if full == 0 {
+        return 0;
+    }
+    let nrows = src.data.len() / (cols * src.dtype.size());
+    let span = (SPAN / blk).max(1) * blk;
+    let stride = span.min(full);
+    let mut buf = std::mem::take(&mut band.rows);
+    buf.resize(GROUP * stride, 0.0);
+    // Members per f32 run: at most 64 per lane, as elsewhere.
+    let rows_per_run = (64 / BW).clamp(1, GROUP);
+    let mut gat = [[0f32; LANES]; GROUP * 16];
+    for c0 in (0..full).step_by(span) {
+        let cw = span.min(full - c0);
+        for g0 in (0..nrows).step_by(GROUP) {
+            let g = GROUP.min(nrows - g0);
+            let mut clean = true;
+            for ri in 0..g {
+                let out = &mut buf[ri * stride..ri * stride + cw];
+                src.load(g0 + ri, c0, cols, out, &mut band.scale);
+                clean &= all_finite(out);
+            }
+            for b0 in (0..cw).step_by(blk) {
+                let j0 = (c0 + b0) / BW;
+                for ri in 0..g {
+                    let row = &buf[ri * stride + b0..ri * stride + b0 + blk];
+                    for b in 0..BW {
+                        gat[ri * BW + b] = std::array::from_fn(|k| row[k * BW + b]);
+                    }
+                }
+                let members = &gat[..g * BW];
+                if band.primed[j0..j0 + LANES].iter().any(|p| !p) {
+                    match members {
+                        [a, b, c, ..] if all_finite(a) && all_finite(b) && all_finite(c) => {
+                            for k in 0..LANES {
+                                if !band.primed[j0 + k] {
+                                    band.set_first(j0 + k, a[k], median3(a[k], b[k], c[k]));
+                                }
+                            }
+                        }
+                        _ => {
+                            for k in 0..LANES {
+                                band.prime(j0 + k, members.iter().map(|v| &v[k]));
+                            }
+                        }
+                    }
+                }
+                let shift: [f32; LANES] = std::array::from_fn(|k| band.shift[j0 + k]);
+                for run in members.chunks(rows_per_run * BW) {
+                    let p = Part::of(clean, run.iter(), &shift);
+                    band.add_lanes(j0, &p);
+                }
+            }
+        }
+    }
+    band.rows = buf;
+    full
 }
 
 /// Narrow blocks. The band is read in column chunks of up to `SPAN` columns (whole
@@ -643,13 +758,13 @@ fn reduce_band<'a>(
 /// registers; then each cell's columns are added to it in `f64`. `BW` as in
 /// [`Columns::fold`].
 #[inline(always)]
-fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
+fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut Band, start: usize) {
     let (cols, bw) = (geom.cols, geom.bw);
     let nrows = src.data.len() / (cols * src.dtype.size());
     let tile_cols = (TILE / bw).max(1) * bw;
     let span = (SPAN / tile_cols).max(1) * tile_cols;
     // Each decoded row has LANES spare slots so the last vector of a tile stays in it.
-    let stride = span.min(cols) + LANES;
+    let stride = span.min(cols - start) + LANES;
     // Taken out of the band for the loop, so the band's cells can be updated meanwhile.
     let mut buf = std::mem::take(&mut band.rows);
     buf.resize(GROUP * stride, 0.0);
@@ -663,7 +778,7 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
         nan: [0; TILE],
         zeros: [0; TILE],
     };
-    for c0 in (0..cols).step_by(span) {
+    for c0 in (start..cols).step_by(span) {
         let cw = span.min(cols - c0);
         for g0 in (0..nrows).step_by(GROUP) {
             let g = GROUP.min(nrows - g0);

@@ -71,6 +71,14 @@ fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f32>, usize, usize)> {
         // Blocks of up to 300 columns, around the 256-column switch to the horizontal
         // kernel, and runs longer than one decode chunk.
         (1usize..5, 200usize..2000, 1usize..4, 200usize..1100),
+        // Power-of-two blocks (one cell per lane), with whole blocks of 16 cells and a
+        // remainder.
+        (
+            1usize..20,
+            16usize..700,
+            1usize..20,
+            prop::sample::select(vec![1usize, 2, 4, 8, 16])
+        ),
     ]
     .prop_flat_map(|(rows, cols, bh, bw)| {
         (
@@ -245,7 +253,16 @@ fn rows_wider_than_one_span_match_the_reference() {
             }
         })
         .collect();
-    for (bh, bw) in [(4, 3), (16, 1), (5, 7), (2, 256)] {
+    for (bh, bw) in [
+        (4, 3),
+        (16, 1),
+        (5, 7),
+        (2, 256),
+        (3, 4),
+        (2, 8),
+        (5, 16),
+        (1, 2),
+    ] {
         let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
         for r in Reduction::ALL {
             let got = reduce(&bytes(&m), Dtype::F32, &geom, r).grid;
