@@ -326,3 +326,65 @@ fn skip_existing_renders_again_when_only_the_scales_changed() {
     let after = entry(&manifest(&out), W)["stats"]["max"].as_f64().unwrap();
     assert_eq!(after, 2.0 * before);
 }
+
+#[test]
+fn bf16_and_e8m0_scales_are_multiplied_in_too() {
+    let table = e4m3_table();
+    let q = quantise(200, 150, 128, 9);
+    let (tr, tc) = (2, 2);
+    // E8M0 holds powers of two: 2^(b - 127). Round each scale to one, and to BF16.
+    let e8m0: Vec<u8> = q
+        .scales
+        .iter()
+        .map(|s| (s.log2().round() as i32 + 127) as u8)
+        .collect();
+    let bf16: Vec<u8> = q
+        .scales
+        .iter()
+        .flat_map(|s| ((s.to_bits() >> 16) as u16).to_le_bytes())
+        .collect();
+    let cases: [(Dtype, Vec<u8>, Box<dyn Fn(usize) -> f64>); 2] = [
+        (
+            Dtype::F8_E8M0,
+            e8m0.clone(),
+            Box::new(move |t| 2f64.powi(i32::from(e8m0[t]) - 127)),
+        ),
+        (
+            Dtype::BF16,
+            bf16.clone(),
+            Box::new(move |t| {
+                f64::from(f32::from_bits(
+                    u32::from(u16::from_le_bytes([bf16[2 * t], bf16[2 * t + 1]])) << 16,
+                ))
+            }),
+        ),
+    ];
+    for (dtype, bytes, scale) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("ds");
+        std::fs::create_dir_all(&model).unwrap();
+        let s = T {
+            name: format!("{W}_scale_inv"),
+            dtype,
+            shape: vec![tr, tc],
+            data: bytes,
+        };
+        write_safetensors(&model.join("model.safetensors"), &[f8(W, &q), s]);
+        let out = tmp.path().join("out");
+        render_cmd(&model, &out)
+            .args(["--raw", "--block", "10x10", "-q"])
+            .assert()
+            .success();
+        let m = manifest(&out);
+        let (_, got) = read_npy(&out.join(entry(&m, W)["raw"].as_str().unwrap()));
+        let want = block_means(200, 150, 10, 10, |r, c| {
+            f64::from(table[q.codes[r * 150 + c] as usize]) * scale((r / 128) * tc + c / 128)
+        });
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() <= 1e-6 * w.abs() + 1e-9,
+                "{dtype:?} cell {k}: {g} vs {w}"
+            );
+        }
+    }
+}
