@@ -343,7 +343,8 @@ fn bf16_and_e8m0_scales_are_multiplied_in_too() {
         .iter()
         .flat_map(|s| ((s.to_bits() >> 16) as u16).to_le_bytes())
         .collect();
-    let cases: [(Dtype, Vec<u8>, Box<dyn Fn(usize) -> f64>); 2] = [
+    type ScaleOf = Box<dyn Fn(usize) -> f64>;
+    let cases: [(Dtype, Vec<u8>, ScaleOf); 2] = [
         (
             Dtype::F8_E8M0,
             e8m0.clone(),
