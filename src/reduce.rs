@@ -671,10 +671,6 @@ fn reduce_band<'a>(
             let done = cell_lanes::<8>(src, geom, band);
             vertical::<8>(src, geom, band, done);
         }
-        16 => {
-            let done = cell_lanes::<16>(src, geom, band);
-            vertical::<0>(src, geom, band, done);
-        }
         ..=TILE => vertical::<0>(src, geom, band, 0),
         _ => horizontal(src, geom, band),
     }
@@ -682,7 +678,7 @@ fn reduce_band<'a>(
     band.summary()
 }
 
-/// Small power-of-two blocks (`BW` columns): one cell per lane. Each block of `LANES`
+/// Small power-of-two blocks (`BW` = 1, 2, 4 or 8 columns): one cell per lane. Each block of `LANES`
 /// whole cells is rearranged so that vector `t` holds the `t`-th member (row-major) of
 /// each of the 16 cells; then the partial sums, the shifts, the priming and the fold
 /// into the band are all lane-parallel, instead of per column and per cell. Returns the
