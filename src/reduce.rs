@@ -483,16 +483,35 @@ impl Band {
     }
 }
 
-/// Per-column (vertical) or per-lane (horizontal) partial aggregates over at most
-/// `GROUP` rows or `CHUNK` elements, so that `f32` sums stay accurate.
-struct Part {
-    s1: [f64; LANES],
-    s2: [f64; LANES],
-    min: [f32; LANES],
-    max: [f32; LANES],
-    nonfinite: [u32; LANES],
-    nan: [u32; LANES],
-    zeros: [u32; LANES],
+/// Partial aggregates of `N` columns or lanes, each over a short run (at most `GROUP`
+/// rows or `CHUNK` elements, so that the `f32` sums behind them stay accurate).
+struct Partials<const N: usize> {
+    s1: [f64; N],
+    s2: [f64; N],
+    min: [f32; N],
+    max: [f32; N],
+    nonfinite: [u32; N],
+    nan: [u32; N],
+    zeros: [u32; N],
+}
+
+/// One vector's partials, as a kernel run produces them.
+type Part = Partials<LANES>;
+/// A tile's column partials, as a struct of arrays.
+type Columns = Partials<TILE>;
+
+impl<const N: usize> Partials<N> {
+    fn zeroed() -> Self {
+        Partials {
+            s1: [0.0; N],
+            s2: [0.0; N],
+            min: [0.0; N],
+            max: [0.0; N],
+            nonfinite: [0; N],
+            nan: [0; N],
+            zeros: [0; N],
+        }
+    }
 }
 
 impl Part {
@@ -576,17 +595,6 @@ fn sums_f64<'a>(
         }
     }
     (s1, s2)
-}
-
-/// Column partials of one tile and group, as a struct of arrays.
-struct Columns {
-    s1: [f64; TILE],
-    s2: [f64; TILE],
-    min: [f32; TILE],
-    max: [f32; TILE],
-    nonfinite: [u32; TILE],
-    nan: [u32; TILE],
-    zeros: [u32; TILE],
 }
 
 impl Columns {
@@ -765,15 +773,7 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
     let mut buf = std::mem::take(&mut band.rows);
     buf.resize(GROUP * stride, 0.0);
     let mut shifts = [0f32; TILE];
-    let mut part = Columns {
-        s1: [0.0; TILE],
-        s2: [0.0; TILE],
-        min: [0.0; TILE],
-        max: [0.0; TILE],
-        nonfinite: [0; TILE],
-        nan: [0; TILE],
-        zeros: [0; TILE],
-    };
+    let mut part = Columns::zeroed();
     for c0 in (start..cols).step_by(span) {
         let cw = span.min(cols - c0);
         for g0 in (0..nrows).step_by(GROUP) {
