@@ -385,15 +385,7 @@ impl Band {
             };
             self.nonfinite[j] += u64::from(p.nonfinite[k]);
         }
-        let (mut nan, mut nonfinite, mut zeros) = (0u64, 0u64, 0u64);
-        for k in 0..LANES {
-            nan += u64::from(p.nan[k]);
-            nonfinite += u64::from(p.nonfinite[k]);
-            zeros += u64::from(p.zeros[k]);
-        }
-        self.nan += nan;
-        self.inf += nonfinite - nan;
-        self.zeros += zeros;
+        p.add_counts(LANES, self);
     }
 
     #[inline(always)]
@@ -501,6 +493,22 @@ type Part = Partials<LANES>;
 type Columns = Partials<TILE>;
 
 impl<const N: usize> Partials<N> {
+    /// Adds the NaN, Inf and zero counts of the first `n` columns or lanes to the band's
+    /// totals; returns their non-finite count.
+    #[inline(always)]
+    fn add_counts(&self, n: usize, band: &mut Band) -> u64 {
+        let (mut nan, mut nonfinite, mut zeros) = (0u64, 0u64, 0u64);
+        for k in 0..n {
+            nan += u64::from(self.nan[k]);
+            nonfinite += u64::from(self.nonfinite[k]);
+            zeros += u64::from(self.zeros[k]);
+        }
+        band.nan += nan;
+        band.inf += nonfinite - nan;
+        band.zeros += zeros;
+        nonfinite
+    }
+
     fn zeroed() -> Self {
         Partials {
             s1: [0.0; N],
@@ -617,17 +625,7 @@ impl Columns {
     fn fold<const BW: usize>(&self, w: usize, bw: usize, j0: usize, band: &mut Band) {
         let bw = if BW > 0 { BW } else { bw };
         let cells = w.div_ceil(bw);
-        let mut nan = 0u64;
-        let mut nonfinite = 0u64;
-        let mut zeros = 0u64;
-        for c in 0..w {
-            nan += u64::from(self.nan[c]);
-            nonfinite += u64::from(self.nonfinite[c]);
-            zeros += u64::from(self.zeros[c]);
-        }
-        band.nan += nan;
-        band.inf += nonfinite - nan;
-        band.zeros += zeros;
+        self.add_counts(w, band);
         for jj in 0..cells {
             let j = j0 + jj;
             let cols = jj * bw..((jj + 1) * bw).min(w);
@@ -845,13 +843,10 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
                 let run = (0..padded / LANES).map(|v| lanes(&scratch, v));
                 let p = Part::of(clean, run, &[shift; LANES]);
                 let pad = (padded - n) as u64;
-                let (mut s1, mut s2, mut nf, mut nan, mut zeros) = (0f64, 0f64, 0u64, 0u64, 0u64);
+                let (mut s1, mut s2) = (0f64, 0f64);
                 for k in 0..LANES {
                     s1 += p.s1[k];
                     s2 += p.s2[k];
-                    nf += u64::from(p.nonfinite[k]);
-                    nan += u64::from(p.nan[k]);
-                    zeros += u64::from(p.zeros[k]);
                     if band.primed[j] {
                         band.min[j] = band.min[j].min(p.min[k]);
                         band.max[j] = band.max[j].max(p.max[k]);
@@ -859,10 +854,8 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
                 }
                 band.s1[j] += s1;
                 band.s2[j] += s2;
-                band.nonfinite[j] += nf;
-                band.nan += nan;
-                band.inf += nf - nan;
-                band.zeros += zeros - pad * u64::from(shift == 0.0);
+                band.nonfinite[j] += p.add_counts(LANES, band);
+                band.zeros -= pad * u64::from(shift == 0.0);
             }
         }
     }
