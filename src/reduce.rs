@@ -15,6 +15,9 @@
 //! AVX2 as well as the baseline and chosen at run time. Bands are merged in order, so
 //! results do not depend on the thread count.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -205,8 +208,19 @@ pub fn reduce_scaled(
             |band, (i, out)| {
                 let rows = geom.row_range(i);
                 band.reset(rows.len(), geom);
+                let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
+                #[cfg(target_arch = "x86_64")]
+                if scale.is_none() && geom.bw >= 4 {
+                    if let Some(acc) =
+                        avx512::band(bytes, dtype, geom.cols, geom.bw, reduction, band)
+                    {
+                        band.values(reduction, out);
+                        return acc;
+                    }
+                    band.reset(rows.len(), geom);
+                }
                 let src = Source {
-                    data: &data[rows.start * row_bytes..rows.end * row_bytes],
+                    data: bytes,
                     dtype,
                     row0: rows.start,
                     scale,

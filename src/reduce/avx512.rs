@@ -1,0 +1,441 @@
+//! The AVX-512 kernel for the common case: a band of BF16, F16, F32 or F8_E4M3 data with
+//! no NaN or Inf, reduced by `mean`, `max`, `min` or `absmax`.
+//!
+//! It reads the band's bytes straight into registers, 64 bytes of a row at a time, and
+//! runs down up to [`GROUP`] rows of that column chunk with every accumulator in a
+//! register: per-lane sums for the cells (or their extremes) and, for the tensor's
+//! statistics, sums of `x - b` and `(x - b)²` around one typical value `b` of the band
+//! plus the band's extremes and zero count. Each decoded vector costs about six
+//! instructions and nothing is stored per element, which keeps the loop close to the
+//! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
+//! sum of squares non-finite, and such a band (like one whose `f32` sums overflow) is
+//! reported back and redone by the general kernel.
+
+use std::arch::x86_64::*;
+
+use super::{median3, Acc, Band};
+use crate::config::Reduction;
+use crate::dtype::{decode_one, Dtype};
+
+/// Rows whose per-lane `f32` sums are kept before they are added to the cells: at most
+/// 64 values per lane, like the general kernel, so a cell stays within 1e-5 of f64.
+const GROUP: usize = 32;
+/// Bytes of one row read at once (one register).
+const CHUNK: usize = 64;
+/// Bytes ahead of the current chunk that are prefetched in each row.
+const AHEAD: usize = 256;
+
+/// How a dtype sits in a 64-byte chunk (a const parameter, so each kernel is compiled
+/// for one).
+type Kind = u8;
+/// Two bytes, decoded as even and odd columns (`u32` words split in two).
+const BF16: Kind = 0;
+/// Two bytes, converted in two halves of 16 columns.
+const F16: Kind = 1;
+/// Four bytes, 16 columns.
+const F32: Kind = 2;
+/// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
+const E4M3: Kind = 3;
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::BF16 => Some(BF16),
+        Dtype::F16 => Some(F16),
+        Dtype::F32 => Some(F32),
+        Dtype::F8E4M3 => Some(E4M3),
+        _ => None,
+    }
+}
+
+/// Whether this CPU runs the kernel for `dtype`.
+fn available(kind: Kind) -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("popcnt")
+        && (kind != E4M3 || is_x86_feature_detected!("avx512vbmi"))
+}
+
+/// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
+/// wide) into `band`, which must be freshly reset. Returns the band's summary, or `None`
+/// when this kernel does not apply (dtype, reduction, CPU) or the band holds a NaN, an
+/// Inf or values whose `f32` sums overflow; the band is then in an unspecified state.
+pub(super) fn band(
+    data: &[u8],
+    dtype: Dtype,
+    cols: usize,
+    bw: usize,
+    reduction: Reduction,
+    band: &mut Band,
+) -> Option<Acc> {
+    let kind = kind_of(dtype)?;
+    // Cells keep sums (`mean`) or extremes (`max`, `min`, `absmax`).
+    let extremes = match reduction {
+        Reduction::Mean => false,
+        Reduction::Max | Reduction::Min | Reduction::AbsMax => true,
+        _ => return None,
+    };
+    if !available(kind) {
+        return None;
+    }
+    // The band's typical value: the median of its first three values, as for a cell.
+    let size = dtype.size();
+    let first: Vec<f32> = data
+        .chunks_exact(size)
+        .take(3)
+        .map(|b| decode_one(dtype, b))
+        .collect();
+    let b = match first[..] {
+        [a, b, c] => median3(a, b, c),
+        [a, ..] => a,
+        [] => return None,
+    };
+    if !first.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    // SAFETY: `available` checked every feature `run` is compiled with.
+    let s = unsafe {
+        match (kind, extremes) {
+            (BF16, false) => run::<BF16, false>(data, cols, bw, b, band),
+            (BF16, true) => run::<BF16, true>(data, cols, bw, b, band),
+            (F16, false) => run::<F16, false>(data, cols, bw, b, band),
+            (F16, true) => run::<F16, true>(data, cols, bw, b, band),
+            (F32, false) => run::<F32, false>(data, cols, bw, b, band),
+            (F32, true) => run::<F32, true>(data, cols, bw, b, band),
+            (_, false) => run_vbmi::<E4M3, false>(data, cols, bw, b, band),
+            (_, true) => run_vbmi::<E4M3, true>(data, cols, bw, b, band),
+        }
+    };
+    // Cells hold sums of `x - b` (exact for constant data, like the general kernel's
+    // sums around each cell's typical value).
+    band.shift.fill(b);
+    let n: u64 = band.members.iter().sum();
+    (s.s2.is_finite() && s.s1.is_finite()).then_some(Acc {
+        n,
+        shift: b,
+        s1: s.s1,
+        s2: s.s2,
+        min: s.min,
+        max: s.max,
+        nan: 0,
+        inf: 0,
+        zeros: s.zeros,
+    })
+}
+
+/// The band's totals, as the kernel leaves them.
+struct Totals {
+    s1: f64,
+    s2: f64,
+    min: f32,
+    max: f32,
+    zeros: u64,
+}
+
+/// Lanes of a chunk's vector `u`: its first column (from the chunk's start) and the
+/// distance between the columns of consecutive lanes.
+const fn layout(kind: Kind, u: usize) -> (usize, usize) {
+    match kind {
+        BF16 => (u, 2),
+        F16 => (16 * u, 1),
+        F32 => (0, 1),
+        _ => (32 * (u / 2) + u % 2, 2),
+    }
+}
+
+/// Columns in one 64-byte chunk and decoded vectors per chunk.
+const fn shape(kind: Kind) -> (usize, usize) {
+    match kind {
+        BF16 | F16 => (32, 2),
+        F32 => (16, 1),
+        _ => (64, 4),
+    }
+}
+
+/// Defines the kernel's per-band work (every chunk of every group of rows) as `$name`,
+/// compiled with `$features` and decoding with `$decode`: once without AVX-512 VBMI for
+/// the 2- and 4-byte types, once with it for F8_E4M3's table lookups, so that CPUs
+/// without VBMI (Skylake-X, Cascade Lake) still run the first.
+macro_rules! kernel {
+    ($name:ident, $features:literal, $decode:ident) => {
+        #[target_feature(enable = $features)]
+        fn $name<const KIND: Kind, const EXTREMES: bool>(
+            data: &[u8],
+            cols: usize,
+            bw: usize,
+            b: f32,
+            band: &mut Band,
+        ) -> Totals {
+            let (chunk_cols, nvec) = const { shape(KIND) };
+            let size = CHUNK / chunk_cols;
+            let row_bytes = cols * size;
+            let rows = data.len() / row_bytes;
+            let lut = E4m3Lut::new();
+            let mut t = Totals {
+                s1: 0.0,
+                s2: 0.0,
+                min: f32::INFINITY,
+                max: f32::NEG_INFINITY,
+                zeros: 0,
+            };
+            let mut mn = _mm512_set1_ps(f32::INFINITY);
+            let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut s1 = _mm512_setzero_pd();
+            let mut s2 = _mm512_setzero_pd();
+            let shift = _mm512_set1_ps(b);
+            let mut pad = [0u8; CHUNK];
+            for g0 in (0..rows).step_by(GROUP) {
+                let g = GROUP.min(rows - g0);
+                for c0 in (0..cols).step_by(chunk_cols) {
+                    let valid = chunk_cols.min(cols - c0);
+                    // Lanes of each vector that hold columns of the tensor.
+                    let masks: [__mmask16; 4] = std::array::from_fn(|u| {
+                        let (first, step) = layout(KIND, u);
+                        let n = valid.saturating_sub(first).div_ceil(step).min(16);
+                        ((1u32 << n) - 1) as __mmask16
+                    });
+                    // Elements of the chunk that are the tensor's (the rest is padding).
+                    let elems = if valid == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << valid) - 1
+                    };
+                    // The cells' extremes (sums are `d1`, shared with the statistics).
+                    let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
+                    let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+                    let mut d1 = [_mm512_setzero_ps(); 4];
+                    let mut d2 = [_mm512_setzero_ps(); 4];
+                    let mut zeros = 0u64;
+                    for r in g0..g0 + g {
+                        let at = r * row_bytes + c0 * size;
+                        let raw = match data.get(at..at + CHUNK) {
+                            Some(bytes) => {
+                                prefetch(data, at + AHEAD);
+                                load(bytes)
+                            }
+                            None => {
+                                let n = valid * size;
+                                pad[..n].copy_from_slice(&data[at..at + n]);
+                                load(&pad)
+                            }
+                        };
+                        zeros += u64::from((zero_mask::<KIND>(raw) & elems).count_ones());
+                        let v = $decode::<KIND>(raw, &lut);
+                        for u in 0..nvec {
+                            let x = v[u];
+                            let m = masks[u];
+                            if EXTREMES {
+                                lo[u] = _mm512_min_ps(lo[u], x);
+                                hi[u] = _mm512_max_ps(hi[u], x);
+                            }
+                            let d = _mm512_maskz_sub_ps(m, x, shift);
+                            d1[u] = _mm512_add_ps(d1[u], d);
+                            d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
+                            if !EXTREMES {
+                                mn = _mm512_mask_min_ps(mn, m, mn, x);
+                                mx = _mm512_mask_max_ps(mx, m, mx, x);
+                            }
+                        }
+                    }
+                    t.zeros += zeros;
+                    for u in 0..nvec {
+                        s1 = add_f64(s1, d1[u]);
+                        s2 = add_f64(s2, d2[u]);
+                    }
+                    if EXTREMES {
+                        fold::<KIND, true>(c0, bw, &masks, &lo, &hi, band);
+                    } else {
+                        fold::<KIND, false>(c0, bw, &masks, &d1, &hi, band);
+                    }
+                }
+            }
+            t.s1 = _mm512_reduce_add_pd(s1);
+            t.s2 = _mm512_reduce_add_pd(s2);
+            if EXTREMES {
+                t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+                t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            } else {
+                t.min = _mm512_reduce_min_ps(mn);
+                t.max = _mm512_reduce_max_ps(mx);
+            }
+            t
+        }
+    };
+}
+
+kernel!(run, "avx512f,avx512bw,avx512dq,avx512vl,fma,popcnt", decode);
+kernel!(
+    run_vbmi,
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma,popcnt",
+    decode_e4m3
+);
+
+/// Adds the per-lane results of one chunk to their cells. Lanes of a vector hold
+/// columns `first + step·k`; with `step` 2 and an even block width the two vectors of a
+/// pair cover the same cells and are combined first.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+fn fold<const KIND: Kind, const EXTREMES: bool>(
+    c0: usize,
+    bw: usize,
+    masks: &[__mmask16; 4],
+    acc: &[__m512; 4],
+    acc2: &[__m512; 4],
+    band: &mut Band,
+) {
+    let (_, nvec) = const { shape(KIND) };
+    let paired = layout(KIND, 1).1 == 2 && bw.is_multiple_of(2);
+    let mut u = 0;
+    while u < nvec {
+        let (first, step) = layout(KIND, u);
+        let (lo, hi) = if paired {
+            let m = masks[u + 1];
+            if EXTREMES {
+                (
+                    _mm512_mask_min_ps(acc[u], m, acc[u], acc[u + 1]),
+                    _mm512_mask_max_ps(acc2[u], m, acc2[u], acc2[u + 1]),
+                )
+            } else {
+                (_mm512_mask_add_ps(acc[u], m, acc[u], acc[u + 1]), acc2[u])
+            }
+        } else {
+            (acc[u], acc2[u])
+        };
+        let n = masks[u].count_ones() as usize;
+        let col0 = c0 + first;
+        let mut k = 0;
+        while k < n {
+            let j = (col0 + step * k) / bw;
+            let end = ((j + 1) * bw - col0).div_ceil(step).min(n);
+            let m = (((1u32 << end) - 1) & !((1u32 << k) - 1)) as __mmask16;
+            if EXTREMES {
+                band.min[j] = band.min[j].min(_mm512_mask_reduce_min_ps(m, lo));
+                band.max[j] = band.max[j].max(_mm512_mask_reduce_max_ps(m, hi));
+            } else {
+                band.s1[j] += f64::from(_mm512_mask_reduce_add_ps(m, lo));
+            }
+            k = end;
+        }
+        u += if paired { 2 } else { 1 };
+    }
+}
+
+/// Adds the 16 lanes of `v` to the 8 lanes of `acc` in `f64`.
+#[target_feature(enable = "avx512f,avx512dq")]
+fn add_f64(acc: __m512d, v: __m512) -> __m512d {
+    let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+        _mm512_castps_pd(v),
+    )));
+    _mm512_add_pd(acc, _mm512_add_pd(lo, hi))
+}
+
+/// Reads 64 bytes.
+#[target_feature(enable = "avx512f")]
+fn load(bytes: &[u8]) -> __m512i {
+    assert!(bytes.len() >= CHUNK);
+    // SAFETY: the slice holds at least the 64 bytes read (checked above); the load
+    // has no alignment requirement.
+    unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+}
+
+/// Asks for the cache line at `at` (if inside `data`) to be fetched.
+#[target_feature(enable = "sse")]
+fn prefetch(data: &[u8], at: usize) {
+    if let Some(p) = data.get(at) {
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(p).cast());
+    }
+}
+
+/// Bit `i` set when element `i` of the chunk is zero (either sign).
+#[target_feature(enable = "avx512f,avx512bw")]
+fn zero_mask<const KIND: Kind>(raw: __m512i) -> u64 {
+    match KIND {
+        BF16 | F16 => u64::from(_mm512_testn_epi16_mask(raw, _mm512_set1_epi16(0x7fff))),
+        F32 => u64::from(_mm512_testn_epi32_mask(raw, _mm512_set1_epi32(0x7fff_ffff))),
+        _ => _mm512_testn_epi8_mask(raw, _mm512_set1_epi8(0x7f)),
+    }
+}
+
+/// The chunk's values as up to four vectors of 16 lanes, laid out as [`layout`] says
+/// (the 2- and 4-byte types).
+#[target_feature(enable = "avx512f")]
+fn decode<const KIND: Kind>(raw: __m512i, _: &E4m3Lut) -> [__m512; 4] {
+    let z = _mm512_setzero_ps();
+    match KIND {
+        BF16 => {
+            let (x, y) = split_bf16(raw);
+            [x, y, z, z]
+        }
+        F16 => [
+            _mm512_cvtph_ps(_mm512_castsi512_si256(raw)),
+            _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(raw)),
+            z,
+            z,
+        ],
+        _ => [_mm512_castsi512_ps(raw), z, z, z],
+    }
+}
+
+/// [`decode`] for F8_E4M3 (`KIND` is always [`E4M3`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn decode_e4m3<const KIND: Kind>(raw: __m512i, lut: &E4m3Lut) -> [__m512; 4] {
+    // The BF16 bytes of each code's magnitude, then the code's sign bit.
+    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
+    let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
+    let hi = _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128));
+    let a = _mm512_permutex2var_epi8(lo, lut.words[0], hi);
+    let b = _mm512_permutex2var_epi8(lo, lut.words[1], hi);
+    let (xa, ya) = split_bf16(a);
+    let (xb, yb) = split_bf16(b);
+    [xa, ya, xb, yb]
+}
+
+/// 32 BF16 values as their even and odd elements in `f32`.
+#[target_feature(enable = "avx512f")]
+fn split_bf16(raw: __m512i) -> (__m512, __m512) {
+    (
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(raw)),
+        _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(-65536))),
+    )
+}
+
+/// Tables for F8_E4M3: the low and high bytes of each 7-bit magnitude's BF16 value
+/// (exact: E4M3 has 3 mantissa bits, BF16 7), and the byte shuffles that pair them
+/// into 16-bit words for elements 0–31 and 32–63.
+struct E4m3Lut {
+    lo: [__m512i; 2],
+    hi: [__m512i; 2],
+    words: [__m512i; 2],
+}
+
+impl E4m3Lut {
+    #[target_feature(enable = "avx512f")]
+    fn new() -> E4m3Lut {
+        let bf16 = |c: usize| (decode_one(Dtype::F8E4M3, &[c as u8]).to_bits() >> 16) as u16;
+        let table = |f: &dyn Fn(u16) -> u8, half: usize| {
+            let t: [u8; 64] = std::array::from_fn(|i| f(bf16(64 * half + i)));
+            vector(&t)
+        };
+        let lo = |w: u16| w.to_le_bytes()[0];
+        let hi = |w: u16| w.to_le_bytes()[1];
+        // Byte 2i of a word vector is `lo[e]`, byte 2i + 1 is `hi[e]` (index + 64).
+        let words = |base: usize| {
+            let t: [u8; 64] =
+                std::array::from_fn(|i| (base + i / 2 + if i % 2 == 1 { 64 } else { 0 }) as u8);
+            vector(&t)
+        };
+        E4m3Lut {
+            lo: [table(&lo, 0), table(&lo, 1)],
+            hi: [table(&hi, 0), table(&hi, 1)],
+            words: [words(0), words(32)],
+        }
+    }
+}
+
+/// A vector holding `bytes`.
+#[target_feature(enable = "avx512f")]
+fn vector(bytes: &[u8; 64]) -> __m512i {
+    load(bytes)
+}
