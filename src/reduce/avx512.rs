@@ -186,9 +186,20 @@ macro_rules! kernel {
             let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; CHUNK];
+            // Squares summed in `f32` since the last move to `f64`, and how many per lane.
+            let mut d2 = [_mm512_setzero_ps(); 4];
+            let mut pending = 0;
             for g0 in (0..rows).step_by(GROUP) {
                 let g = GROUP.min(rows - g0);
                 for c0 in (0..cols).step_by(chunk_cols) {
+                    if pending + g > 2 * GROUP {
+                        for v in &mut d2 {
+                            s2 = add_f64(s2, *v);
+                            *v = _mm512_setzero_ps();
+                        }
+                        pending = 0;
+                    }
+                    pending += g;
                     let valid = chunk_cols.min(cols - c0);
                     // Lanes of each vector that hold columns of the tensor.
                     let masks: [__mmask16; 4] = std::array::from_fn(|u| {
@@ -206,7 +217,6 @@ macro_rules! kernel {
                     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
                     let mut d1 = [_mm512_setzero_ps(); 4];
-                    let mut d2 = [_mm512_setzero_ps(); 4];
                     let mut zeros = 0u64;
                     for r in g0..g0 + g {
                         let at = r * row_bytes + c0 * size;
@@ -240,9 +250,11 @@ macro_rules! kernel {
                         }
                     }
                     t.zeros += zeros;
-                    for u in 0..nvec {
-                        s1 = add_f64(s1, d1[u]);
-                        s2 = add_f64(s2, d2[u]);
+                    if EXTREMES {
+                        // (With sums, the cells' own sums add up to the band's.)
+                        for v in &d1[..nvec] {
+                            s1 = add_f64(s1, *v);
+                        }
                     }
                     if EXTREMES {
                         fold::<KIND, true>(c0, bw, &masks, &lo, &hi, band);
@@ -251,7 +263,14 @@ macro_rules! kernel {
                     }
                 }
             }
-            t.s1 = _mm512_reduce_add_pd(s1);
+            for v in &d2[..nvec] {
+                s2 = add_f64(s2, *v);
+            }
+            t.s1 = if EXTREMES {
+                _mm512_reduce_add_pd(s1)
+            } else {
+                band.s1.iter().sum()
+            };
             t.s2 = _mm512_reduce_add_pd(s2);
             if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
@@ -304,6 +323,31 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         };
         let n = masks[u].count_ones() as usize;
         let col0 = c0 + first;
+        let q = bw / step;
+        if n == 16
+            && bw.is_multiple_of(step)
+            && col0.is_multiple_of(bw)
+            && q.is_power_of_two()
+            && q <= 16
+        {
+            // Whole cells of `q` lanes each: sum (or min/max) each run of lanes in place,
+            // then add lane `i·q` to cell `j0 + i`.
+            let j0 = col0 / bw;
+            if EXTREMES {
+                let (mn, mx) = (lanes(segment::<MIN>(lo, q)), lanes(segment::<MAX>(hi, q)));
+                for i in 0..16 / q {
+                    band.min[j0 + i] = band.min[j0 + i].min(mn[i * q]);
+                    band.max[j0 + i] = band.max[j0 + i].max(mx[i * q]);
+                }
+            } else {
+                let sums = lanes(segment::<ADD>(lo, q));
+                for i in 0..16 / q {
+                    band.s1[j0 + i] += f64::from(sums[i * q]);
+                }
+            }
+            u += if paired { 2 } else { 1 };
+            continue;
+        }
         let mut k = 0;
         while k < n {
             let j = (col0 + step * k) / bw;
@@ -319,6 +363,40 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         }
         u += if paired { 2 } else { 1 };
     }
+}
+
+/// Lane operations for [`segment`].
+const ADD: u8 = 0;
+const MIN: u8 = 1;
+const MAX: u8 = 2;
+
+/// Combines each aligned run of `q` lanes (a power of two) into its first lane with `OP`.
+#[target_feature(enable = "avx512f")]
+fn segment<const OP: u8>(mut v: __m512, q: usize) -> __m512 {
+    let mut s = 1;
+    while s < q {
+        let w = _mm512_castps_si512(v);
+        // Lane k + s moved down to lane k.
+        let r = _mm512_castsi512_ps(match s {
+            1 => _mm512_alignr_epi32::<1>(w, w),
+            2 => _mm512_alignr_epi32::<2>(w, w),
+            4 => _mm512_alignr_epi32::<4>(w, w),
+            _ => _mm512_alignr_epi32::<8>(w, w),
+        });
+        v = match OP {
+            ADD => _mm512_add_ps(v, r),
+            MIN => _mm512_min_ps(v, r),
+            _ => _mm512_max_ps(v, r),
+        };
+        s *= 2;
+    }
+    v
+}
+
+/// The 16 lanes of a vector.
+fn lanes(v: __m512) -> [f32; 16] {
+    // SAFETY: both types are 64 bytes of plain data; every bit pattern is valid for both.
+    unsafe { std::mem::transmute::<__m512, [f32; 16]>(v) }
 }
 
 /// Adds the 16 lanes of `v` to the 8 lanes of `acc` in `f64`.
