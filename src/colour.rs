@@ -174,21 +174,20 @@ pub fn choose_range(
             diverging: f.lo < 0.0 && f.hi > 0.0,
         });
     }
-    let mut mags: Vec<f32> = grid
-        .iter()
-        .filter(|v| v.is_finite())
-        .map(|v| v.abs())
-        .collect();
+    // One pass: the magnitudes of the finite cells (as bits, which sort like
+    // non-negative floats) and the extremes.
+    let mut mags: Vec<u32> = Vec::with_capacity(grid.len());
+    let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in grid.iter().filter(|v| v.is_finite()) {
+        mags.push(v.abs().to_bits());
+        gmin = gmin.min(v);
+        gmax = gmax.max(v);
+    }
     if mags.is_empty() {
         return None;
     }
-    let (gmin, gmax) = grid
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let hi = percentile(&mut mags, clip);
+    let magnitude = |b: u32| f64::from(f32::from_bits(b));
+    let hi = percentile_of(&mut mags, clip, magnitude);
     if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
         let v = if hi > 0.0 {
             hi
@@ -201,7 +200,7 @@ pub fn choose_range(
             diverging: true,
         });
     }
-    let lo = percentile(&mut mags, 100.0 - clip);
+    let lo = percentile_of(&mut mags, 100.0 - clip, magnitude);
     let lo = if lo > hi / 2.0 { lo } else { 0.0 };
     let (lo, hi) = if gmax <= 0.0 { (-hi, -lo) } else { (lo, hi) };
     Some(Range {
@@ -214,17 +213,32 @@ pub fn choose_range(
 /// The `p`-th percentile of `vals` with numpy's default linear interpolation.
 /// Reorders `vals`; `vals` must be non-empty and NaN-free.
 pub fn percentile(vals: &mut [f32], p: f64) -> f64 {
-    let n = vals.len();
+    // Finite floats in the order of their sign-magnitude bits made two's complement.
+    let key = |v: f32| {
+        let b = v.to_bits() as i32;
+        b ^ (((b >> 31) as u32) >> 1) as i32
+    };
+    let value = |k: i32| {
+        f64::from(f32::from_bits(
+            (k ^ (((k >> 31) as u32) >> 1) as i32) as u32,
+        ))
+    };
+    let mut keys: Vec<i32> = vals.iter().map(|&v| key(v)).collect();
+    percentile_of(&mut keys, p, value)
+}
+
+/// [`percentile`] over values that sort like their keys (`value` turns a key back).
+fn percentile_of<K: Ord + Copy>(keys: &mut [K], p: f64, value: impl Fn(K) -> f64) -> f64 {
+    let n = keys.len();
     let pos = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
     let k = pos.floor() as usize;
     let frac = pos - k as f64;
-    let (_, &mut a, rest) = vals.select_nth_unstable_by(k, f32::total_cmp);
-    let a = f64::from(a);
-    if frac == 0.0 || rest.is_empty() {
-        return a;
+    let (_, &mut a, rest) = keys.select_nth_unstable(k);
+    let a = value(a);
+    match rest.iter().min() {
+        Some(&b) if frac > 0.0 => a + (value(b) - a) * frac,
+        _ => a,
     }
-    let b = rest.iter().copied().fold(f32::INFINITY, f32::min);
-    a + (f64::from(b) - a) * frac
 }
 
 #[cfg(test)]
@@ -268,6 +282,11 @@ mod tests {
         for (p, want) in [(0.0, 1.0), (50.0, 2.5), (90.0, 3.7), (100.0, 4.0)] {
             let mut v = vec![4.0, 1.0, 3.0, 2.0];
             assert!((percentile(&mut v, p) - want).abs() < 1e-12, "{p}");
+        }
+        // Signed values: np.percentile([-3, -1, 2, 0.5, -0.0], [0, 30, 50, 100])
+        for (p, want) in [(0.0, -3.0), (30.0, -0.8), (50.0, 0.0), (100.0, 2.0)] {
+            let mut v = vec![-3.0, -1.0, 2.0, 0.5, -0.0];
+            assert!((percentile(&mut v, p) - want).abs() < 1e-7, "{p}");
         }
     }
 
