@@ -202,11 +202,15 @@ macro_rules! kernel {
                     pending += g;
                     let valid = chunk_cols.min(cols - c0);
                     // Lanes of each vector that hold columns of the tensor.
-                    let masks: [__mmask16; 4] = std::array::from_fn(|u| {
-                        let (first, step) = layout(KIND, u);
-                        let n = valid.saturating_sub(first).div_ceil(step).min(16);
-                        ((1u32 << n) - 1) as __mmask16
-                    });
+                    let masks: [__mmask16; 4] = if valid == chunk_cols {
+                        [u16::MAX; 4]
+                    } else {
+                        std::array::from_fn(|u| {
+                            let (first, step) = layout(KIND, u);
+                            let n = valid.saturating_sub(first).div_ceil(step).min(16);
+                            ((1u32 << n) - 1) as __mmask16
+                        })
+                    };
                     // Elements of the chunk that are the tensor's (the rest is padding).
                     let elems = if valid == 64 {
                         u64::MAX
@@ -491,25 +495,37 @@ struct E4m3Lut {
 impl E4m3Lut {
     #[target_feature(enable = "avx512f")]
     fn new() -> E4m3Lut {
-        let bf16 = |c: usize| (decode_one(Dtype::F8E4M3, &[c as u8]).to_bits() >> 16) as u16;
-        let table = |f: &dyn Fn(u16) -> u8, half: usize| {
-            let t: [u8; 64] = std::array::from_fn(|i| f(bf16(64 * half + i)));
-            vector(&t)
-        };
-        let lo = |w: u16| w.to_le_bytes()[0];
-        let hi = |w: u16| w.to_le_bytes()[1];
-        // Byte 2i of a word vector is `lo[e]`, byte 2i + 1 is `hi[e]` (index + 64).
-        let words = |base: usize| {
-            let t: [u8; 64] =
-                std::array::from_fn(|i| (base + i / 2 + if i % 2 == 1 { 64 } else { 0 }) as u8);
-            vector(&t)
-        };
+        let t = e4m3_tables();
         E4m3Lut {
-            lo: [table(&lo, 0), table(&lo, 1)],
-            hi: [table(&hi, 0), table(&hi, 1)],
-            words: [words(0), words(32)],
+            lo: [vector(&t[0]), vector(&t[1])],
+            hi: [vector(&t[2]), vector(&t[3])],
+            words: [vector(&t[4]), vector(&t[5])],
         }
     }
+}
+
+/// The bytes of [`E4m3Lut`]'s vectors, computed once.
+fn e4m3_tables() -> &'static [[u8; 64]; 6] {
+    static TABLES: std::sync::OnceLock<[[u8; 64]; 6]> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let bf16 = |c: usize| (decode_one(Dtype::F8E4M3, &[c as u8]).to_bits() >> 16) as u16;
+        // Byte `byte` (0 low, 1 high) of the BF16 value of codes `64·half ..`.
+        let table = |byte: usize, half: usize| -> [u8; 64] {
+            std::array::from_fn(|i| bf16(64 * half + i).to_le_bytes()[byte])
+        };
+        // Byte 2i of a word vector is `lo[e]`, byte 2i + 1 is `hi[e]` (index + 64).
+        let words = |base: usize| -> [u8; 64] {
+            std::array::from_fn(|i| (base + i / 2 + if i % 2 == 1 { 64 } else { 0 }) as u8)
+        };
+        [
+            table(0, 0),
+            table(0, 1),
+            table(1, 0),
+            table(1, 1),
+            words(0),
+            words(32),
+        ]
+    })
 }
 
 /// A vector holding `bytes`.
