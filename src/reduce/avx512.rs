@@ -180,8 +180,10 @@ macro_rules! kernel {
                 max: f32::NEG_INFINITY,
                 zeros: 0,
             };
-            let mut mn = _mm512_set1_ps(f32::INFINITY);
-            let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+            // One pair of extremes per vector of a chunk: a single pair would chain
+            // every vector's update behind the last one's latency.
+            let mut mn = [_mm512_set1_ps(f32::INFINITY); 4];
+            let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
             let mut s1 = _mm512_setzero_pd();
             let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
@@ -248,8 +250,8 @@ macro_rules! kernel {
                             d1[u] = _mm512_add_ps(d1[u], d);
                             d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             if !EXTREMES {
-                                mn = _mm512_mask_min_ps(mn, m, mn, x);
-                                mx = _mm512_mask_max_ps(mx, m, mx, x);
+                                mn[u] = _mm512_mask_min_ps(mn[u], m, mn[u], x);
+                                mx[u] = _mm512_mask_max_ps(mx[u], m, mx[u], x);
                             }
                         }
                     }
@@ -280,8 +282,9 @@ macro_rules! kernel {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
             } else {
-                t.min = _mm512_reduce_min_ps(mn);
-                t.max = _mm512_reduce_max_ps(mx);
+                let (lo, hi) = (mn[1..].iter(), mx[1..].iter());
+                t.min = _mm512_reduce_min_ps(lo.fold(mn[0], |a, &v| _mm512_min_ps(a, v)));
+                t.max = _mm512_reduce_max_ps(hi.fold(mx[0], |a, &v| _mm512_max_ps(a, v)));
             }
             t
         }
