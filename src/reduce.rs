@@ -213,10 +213,18 @@ pub fn reduce_scaled(
                 band.reset(rows.len(), geom);
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
                 #[cfg(target_arch = "x86_64")]
-                if scale.is_none() && geom.bw >= 4 {
-                    if let Some(acc) =
-                        avx512::band(bytes, dtype, geom.cols, geom.bw, reduction, band)
-                    {
+                if geom.bw >= 4 {
+                    let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start));
+                    let fast = avx512::band(
+                        bytes,
+                        dtype,
+                        geom.cols,
+                        geom.bw,
+                        reduction,
+                        scales.as_mut(),
+                        band,
+                    );
+                    if let Some(acc) = fast {
                         band.values(reduction, out);
                         return acc;
                     }

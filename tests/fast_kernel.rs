@@ -11,7 +11,7 @@ mod common;
 
 use common::{e4m3_table, Rng};
 use proptest::prelude::*;
-use tensorheat::reduce::reduce;
+use tensorheat::reduce::{reduce, reduce_scaled, Scale};
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Size};
 
@@ -189,5 +189,114 @@ proptest! {
                 "{:?} vs {}", s, std
             );
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// FP8 weights with block scales (`w = q · s[i / sbh, j / sbw]`), scale blocks smaller
+    /// and larger than the kernel's 32-row groups and 64-column chunks, against the
+    /// dequantised values in float64.
+    #[test]
+    fn fast_kernel_dequantises_fp8_blocks(
+        rows in 1usize..90,
+        cols in 4usize..300,
+        bh in 1usize..70,
+        bw in 4usize..130,
+        sbh in 1usize..80,
+        sbw in 1usize..150,
+        seed in any::<u64>(),
+    ) {
+        let f8 = e4m3_table();
+        let mut rng = Rng::new(seed);
+        // Any finite code; scales of either sign over several orders of magnitude.
+        let codes: Vec<u8> = (0..rows * cols)
+            .map(|_| {
+                let c = (rng.next_u64() & 0xff) as u8;
+                if c & 0x7f == 0x7f { c - 1 } else { c }
+            })
+            .collect();
+        let (srows, scols) = (rows.div_ceil(sbh), cols.div_ceil(sbw));
+        let scales: Vec<f32> = (0..srows * scols)
+            .map(|_| (rng.uniform() - 0.3) * 10f32.powi((rng.next_u64() % 7) as i32 - 4))
+            .collect();
+        let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let scale = Scale {
+            data: &scale_bytes,
+            dtype: Dtype::F32,
+            rows: srows,
+            cols: scols,
+            bh: sbh,
+            bw: sbw,
+        };
+        let exact: Vec<f64> = (0..rows * cols)
+            .map(|i| {
+                let (y, x) = (i / cols, i % cols);
+                f64::from(f8[usize::from(codes[i])]) * f64::from(scales[y / sbh * scols + x / sbw])
+            })
+            .collect();
+        let geom = Geometry::new(
+            rows,
+            cols,
+            Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
+            false,
+        );
+        for r in [Reduction::Mean, Reduction::Max, Reduction::Min, Reduction::AbsMax] {
+            let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, r);
+            let gw = cols.div_ceil(bw);
+            for (k, &g) in got.grid.iter().enumerate() {
+                let (i, j) = (k / gw, k % gw);
+                let mut cell = Vec::new();
+                for y in i * bh..((i + 1) * bh).min(rows) {
+                    for x in j * bw..((j + 1) * bw).min(cols) {
+                        cell.push(exact[y * cols + x]);
+                    }
+                }
+                let want = naive_cell(&cell, r);
+                let cell_abs = cell.iter().map(|v| v.abs()).sum::<f64>() / cell.len() as f64;
+                prop_assert!(
+                    (f64::from(g) - want).abs() <= 1e-6 * want.abs() + 1e-5 * cell_abs,
+                    "{:?} cell ({}, {}): got {}, want {}", r, i, j, g, want
+                );
+            }
+            let s = got.stats;
+            let n = exact.len() as f64;
+            let mean = exact.iter().sum::<f64>() / n;
+            let mean_abs = exact.iter().map(|v| v.abs()).sum::<f64>() / n;
+            prop_assert_eq!(s.count, exact.len() as u64);
+            prop_assert_eq!(s.zeros, exact.iter().filter(|&&v| v == 0.0).count() as u64);
+            prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs, "{:?} vs {}", s, mean);
+            let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            prop_assert!((s.min.unwrap() - lo).abs() <= 1e-6 * lo.abs());
+            prop_assert!((s.max.unwrap() - hi).abs() <= 1e-6 * hi.abs());
+        }
+    }
+}
+
+/// A dead (all-zero) column block and a constant block in a band whose typical value is
+/// far from zero come out exactly 0 and exactly the constant, in every dtype.
+#[test]
+fn dead_and_constant_cells_are_exact() {
+    let f8 = e4m3_table();
+    let (rows, cols) = (40, 128);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| if i % cols < 64 { 96.0 } else { 0.0 })
+        .collect();
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+        let (bytes, _) = encode(dtype, &values, &f8);
+        let geom = Geometry::new(
+            rows,
+            cols,
+            Size::Block(16.try_into().unwrap(), 16.try_into().unwrap()),
+            false,
+        );
+        let got = reduce(&bytes, dtype, &geom, Reduction::Mean);
+        for (k, &g) in got.grid.iter().enumerate() {
+            let want = if k % 8 < 4 { 96.0 } else { 0.0 };
+            assert_eq!(g, want, "{dtype:?} cell {k}");
+        }
+        assert_eq!(got.stats.zeros, (rows * 64) as u64);
     }
 }

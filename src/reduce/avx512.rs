@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{median3, Acc, Band};
+use super::{median3, Acc, Band, Scale};
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
 
@@ -68,9 +68,13 @@ pub(super) fn band(
     cols: usize,
     bw: usize,
     reduction: Reduction,
+    scales: Option<&mut Scales<'_>>,
     band: &mut Band,
 ) -> Option<Acc> {
     let kind = kind_of(dtype)?;
+    if scales.is_some() && kind != E4M3 {
+        return None;
+    }
     // Cells keep sums (`mean`) or extremes (`max`, `min`, `absmax`).
     let extremes = match reduction {
         Reduction::Mean => false,
@@ -95,22 +99,24 @@ pub(super) fn band(
     if !first.iter().all(|v| v.is_finite()) {
         return None;
     }
+    // With FP8 scales, in the units of the dequantised values.
+    let b = scales.as_ref().map_or(b, |s| b * s.first());
     // SAFETY: `available` checked every feature `run` is compiled with.
     let s = unsafe {
-        match (kind, extremes) {
-            (BF16, false) => run::<BF16, false>(data, cols, bw, b, band),
-            (BF16, true) => run::<BF16, true>(data, cols, bw, b, band),
-            (F16, false) => run::<F16, false>(data, cols, bw, b, band),
-            (F16, true) => run::<F16, true>(data, cols, bw, b, band),
-            (F32, false) => run::<F32, false>(data, cols, bw, b, band),
-            (F32, true) => run::<F32, true>(data, cols, bw, b, band),
-            (_, false) => run_vbmi::<E4M3, false>(data, cols, bw, b, band),
-            (_, true) => run_vbmi::<E4M3, true>(data, cols, bw, b, band),
+        match (kind, extremes, scales) {
+            (BF16, false, _) => run::<BF16, false, false>(data, cols, bw, b, None, band),
+            (BF16, true, _) => run::<BF16, true, false>(data, cols, bw, b, None, band),
+            (F16, false, _) => run::<F16, false, false>(data, cols, bw, b, None, band),
+            (F16, true, _) => run::<F16, true, false>(data, cols, bw, b, None, band),
+            (F32, false, _) => run::<F32, false, false>(data, cols, bw, b, None, band),
+            (F32, true, _) => run::<F32, true, false>(data, cols, bw, b, None, band),
+            (_, false, None) => run_vbmi::<E4M3, false, false>(data, cols, bw, b, None, band),
+            (_, true, None) => run_vbmi::<E4M3, true, false>(data, cols, bw, b, None, band),
+            (_, false, s) => run_vbmi::<E4M3, false, true>(data, cols, bw, b, s, band),
+            (_, true, s) => run_vbmi::<E4M3, true, true>(data, cols, bw, b, s, band),
         }
     };
-    // Cells hold sums of `x - b` (exact for constant data, like the general kernel's
-    // sums around each cell's typical value).
-    band.shift.fill(b);
+    band.shift.fill(if plain_sums(kind) { 0.0 } else { b });
     let n: u64 = band.members.iter().sum();
     (s.s2.is_finite() && s.s1.is_finite()).then_some(Acc {
         n,
@@ -125,6 +131,77 @@ pub(super) fn band(
     })
 }
 
+/// FP8 block scales (`w = q · s[row / bh, col / bw]`) in the kernel's lane layout, one
+/// scale row at a time.
+pub(super) struct Scales<'a> {
+    scale: &'a Scale<'a>,
+    /// The band's first row in the tensor.
+    row0: usize,
+    /// The scale row held in `lanes`.
+    index: Option<usize>,
+    /// For each 64-column chunk, the scale of each lane of its four vectors.
+    lanes: Vec<f32>,
+}
+
+impl<'a> Scales<'a> {
+    pub(super) fn new(scale: &'a Scale<'a>, row0: usize) -> Scales<'a> {
+        Scales {
+            scale,
+            row0,
+            index: None,
+            lanes: Vec::new(),
+        }
+    }
+
+    /// The scale of the band's first element.
+    fn first(&self) -> f32 {
+        let s = self.scale;
+        let z = s.dtype.size();
+        let at = self.row0 / s.bh * s.cols * z;
+        decode_one(s.dtype, &s.data[at..at + z])
+    }
+
+    /// Rows from band row `r` up to the next scale row.
+    fn run(&self, r: usize) -> usize {
+        let (t, bh) = (self.row0 + r, self.scale.bh);
+        (t / bh + 1) * bh - t
+    }
+
+    /// The lane scales for band row `r`, or `None` when one of them is not a normal
+    /// number above 2^-100 (zero, tiny, NaN or Inf scales would make zeros or
+    /// non-finite values this kernel does not count; the portable one does).
+    fn lanes(&mut self, r: usize, cols: usize) -> Option<&[f32]> {
+        let s = self.scale;
+        let sr = (self.row0 + r) / s.bh;
+        if self.index != Some(sr) {
+            let z = s.dtype.size();
+            let row: Vec<f32> = s.data[sr * s.cols * z..(sr + 1) * s.cols * z]
+                .chunks_exact(z)
+                .map(|b| decode_one(s.dtype, b))
+                .collect();
+            if !row
+                .iter()
+                .all(|v| v.is_finite() && v.abs() >= 2f32.powi(-100))
+            {
+                return None;
+            }
+            let chunks = cols.div_ceil(64);
+            self.lanes.clear();
+            self.lanes.extend((0..chunks * 64).map(|i| {
+                let (ch, u, k) = (i / 64, i % 64 / 16, i % 16);
+                let (first, step) = layout(E4M3, u);
+                let col = ch * 64 + first + step * k;
+                row.get(col / s.bw)
+                    .copied()
+                    .filter(|_| col < cols)
+                    .unwrap_or(1.0)
+            }));
+            self.index = Some(sr);
+        }
+        Some(&self.lanes)
+    }
+}
+
 /// The band's totals, as the kernel leaves them.
 struct Totals {
     s1: f64,
@@ -132,6 +209,17 @@ struct Totals {
     min: f32,
     max: f32,
     zeros: u64,
+}
+
+/// Whether cells sum their values as they are rather than their differences from the
+/// band's typical value `b`. Plain `f32` sums over at most 64 values per lane stay within
+/// a few millionths of the cell's mean magnitude whatever the cell holds, which
+/// differences from `b` do not when a cell's values are far smaller than `b` (a dead
+/// column, FP8 blocks scaled 10⁶ apart). Differences are kept for F32 only: its values'
+/// long mantissas would make plain sums of a constant cell round, and a constant must
+/// come out exactly; 1- and 2-byte values (8–11 significant bits) sum exactly.
+const fn plain_sums(kind: Kind) -> bool {
+    kind != F32
 }
 
 /// Lanes of a chunk's vector `u`: its first column (from the chunk's start) and the
@@ -161,14 +249,16 @@ const fn shape(kind: Kind) -> (usize, usize) {
 macro_rules! kernel {
     ($name:ident, $features:literal, $decode:ident) => {
         #[target_feature(enable = $features)]
-        fn $name<const KIND: Kind, const EXTREMES: bool>(
+        fn $name<const KIND: Kind, const EXTREMES: bool, const SCALED: bool>(
             data: &[u8],
             cols: usize,
             bw: usize,
             b: f32,
+            mut scales: Option<&mut Scales<'_>>,
             band: &mut Band,
         ) -> Totals {
             let (chunk_cols, nvec) = const { shape(KIND) };
+            let plain = plain_sums(KIND);
             let size = CHUNK / chunk_cols;
             let row_bytes = cols * size;
             let rows = data.len() / row_bytes;
@@ -191,8 +281,23 @@ macro_rules! kernel {
             // Squares summed in `f32` since the last move to `f64`, and how many per lane.
             let mut d2 = [_mm512_setzero_ps(); 4];
             let mut pending = 0;
-            for g0 in (0..rows).step_by(GROUP) {
-                let g = GROUP.min(rows - g0);
+            let mut g0 = 0;
+            while g0 < rows {
+                // Groups end where the FP8 scale row changes.
+                let g = match &scales {
+                    Some(s) if SCALED => GROUP.min(rows - g0).min(s.run(g0)),
+                    _ => GROUP.min(rows - g0),
+                };
+                let lane_scales = match scales.as_deref_mut() {
+                    Some(s) if SCALED => match s.lanes(g0, cols) {
+                        Some(l) => l,
+                        None => {
+                            t.s2 = f64::NAN;
+                            return t;
+                        }
+                    },
+                    _ => &[],
+                };
                 for c0 in (0..cols).step_by(chunk_cols) {
                     if pending + g > 2 * GROUP {
                         for v in &mut d2 {
@@ -219,11 +324,22 @@ macro_rules! kernel {
                     } else {
                         (1u64 << valid) - 1
                     };
-                    // The cells' extremes (sums are `d1`, shared with the statistics).
-                    let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
+                    // The cells' extremes, or their plain sums (see [`plain_sums`]; otherwise the
+                    // cells' sums are `d1`, shared with the statistics).
+                    let mut lo = [_mm512_set1_ps(if plain && !EXTREMES {
+                        0.0
+                    } else {
+                        f32::INFINITY
+                    }); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
                     let mut d1 = [_mm512_setzero_ps(); 4];
                     let mut zeros = 0u64;
+                    let sv: [__m512; 4] = if SCALED {
+                        let at = c0 / chunk_cols * 64;
+                        std::array::from_fn(|u| load_ps(&lane_scales[at + 16 * u..]))
+                    } else {
+                        [_mm512_set1_ps(1.0); 4]
+                    };
                     for r in g0..g0 + g {
                         let at = r * row_bytes + c0 * size;
                         let raw = match data.get(at..at + CHUNK) {
@@ -240,11 +356,17 @@ macro_rules! kernel {
                         zeros += u64::from((zero_mask::<KIND>(raw) & elems).count_ones());
                         let v = $decode::<KIND>(raw, &lut);
                         for u in 0..nvec {
-                            let x = v[u];
+                            let x = if SCALED {
+                                _mm512_mul_ps(v[u], sv[u])
+                            } else {
+                                v[u]
+                            };
                             let m = masks[u];
                             if EXTREMES {
                                 lo[u] = _mm512_min_ps(lo[u], x);
                                 hi[u] = _mm512_max_ps(hi[u], x);
+                            } else if plain {
+                                lo[u] = _mm512_add_ps(lo[u], x);
                             }
                             let d = _mm512_maskz_sub_ps(m, x, shift);
                             d1[u] = _mm512_add_ps(d1[u], d);
@@ -256,23 +378,26 @@ macro_rules! kernel {
                         }
                     }
                     t.zeros += zeros;
-                    if EXTREMES {
-                        // (With sums, the cells' own sums add up to the band's.)
+                    if EXTREMES || plain {
+                        // (Otherwise the cells' own sums add up to the band's.)
                         for v in &d1[..nvec] {
                             s1 = add_f64(s1, *v);
                         }
                     }
                     if EXTREMES {
                         fold::<KIND, true>(c0, bw, &masks, &lo, &hi, band);
+                    } else if plain {
+                        fold::<KIND, false>(c0, bw, &masks, &lo, &hi, band);
                     } else {
                         fold::<KIND, false>(c0, bw, &masks, &d1, &hi, band);
                     }
                 }
+                g0 += g;
             }
             for v in &d2[..nvec] {
                 s2 = add_f64(s2, *v);
             }
-            t.s1 = if EXTREMES {
+            t.s1 = if EXTREMES || plain {
                 _mm512_reduce_add_pd(s1)
             } else {
                 band.s1.iter().sum()
@@ -423,6 +548,15 @@ fn load(bytes: &[u8]) -> __m512i {
     // SAFETY: the slice holds at least the 64 bytes read (checked above); the load
     // has no alignment requirement.
     unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+}
+
+/// Reads 16 `f32`.
+#[target_feature(enable = "avx512f")]
+fn load_ps(values: &[f32]) -> __m512 {
+    assert!(values.len() >= 16);
+    // SAFETY: the slice holds at least the 16 values read (checked above); the load has
+    // no alignment requirement.
+    unsafe { _mm512_loadu_ps(values.as_ptr()) }
 }
 
 /// Asks for the cache line at `at` (if inside `data`) to be fetched.
