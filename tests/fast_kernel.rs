@@ -300,3 +300,27 @@ fn dead_and_constant_cells_are_exact() {
         assert_eq!(got.stats.zeros, (rows * 64) as u64);
     }
 }
+
+/// Plain sums of values near the f32 limit overflow even when their differences from the
+/// band's typical value are zero: the band must go to the portable kernel, which sums in
+/// f64 (a fuzz finding: a constant cell of -2^127 came out as -inf).
+#[test]
+fn sums_near_the_f32_limit_do_not_overflow() {
+    let f8 = e4m3_table();
+    let values = vec![-2f32.powi(127); 32 * 64];
+    // (F16 and F8 cannot hold values large enough to overflow an f32 sum.)
+    for dtype in [Dtype::BF16, Dtype::F32] {
+        let (bytes, exact) = encode(dtype, &values, &f8);
+        let geom = Geometry::new(
+            32,
+            64,
+            Size::Block(32.try_into().unwrap(), 16.try_into().unwrap()),
+            false,
+        );
+        let got = reduce(&bytes, dtype, &geom, Reduction::Mean);
+        for &g in &got.grid {
+            assert_eq!(f64::from(g), exact[0], "{dtype:?}");
+        }
+        assert_eq!(got.stats.mean, Some(exact[0]), "{dtype:?}");
+    }
+}
