@@ -214,7 +214,8 @@ pub fn reduce_scaled(
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
                 #[cfg(target_arch = "x86_64")]
                 if geom.bw >= 4 {
-                    let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start));
+                    let lanes = std::mem::take(&mut band.lane_scales);
+                    let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start, lanes));
                     let fast = avx512::band(
                         bytes,
                         dtype,
@@ -224,6 +225,9 @@ pub fn reduce_scaled(
                         scales.as_mut(),
                         band,
                     );
+                    if let Some(s) = scales {
+                        band.lane_scales = s.into_lanes();
+                    }
                     if let Some(acc) = fast {
                         band.values(reduction, out);
                         return acc;
@@ -325,6 +329,9 @@ struct Band {
     zeros: u64,
     /// The decoded scale row last used.
     scale: ScaleCache,
+    /// The same in the AVX-512 kernel's lane layout.
+    #[cfg(target_arch = "x86_64")]
+    lane_scales: ScaleCache,
     /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
     rows: Vec<f32>,
 }
@@ -352,6 +359,8 @@ impl Band {
             inf: 0,
             zeros: 0,
             scale: ScaleCache::default(),
+            #[cfg(target_arch = "x86_64")]
+            lane_scales: ScaleCache::default(),
             rows: Vec::new(),
         }
     }

@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{median3, Acc, Band, Scale};
+use super::{median3, Acc, Band, Scale, ScaleCache};
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
 
@@ -137,25 +137,27 @@ pub(super) fn band(
 }
 
 /// FP8 block scales (`w = q · s[row / bh, col / bw]`) in the kernel's lane layout, one
-/// scale row at a time.
+/// scale row at a time; the layout is kept across bands (a band is often a few rows of a
+/// 128-row scale block).
 pub(super) struct Scales<'a> {
     scale: &'a Scale<'a>,
     /// The band's first row in the tensor.
     row0: usize,
-    /// The scale row held in `lanes`.
-    index: Option<usize>,
-    /// For each 64-column chunk, the scale of each lane of its four vectors.
-    lanes: Vec<f32>,
+    /// For each 64-column chunk, the scale of each lane of its four vectors, and the
+    /// scale row they are for.
+    lanes: ScaleCache,
 }
 
 impl<'a> Scales<'a> {
-    pub(super) fn new(scale: &'a Scale<'a>, row0: usize) -> Scales<'a> {
-        Scales {
-            scale,
-            row0,
-            index: None,
-            lanes: Vec::new(),
-        }
+    /// Scales for the band starting at tensor row `row0`, reusing `lanes` if it holds the
+    /// right scale row (give it back with [`Scales::into_lanes`]).
+    pub(super) fn new(scale: &'a Scale<'a>, row0: usize, lanes: ScaleCache) -> Scales<'a> {
+        Scales { scale, row0, lanes }
+    }
+
+    /// The lane layout, to keep for the next band.
+    pub(super) fn into_lanes(self) -> ScaleCache {
+        self.lanes
     }
 
     /// The scale of the band's first element.
@@ -178,32 +180,32 @@ impl<'a> Scales<'a> {
     fn lanes(&mut self, r: usize, cols: usize) -> Option<&[f32]> {
         let s = self.scale;
         let sr = (self.row0 + r) / s.bh;
-        if self.index != Some(sr) {
+        if self.lanes.index != Some(sr) {
+            self.lanes.index = None;
             let z = s.dtype.size();
-            let row: Vec<f32> = s.data[sr * s.cols * z..(sr + 1) * s.cols * z]
-                .chunks_exact(z)
-                .map(|b| decode_one(s.dtype, b))
-                .collect();
-            if !row
-                .iter()
-                .all(|v| v.is_finite() && v.abs() >= 2f32.powi(-100))
-            {
-                return None;
-            }
+            let row = s.data[sr * s.cols * z..(sr + 1) * s.cols * z].chunks_exact(z);
+            // Each column's scale, then rearranged into lanes chunk by chunk.
             let chunks = cols.div_ceil(64);
-            self.lanes.clear();
-            self.lanes.extend((0..chunks * 64).map(|i| {
-                let (ch, u, k) = (i / 64, i % 64 / 16, i % 16);
-                let (first, step) = layout(E4M3, u);
-                let col = ch * 64 + first + step * k;
-                row.get(col / s.bw)
-                    .copied()
-                    .filter(|_| col < cols)
-                    .unwrap_or(1.0)
-            }));
-            self.index = Some(sr);
+            let mut by_col = Vec::with_capacity(chunks * 64);
+            for b in row {
+                let v = decode_one(s.dtype, b);
+                if !(v.is_finite() && v.abs() >= 2f32.powi(-100)) {
+                    return None;
+                }
+                by_col.extend(std::iter::repeat_n(v, s.bw));
+            }
+            by_col.resize(chunks * 64, 1.0);
+            let lanes = &mut self.lanes.row;
+            lanes.clear();
+            for chunk in by_col.chunks_exact(64) {
+                for u in 0..4 {
+                    let (first, step) = layout(E4M3, u);
+                    lanes.extend((0..16).map(|k| chunk[first + step * k]));
+                }
+            }
+            self.lanes.index = Some(sr);
         }
-        Some(&self.lanes)
+        Some(&self.lanes.row)
     }
 }
 
