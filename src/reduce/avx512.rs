@@ -116,11 +116,19 @@ pub(super) fn band(
             (_, true, s) => run_vbmi::<E4M3, true, true>(data, cols, bw, b, s, band),
         }
     };
-    band.shift.fill(if plain_sums(kind) { 0.0 } else { b });
-    // Plain sums of values near the ends of the f32 range can overflow where the
-    // differences from `b` do not (a constant cell of -2^127, a fuzz finding).
-    if plain_sums(kind) && !band.s1.iter().all(|v| v.is_finite()) {
+    // Cells hold plain sums. Those of values near the ends of the f32 range can overflow
+    // where the differences from `b` do not (a constant cell of -2^127, a fuzz finding).
+    band.shift.fill(0.0);
+    if !band.s1.iter().all(|v| v.is_finite()) {
         return None;
+    }
+    if kind == F32 && !extremes {
+        // A constant cell is its value exactly.
+        for j in 0..band.s1.len() {
+            if band.min[j] == band.max[j] {
+                (band.shift[j], band.s1[j]) = (band.min[j], 0.0);
+            }
+        }
     }
     let n: u64 = band.members.iter().sum();
     (s.s2.is_finite() && s.s1.is_finite()).then_some(Acc {
@@ -218,17 +226,6 @@ struct Totals {
     zeros: u64,
 }
 
-/// Whether cells sum their values as they are rather than their differences from the
-/// band's typical value `b`. Plain `f32` sums over at most 64 values per lane stay within
-/// a few millionths of the cell's mean magnitude whatever the cell holds, which
-/// differences from `b` do not when a cell's values are far smaller than `b` (a dead
-/// column, FP8 blocks scaled 10⁶ apart). Differences are kept for F32 only: its values'
-/// long mantissas would make plain sums of a constant cell round, and a constant must
-/// come out exactly; 1- and 2-byte values (8–11 significant bits) sum exactly.
-const fn plain_sums(kind: Kind) -> bool {
-    kind != F32
-}
-
 /// Lanes of a chunk's vector `u`: its first column (from the chunk's start) and the
 /// distance between the columns of consecutive lanes.
 const fn layout(kind: Kind, u: usize) -> (usize, usize) {
@@ -265,7 +262,9 @@ macro_rules! kernel {
             band: &mut Band,
         ) -> Totals {
             let (chunk_cols, nvec) = const { shape(KIND) };
-            let plain = plain_sums(KIND);
+            // F32 cells also keep their extremes, so that a constant cell comes out exactly
+            // (plain `f32` sums of its long-mantissa value would round).
+            let exact = KIND == F32 && !EXTREMES;
             let size = CHUNK / chunk_cols;
             let row_bytes = cols * size;
             let rows = data.len() / row_bytes;
@@ -331,13 +330,12 @@ macro_rules! kernel {
                     } else {
                         (1u64 << valid) - 1
                     };
-                    // The cells' extremes, or their plain sums (see [`plain_sums`]; otherwise the
-                    // cells' sums are `d1`, shared with the statistics).
-                    let mut lo = [_mm512_set1_ps(if plain && !EXTREMES {
-                        0.0
-                    } else {
-                        f32::INFINITY
-                    }); 4];
+                    // The cells' plain sums and extremes. (Plain `f32` sums over at most
+                    // 64 values per lane stay within a few millionths of a cell's mean
+                    // magnitude whatever it holds; differences from the band's typical
+                    // value `b` would not, for a cell far smaller than `b`.)
+                    let mut sum = [_mm512_setzero_ps(); 4];
+                    let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
                     let mut d1 = [_mm512_setzero_ps(); 4];
                     let mut zeros = 0u64;
@@ -369,11 +367,12 @@ macro_rules! kernel {
                                 v[u]
                             };
                             let m = masks[u];
-                            if EXTREMES {
+                            if EXTREMES || exact {
                                 lo[u] = _mm512_min_ps(lo[u], x);
                                 hi[u] = _mm512_max_ps(hi[u], x);
-                            } else if plain {
-                                lo[u] = _mm512_add_ps(lo[u], x);
+                            }
+                            if !EXTREMES {
+                                sum[u] = _mm512_add_ps(sum[u], x);
                             }
                             let d = _mm512_maskz_sub_ps(m, x, shift);
                             d1[u] = _mm512_add_ps(d1[u], d);
@@ -385,18 +384,14 @@ macro_rules! kernel {
                         }
                     }
                     t.zeros += zeros;
-                    if EXTREMES || plain {
-                        // (Otherwise the cells' own sums add up to the band's.)
-                        for v in &d1[..nvec] {
-                            s1 = add_f64(s1, *v);
-                        }
+                    for v in &d1[..nvec] {
+                        s1 = add_f64(s1, *v);
                     }
-                    if EXTREMES {
+                    if EXTREMES || exact {
                         fold::<KIND, true>(c0, bw, &masks, &lo, &hi, band);
-                    } else if plain {
-                        fold::<KIND, false>(c0, bw, &masks, &lo, &hi, band);
-                    } else {
-                        fold::<KIND, false>(c0, bw, &masks, &d1, &hi, band);
+                    }
+                    if !EXTREMES {
+                        fold::<KIND, false>(c0, bw, &masks, &sum, &hi, band);
                     }
                 }
                 g0 += g;
@@ -404,11 +399,7 @@ macro_rules! kernel {
             for v in &d2[..nvec] {
                 s2 = add_f64(s2, *v);
             }
-            t.s1 = if EXTREMES || plain {
-                _mm512_reduce_add_pd(s1)
-            } else {
-                band.s1.iter().sum()
-            };
+            t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
             if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
