@@ -1,15 +1,16 @@
-//! The AVX-512 kernel for the common case: a band of BF16, F16, F32 or F8_E4M3 data with
-//! no NaN or Inf, reduced by `mean`, `max`, `min` or `absmax`.
+//! The AVX-512 kernel for the common case: a band of BF16, F16, F32 or F8_E4M3 data
+//! (FP8 with or without block scales) with no NaN or Inf, reduced by `mean`, `max`, `min`
+//! or `absmax`.
 //!
 //! It reads the band's bytes straight into registers, 64 bytes of a row at a time, and
 //! runs down up to [`GROUP`] rows of that column chunk with every accumulator in a
-//! register: per-lane sums for the cells (or their extremes) and, for the tensor's
+//! register: per-lane plain sums for the cells (or their extremes) and, for the tensor's
 //! statistics, sums of `x - b` and `(x - b)²` around one typical value `b` of the band
 //! plus the band's extremes and zero count. Each decoded vector costs about six
 //! instructions and nothing is stored per element, which keeps the loop close to the
 //! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
-//! sum of squares non-finite, and such a band (like one whose `f32` sums overflow) is
-//! reported back and redone by the general kernel.
+//! sum of squares (or a cell's sum) non-finite, and such a band (like one whose `f32` sums
+//! overflow) is reported back and redone by the general kernel.
 
 use std::arch::x86_64::*;
 
@@ -37,6 +38,7 @@ const F32: Kind = 2;
 /// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
 const E4M3: Kind = 3;
 
+/// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {
     match dtype {
         Dtype::BF16 => Some(BF16),
