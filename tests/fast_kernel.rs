@@ -9,13 +9,30 @@
 
 mod common;
 
-use common::{e4m3_table, Rng};
+use common::{e4m3_table, naive_cell, Rng};
 use proptest::prelude::*;
 use tensorheat::reduce::{reduce, reduce_scaled, Scale};
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Size};
 
 /// Encodes values as `dtype`, returning the bytes and the exact values they hold.
+/// The members of grid cell `(i, j)` of a row-major `rows × cols` matrix in `bh × bw`
+/// blocks, in row-major order.
+fn cell_members(
+    m: &[f64],
+    rows: usize,
+    cols: usize,
+    bh: usize,
+    bw: usize,
+    i: usize,
+    j: usize,
+) -> Vec<f64> {
+    (i * bh..((i + 1) * bh).min(rows))
+        .flat_map(|y| &m[y * cols + j * bw..y * cols + ((j + 1) * bw).min(cols)])
+        .copied()
+        .collect()
+}
+
 fn encode(dtype: Dtype, vals: &[f32], f8: &[f32]) -> (Vec<u8>, Vec<f64>) {
     // Finite F8 codes by value, for a nearest-code search.
     let mut codes: Vec<(f32, u8)> = (0..=255u8)
@@ -56,24 +73,6 @@ fn encode(dtype: Dtype, vals: &[f32], f8: &[f32]) -> (Vec<u8>, Vec<f64>) {
         exact.push(f64::from(x));
     }
     (bytes, exact)
-}
-
-fn naive_cell(vals: &[f64], r: Reduction) -> f64 {
-    let f: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
-    if f.is_empty() {
-        return f64::NAN;
-    }
-    let n = f.len() as f64;
-    let mean = f.iter().sum::<f64>() / n;
-    match r {
-        Reduction::Mean => mean,
-        Reduction::Rms => (f.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
-        Reduction::AbsMax => f.iter().fold(0.0, |a, v| a.max(v.abs())),
-        Reduction::Max => f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        Reduction::Min => f.iter().copied().fold(f64::INFINITY, f64::min),
-        Reduction::Std => (f.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt(),
-        Reduction::Sample => f[0],
-    }
 }
 
 #[derive(Debug)]
@@ -151,12 +150,7 @@ proptest! {
             prop_assert_eq!(got.grid.len(), gh * gw);
             for i in 0..gh {
                 for j in 0..gw {
-                    let mut cell = Vec::new();
-                    for y in i * c.bh..((i + 1) * c.bh).min(c.rows) {
-                        for x in j * c.bw..((j + 1) * c.bw).min(c.cols) {
-                            cell.push(exact[y * c.cols + x]);
-                        }
-                    }
+                    let cell = cell_members(&exact, c.rows, c.cols, c.bh, c.bw, i, j);
                     let want = naive_cell(&cell, r);
                     let g = f64::from(got.grid[i * gw + j]);
                     if want.is_nan() {
@@ -247,12 +241,7 @@ proptest! {
             let gw = cols.div_ceil(bw);
             for (k, &g) in got.grid.iter().enumerate() {
                 let (i, j) = (k / gw, k % gw);
-                let mut cell = Vec::new();
-                for y in i * bh..((i + 1) * bh).min(rows) {
-                    for x in j * bw..((j + 1) * bw).min(cols) {
-                        cell.push(exact[y * cols + x]);
-                    }
-                }
+                let cell = cell_members(&exact, rows, cols, bh, bw, i, j);
                 let want = naive_cell(&cell, r);
                 let cell_abs = cell.iter().map(|v| v.abs()).sum::<f64>() / cell.len() as f64;
                 prop_assert!(

@@ -3,29 +3,13 @@
 //! all-NaN cells, every reduction, every element counted once, constant in → constant
 //! out, and identical results on 1 and 2 threads.
 
+mod common;
+
+use common::naive_cell;
 use proptest::prelude::*;
 use tensorheat::reduce::reduce;
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Size};
-
-/// What the reference computes for one cell (finite members only).
-fn naive_cell(vals: &[f64], r: Reduction) -> f64 {
-    let f: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
-    if f.is_empty() {
-        return f64::NAN;
-    }
-    let n = f.len() as f64;
-    let mean = f.iter().sum::<f64>() / n;
-    match r {
-        Reduction::Mean => mean,
-        Reduction::Rms => (f.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
-        Reduction::AbsMax => f.iter().fold(0.0, |a, v| a.max(v.abs())),
-        Reduction::Max => f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        Reduction::Min => f.iter().copied().fold(f64::INFINITY, f64::min),
-        Reduction::Std => (f.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt(),
-        Reduction::Sample => f[0],
-    }
-}
 
 fn naive_grid(m: &[f32], rows: usize, cols: usize, bh: usize, bw: usize, r: Reduction) -> Vec<f64> {
     let (gh, gw) = (rows.div_ceil(bh), cols.div_ceil(bw));

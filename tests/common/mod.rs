@@ -140,3 +140,25 @@ pub fn e4m3_table() -> Vec<f32> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
 }
+
+/// What a float64 reference computes for one cell under `r` (finite members only; NaN
+/// when there is none).
+pub fn naive_cell(vals: &[f64], r: tensorheat::Reduction) -> f64 {
+    use tensorheat::Reduction;
+
+    let f: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+    if f.is_empty() {
+        return f64::NAN;
+    }
+    let n = f.len() as f64;
+    let mean = f.iter().sum::<f64>() / n;
+    match r {
+        Reduction::Mean => mean,
+        Reduction::Rms => (f.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
+        Reduction::AbsMax => f.iter().fold(0.0, |a, v| a.max(v.abs())),
+        Reduction::Max => f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        Reduction::Min => f.iter().copied().fold(f64::INFINITY, f64::min),
+        Reduction::Std => (f.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt(),
+        Reduction::Sample => f[0],
+    }
+}
