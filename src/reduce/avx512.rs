@@ -87,20 +87,15 @@ pub(super) fn band(
         return None;
     }
     // The band's typical value: the median of its first three values, as for a cell.
-    let size = dtype.size();
-    let first: Vec<f32> = data
-        .chunks_exact(size)
-        .take(3)
-        .map(|b| decode_one(dtype, b))
-        .collect();
-    let b = match first[..] {
-        [a, b, c] => median3(a, b, c),
-        [a, ..] => a,
-        [] => return None,
+    let mut first = data
+        .chunks_exact(dtype.size())
+        .map(|b| decode_one(dtype, b));
+    let b = match (first.next(), first.next(), first.next()) {
+        (Some(a), Some(b), Some(c)) if [a, b, c].iter().all(|v| v.is_finite()) => median3(a, b, c),
+        (Some(a), None, _) if a.is_finite() => a,
+        (Some(a), Some(b), None) if a.is_finite() && b.is_finite() => a,
+        _ => return None,
     };
-    if !first.iter().all(|v| v.is_finite()) {
-        return None;
-    }
     // With FP8 scales, in the units of the dequantised values.
     let b = scales.as_ref().map_or(b, |s| b * s.first());
     // SAFETY: `available` checked every feature `run` is compiled with.
@@ -634,9 +629,9 @@ impl E4m3Lut {
     fn new() -> E4m3Lut {
         let t = e4m3_tables();
         E4m3Lut {
-            lo: [vector(&t[0]), vector(&t[1])],
-            hi: [vector(&t[2]), vector(&t[3])],
-            words: [vector(&t[4]), vector(&t[5])],
+            lo: [load(&t[0]), load(&t[1])],
+            hi: [load(&t[2]), load(&t[3])],
+            words: [load(&t[4]), load(&t[5])],
         }
     }
 }
@@ -663,10 +658,4 @@ fn e4m3_tables() -> &'static [[u8; 64]; 6] {
             words(32),
         ]
     })
-}
-
-/// A vector holding `bytes`.
-#[target_feature(enable = "avx512f")]
-fn vector(bytes: &[u8; 64]) -> __m512i {
-    load(bytes)
 }
