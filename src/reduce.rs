@@ -264,6 +264,29 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// Decodes columns `c0 .. c0 + cw` of band rows `rows` into `buf`, the `k`-th row at
+    /// `k · stride`; returns whether every value is finite.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn load_rows(
+        &self,
+        rows: std::ops::Range<usize>,
+        c0: usize,
+        cols: usize,
+        buf: &mut [f32],
+        stride: usize,
+        cw: usize,
+        cache: &mut ScaleCache,
+    ) -> bool {
+        let mut clean = true;
+        for (k, r) in rows.enumerate() {
+            let out = &mut buf[k * stride..k * stride + cw];
+            self.load(r, c0, cols, out, cache);
+            clean &= all_finite(out);
+        }
+        clean
+    }
+
     /// Decodes `out.len()` elements of band row `r` from column `c0`, scaled if needed.
     #[inline(always)]
     fn load(&self, r: usize, c0: usize, cols: usize, out: &mut [f32], cache: &mut ScaleCache) {
@@ -744,12 +767,7 @@ fn cell_lanes<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut
         let cw = span.min(full - c0);
         for g0 in (0..nrows).step_by(GROUP) {
             let g = GROUP.min(nrows - g0);
-            let mut clean = true;
-            for ri in 0..g {
-                let out = &mut buf[ri * stride..ri * stride + cw];
-                src.load(g0 + ri, c0, cols, out, &mut band.scale);
-                clean &= all_finite(out);
-            }
+            let clean = src.load_rows(g0..g0 + g, c0, cols, &mut buf, stride, cw, &mut band.scale);
             for b0 in (0..cw).step_by(blk) {
                 let j0 = (c0 + b0) / BW;
                 for ri in 0..g {
@@ -810,12 +828,7 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
         let cw = span.min(cols - c0);
         for g0 in (0..nrows).step_by(GROUP) {
             let g = GROUP.min(nrows - g0);
-            let mut clean = true;
-            for ri in 0..g {
-                let out = &mut buf[ri * stride..ri * stride + cw];
-                src.load(g0 + ri, c0, cols, out, &mut band.scale);
-                clean &= all_finite(out);
-            }
+            let clean = src.load_rows(g0..g0 + g, c0, cols, &mut buf, stride, cw, &mut band.scale);
             let rows = &buf[..g * stride];
             for t0 in (c0..c0 + cw).step_by(tile_cols) {
                 let w = tile_cols.min(c0 + cw - t0);
