@@ -266,6 +266,7 @@ macro_rules! kernel {
             let row_bytes = cols * size;
             let rows = data.len() / row_bytes;
             let lut = E4m3Lut::new();
+            let cells = Cells::new(KIND, bw);
             let mut t = Totals {
                 s1: 0.0,
                 s2: 0.0,
@@ -281,8 +282,12 @@ macro_rules! kernel {
             let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; CHUNK];
-            // Squares summed in `f32` since the last move to `f64`, and how many per lane.
+            // Differences from `b` and their squares summed in `f32`, and zeros counted
+            // per lane, since the last move to `f64` (and `u64`); at most `2 · GROUP`
+            // rows of chunks per lane, so the counters cannot wrap.
+            let mut d1 = [_mm512_setzero_ps(); 4];
             let mut d2 = [_mm512_setzero_ps(); 4];
+            let mut zc = _mm512_setzero_si512();
             let mut pending = 0;
             let mut g0 = 0;
             while g0 < rows {
@@ -303,10 +308,13 @@ macro_rules! kernel {
                 };
                 for c0 in (0..cols).step_by(chunk_cols) {
                     if pending + g > 2 * GROUP {
-                        for v in &mut d2 {
-                            s2 = add_f64(s2, *v);
-                            *v = _mm512_setzero_ps();
+                        for u in 0..nvec {
+                            s1 = add_f64(s1, d1[u]);
+                            s2 = add_f64(s2, d2[u]);
+                            (d1[u], d2[u]) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                         }
+                        t.zeros += count::<KIND>(zc);
+                        zc = _mm512_setzero_si512();
                         pending = 0;
                     }
                     pending += g;
@@ -334,28 +342,14 @@ macro_rules! kernel {
                     let mut sum = [_mm512_setzero_ps(); 4];
                     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-                    let mut d1 = [_mm512_setzero_ps(); 4];
-                    let mut zeros = 0u64;
                     let sv: [__m512; 4] = if SCALED {
                         let at = c0 / chunk_cols * 64;
                         std::array::from_fn(|u| load_ps(&lane_scales[at + 16 * u..]))
                     } else {
                         [_mm512_set1_ps(1.0); 4]
                     };
-                    for r in g0..g0 + g {
-                        let at = r * row_bytes + c0 * size;
-                        let raw = match data.get(at..at + CHUNK) {
-                            Some(bytes) => {
-                                prefetch(data, at + AHEAD);
-                                load(bytes)
-                            }
-                            None => {
-                                let n = valid * size;
-                                pad[..n].copy_from_slice(&data[at..at + n]);
-                                load(&pad)
-                            }
-                        };
-                        zeros += u64::from((zero_mask::<KIND>(raw) & elems).count_ones());
+                    let mut row = |raw: __m512i| {
+                        zc = count_zeros::<KIND>(zc, raw, elems);
                         let v = $decode::<KIND>(raw, &lut);
                         for u in 0..nvec {
                             let x = if SCALED {
@@ -374,28 +368,54 @@ macro_rules! kernel {
                             let d = _mm512_maskz_sub_ps(m, x, shift);
                             d1[u] = _mm512_add_ps(d1[u], d);
                             d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
-                            if !EXTREMES {
+                            if !EXTREMES && !exact {
                                 mn[u] = _mm512_mask_min_ps(mn[u], m, mn[u], x);
                                 mx[u] = _mm512_mask_max_ps(mx[u], m, mx[u], x);
                             }
                         }
+                    };
+                    let start = g0 * row_bytes + c0 * size;
+                    if valid == chunk_cols {
+                        // Every row's 64 bytes are inside `data`: the last ends at or
+                        // before the end of its row.
+                        assert!(start + (g - 1) * row_bytes + CHUNK <= data.len());
+                        let mut p = data[start..].as_ptr();
+                        for _ in 0..g {
+                            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
+                            // SAFETY: the 64 bytes at `p` are inside `data` (asserted
+                            // above); the load has no alignment requirement.
+                            row(unsafe { _mm512_loadu_si512(p.cast()) });
+                            p = p.wrapping_add(row_bytes);
+                        }
+                    } else {
+                        let n = valid * size;
+                        for r in 0..g {
+                            let at = start + r * row_bytes;
+                            pad[..n].copy_from_slice(&data[at..at + n]);
+                            row(load(&pad));
+                        }
                     }
-                    t.zeros += zeros;
-                    for v in &d1[..nvec] {
-                        s1 = add_f64(s1, *v);
+                    if exact {
+                        // The band's extremes from the cells' (padding lanes masked).
+                        for u in 0..nvec {
+                            mn[u] = _mm512_mask_min_ps(mn[u], masks[u], mn[u], lo[u]);
+                            mx[u] = _mm512_mask_max_ps(mx[u], masks[u], mx[u], hi[u]);
+                        }
                     }
                     if EXTREMES || exact {
-                        fold::<KIND, true>(c0, bw, &masks, &lo, &hi, band);
+                        fold::<KIND, true>(c0, cells, &masks, &lo, &hi, band);
                     }
                     if !EXTREMES {
-                        fold::<KIND, false>(c0, bw, &masks, &sum, &hi, band);
+                        fold::<KIND, false>(c0, cells, &masks, &sum, &hi, band);
                     }
                 }
                 g0 += g;
             }
-            for v in &d2[..nvec] {
-                s2 = add_f64(s2, *v);
+            for u in 0..nvec {
+                s1 = add_f64(s1, d1[u]);
+                s2 = add_f64(s2, d2[u]);
             }
+            t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
             if EXTREMES {
@@ -418,20 +438,43 @@ kernel!(
     decode_e4m3
 );
 
+/// How the lanes of a chunk's vectors fall into cells `bw` columns wide, worked out
+/// once per band so that folding a chunk needs no division.
+#[derive(Clone, Copy)]
+struct Cells {
+    bw: usize,
+    /// Lanes of a vector hold every second column and `bw` is even: the two vectors of
+    /// a pair cover the same cells and are combined first.
+    paired: bool,
+    /// `log2(bw)` when the cells are whole runs of a power of two lanes, at most 16.
+    pow2: Option<u32>,
+}
+
+impl Cells {
+    fn new(kind: Kind, bw: usize) -> Cells {
+        let step = layout(kind, 1).1;
+        Cells {
+            bw,
+            paired: step == 2 && bw.is_multiple_of(2),
+            pow2: (bw.is_power_of_two() && bw >= step && bw / step <= 16)
+                .then(|| bw.trailing_zeros()),
+        }
+    }
+}
+
 /// Adds the per-lane results of one chunk to their cells. Lanes of a vector hold
-/// columns `first + step·k`; with `step` 2 and an even block width the two vectors of a
-/// pair cover the same cells and are combined first.
+/// columns `first + step·k`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 fn fold<const KIND: Kind, const EXTREMES: bool>(
     c0: usize,
-    bw: usize,
+    cells: Cells,
     masks: &[__mmask16; 4],
     acc: &[__m512; 4],
     acc2: &[__m512; 4],
     band: &mut Band,
 ) {
     let (_, nvec) = const { shape(KIND) };
-    let paired = layout(KIND, 1).1 == 2 && bw.is_multiple_of(2);
+    let Cells { bw, paired, pow2 } = cells;
     let mut u = 0;
     while u < nvec {
         let (first, step) = layout(KIND, u);
@@ -449,46 +492,66 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
             (acc[u], acc2[u])
         };
         let n = masks[u].count_ones() as usize;
-        let col0 = c0 + first;
-        let q = bw / step;
-        if n == 16
-            && bw.is_multiple_of(step)
-            && col0.is_multiple_of(bw)
-            && q.is_power_of_two()
-            && q <= 16
-        {
-            // Whole cells of `q` lanes each: sum (or min/max) each run of lanes in place,
-            // then add lane `i·q` to cell `j0 + i`.
-            let j0 = col0 / bw;
-            if EXTREMES {
-                let (mn, mx) = (lanes(segment::<MIN>(lo, q)), lanes(segment::<MAX>(hi, q)));
-                for i in 0..16 / q {
-                    band.min[j0 + i] = band.min[j0 + i].min(mn[i * q]);
-                    band.max[j0 + i] = band.max[j0 + i].max(mx[i * q]);
-                }
-            } else {
-                let sums = lanes(segment::<ADD>(lo, q));
-                for i in 0..16 / q {
-                    band.s1[j0 + i] += f64::from(sums[i * q]);
-                }
-            }
-            u += if paired { 2 } else { 1 };
-            continue;
-        }
-        let mut k = 0;
-        while k < n {
-            let j = (col0 + step * k) / bw;
-            let end = ((j + 1) * bw - col0).div_ceil(step).min(n);
-            let m = (((1u32 << end) - 1) & !((1u32 << k) - 1)) as __mmask16;
-            if EXTREMES {
-                band.min[j] = band.min[j].min(_mm512_mask_reduce_min_ps(m, lo));
-                band.max[j] = band.max[j].max(_mm512_mask_reduce_max_ps(m, hi));
-            } else {
-                band.s1[j] += f64::from(_mm512_mask_reduce_add_ps(m, lo));
-            }
-            k = end;
-        }
         u += if paired { 2 } else { 1 };
+        let col0 = c0 + first;
+        match pow2 {
+            Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
+                // Whole cells of `q` lanes each: combine each run of lanes into its
+                // first, gather those first lanes at the bottom, update `16 / q` cells.
+                let q = bw / step;
+                let (j0, firsts) = (col0 >> log, STRIDES[q.trailing_zeros() as usize]);
+                let count = 16 / q;
+                if EXTREMES {
+                    let mn = _mm512_maskz_compress_ps(firsts, segment::<MIN>(lo, q));
+                    let mx = _mm512_maskz_compress_ps(firsts, segment::<MAX>(hi, q));
+                    update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
+                    update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+                } else {
+                    let sums = _mm512_maskz_compress_ps(firsts, segment::<ADD>(lo, q));
+                    let dst = &mut band.s1[j0..j0 + count];
+                    let k = (1u8 << count).wrapping_sub(1);
+                    // SAFETY: lanes `0..count` (the mask `k`, count <= 8) are inside `dst`;
+                    // masked-off lanes are neither read nor written.
+                    unsafe {
+                        let old = _mm512_maskz_loadu_pd(k, dst.as_ptr());
+                        let new = _mm512_cvtps_pd(_mm512_castps512_ps256(sums));
+                        _mm512_mask_storeu_pd(dst.as_mut_ptr(), k, _mm512_add_pd(old, new));
+                    }
+                }
+            }
+            _ => {
+                // Cell by cell, walking their boundaries.
+                let mut j = col0 / bw;
+                let mut k = 0;
+                while k < n {
+                    let end = ((j + 1) * bw - col0).div_ceil(step).min(n);
+                    let m = (((1u32 << end) - 1) & !((1u32 << k) - 1)) as __mmask16;
+                    if EXTREMES {
+                        band.min[j] = band.min[j].min(_mm512_mask_reduce_min_ps(m, lo));
+                        band.max[j] = band.max[j].max(_mm512_mask_reduce_max_ps(m, hi));
+                    } else {
+                        band.s1[j] += f64::from(_mm512_mask_reduce_add_ps(m, lo));
+                    }
+                    (j, k) = (j + 1, end);
+                }
+            }
+        }
+    }
+}
+
+/// For runs of `2^i` lanes, the mask of each run's first lane.
+const STRIDES: [__mmask16; 5] = [0xffff, 0x5555, 0x1111, 0x0101, 0x0001];
+
+/// Combines the first `dst.len()` (at most 16) lanes of `v` into `dst` with `op`.
+#[target_feature(enable = "avx512f")]
+fn update(dst: &mut [f32], v: __m512, op: unsafe fn(__m512, __m512) -> __m512) {
+    assert!(dst.len() <= 16);
+    let k = ((1u32 << dst.len()) - 1) as __mmask16;
+    // SAFETY: lanes `0..dst.len()` (the mask `k`) are inside `dst`; masked-off lanes are
+    // neither read nor written. `op` is a lane-wise AVX-512F operation.
+    unsafe {
+        let old = _mm512_maskz_loadu_ps(k, dst.as_ptr());
+        _mm512_mask_storeu_ps(dst.as_mut_ptr(), k, op(old, v));
     }
 }
 
@@ -499,31 +562,31 @@ const MAX: u8 = 2;
 
 /// Combines each aligned run of `q` lanes (a power of two) into its first lane with `OP`.
 #[target_feature(enable = "avx512f")]
-fn segment<const OP: u8>(mut v: __m512, q: usize) -> __m512 {
-    let mut s = 1;
-    while s < q {
-        let w = _mm512_castps_si512(v);
-        // Lane k + s moved down to lane k.
-        let r = _mm512_castsi512_ps(match s {
-            1 => _mm512_alignr_epi32::<1>(w, w),
-            2 => _mm512_alignr_epi32::<2>(w, w),
-            4 => _mm512_alignr_epi32::<4>(w, w),
-            _ => _mm512_alignr_epi32::<8>(w, w),
-        });
-        v = match OP {
+fn segment<const OP: u8>(v: __m512, q: usize) -> __m512 {
+    let op = |v: __m512, r: __m512i| {
+        let r = _mm512_castsi512_ps(r);
+        match OP {
             ADD => _mm512_add_ps(v, r),
             MIN => _mm512_min_ps(v, r),
             _ => _mm512_max_ps(v, r),
-        };
-        s *= 2;
+        }
+    };
+    // Each step moves lane k + s down to lane k and combines.
+    let w = |v| _mm512_castps_si512(v);
+    let mut v = v;
+    if q > 1 {
+        v = op(v, _mm512_alignr_epi32::<1>(w(v), w(v)));
+    }
+    if q > 2 {
+        v = op(v, _mm512_alignr_epi32::<2>(w(v), w(v)));
+    }
+    if q > 4 {
+        v = op(v, _mm512_alignr_epi32::<4>(w(v), w(v)));
+    }
+    if q > 8 {
+        v = op(v, _mm512_alignr_epi32::<8>(w(v), w(v)));
     }
     v
-}
-
-/// The 16 lanes of a vector.
-fn lanes(v: __m512) -> [f32; 16] {
-    // SAFETY: both types are 64 bytes of plain data; every bit pattern is valid for both.
-    unsafe { std::mem::transmute::<__m512, [f32; 16]>(v) }
 }
 
 /// Adds the 16 lanes of `v` to the 8 lanes of `acc` in `f64`.
@@ -554,21 +617,39 @@ fn load_ps(values: &[f32]) -> __m512 {
     unsafe { _mm512_loadu_ps(values.as_ptr()) }
 }
 
-/// Asks for the cache line at `at` (if inside `data`) to be fetched.
-#[target_feature(enable = "sse")]
-fn prefetch(data: &[u8], at: usize) {
-    if let Some(p) = data.get(at) {
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(p).cast());
+/// Adds one to the lane counter of each element of the chunk `raw` in `elems` that is
+/// zero (either sign): 64 byte lanes for F8, 32 word lanes for 2-byte types, 16 for F32.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn count_zeros<const KIND: Kind>(counts: __m512i, raw: __m512i, elems: u64) -> __m512i {
+    let ones = _mm512_set1_epi8(-1);
+    match KIND {
+        BF16 | F16 => {
+            let z = _mm512_mask_testn_epi16_mask(elems as u32, raw, _mm512_set1_epi16(0x7fff));
+            _mm512_mask_sub_epi16(counts, z, counts, ones)
+        }
+        F32 => {
+            let z = _mm512_mask_testn_epi32_mask(elems as u16, raw, _mm512_set1_epi32(0x7fff_ffff));
+            _mm512_mask_sub_epi32(counts, z, counts, ones)
+        }
+        _ => {
+            let z = _mm512_mask_testn_epi8_mask(elems, raw, _mm512_set1_epi8(0x7f));
+            _mm512_mask_sub_epi8(counts, z, counts, ones)
+        }
     }
 }
 
-/// Bit `i` set when element `i` of the chunk is zero (either sign).
+/// The total of [`count_zeros`]'s lane counters.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn zero_mask<const KIND: Kind>(raw: __m512i) -> u64 {
+fn count<const KIND: Kind>(counts: __m512i) -> u64 {
+    let wide = match KIND {
+        BF16 | F16 => _mm512_madd_epi16(counts, _mm512_set1_epi16(1)),
+        F32 => counts,
+        _ => _mm512_sad_epu8(counts, _mm512_setzero_si512()),
+    };
+    // At most 2^16 per 32-bit lane (or 64-bit lane for F8): the total fits.
     match KIND {
-        BF16 | F16 => u64::from(_mm512_testn_epi16_mask(raw, _mm512_set1_epi16(0x7fff))),
-        F32 => u64::from(_mm512_testn_epi32_mask(raw, _mm512_set1_epi32(0x7fff_ffff))),
-        _ => _mm512_testn_epi8_mask(raw, _mm512_set1_epi8(0x7f)),
+        BF16 | F16 | F32 => _mm512_reduce_add_epi32(wide) as u32 as u64,
+        _ => _mm512_reduce_add_epi64(wide) as u64,
     }
 }
 
