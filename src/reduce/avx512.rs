@@ -282,10 +282,9 @@ macro_rules! kernel {
             let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; CHUNK];
-            // Differences from `b` and their squares summed in `f32`, and zeros counted
-            // per lane, since the last move to `f64` (and `u64`); at most `2 · GROUP`
-            // rows of chunks per lane, so the counters cannot wrap.
-            let mut d1 = [_mm512_setzero_ps(); 4];
+            // Squares of the differences from `b` summed in `f32`, and zeros counted per
+            // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
+            // chunks per lane, so the counters cannot wrap.
             let mut d2 = [_mm512_setzero_ps(); 4];
             let mut zc = _mm512_setzero_si512();
             let mut pending = 0;
@@ -308,10 +307,9 @@ macro_rules! kernel {
                 };
                 for c0 in (0..cols).step_by(chunk_cols) {
                     if pending + g > 2 * GROUP {
-                        for u in 0..nvec {
-                            s1 = add_f64(s1, d1[u]);
-                            s2 = add_f64(s2, d2[u]);
-                            (d1[u], d2[u]) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                        for v in &mut d2[..nvec] {
+                            s2 = add_f64(s2, *v);
+                            *v = _mm512_setzero_ps();
                         }
                         t.zeros += count::<KIND>(zc);
                         zc = _mm512_setzero_si512();
@@ -342,6 +340,9 @@ macro_rules! kernel {
                     let mut sum = [_mm512_setzero_ps(); 4];
                     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+                    // The differences, moved to `f64` after each chunk: a lane keeps one
+                    // column (with FP8 scales, one scale) while it sums them.
+                    let mut d1 = [_mm512_setzero_ps(); 4];
                     let sv: [__m512; 4] = if SCALED {
                         let at = c0 / chunk_cols * 64;
                         std::array::from_fn(|u| load_ps(&lane_scales[at + 16 * u..]))
@@ -395,6 +396,9 @@ macro_rules! kernel {
                             row(load(&pad));
                         }
                     }
+                    for v in &d1[..nvec] {
+                        s1 = add_f64(s1, *v);
+                    }
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
                         for u in 0..nvec {
@@ -411,9 +415,8 @@ macro_rules! kernel {
                 }
                 g0 += g;
             }
-            for u in 0..nvec {
-                s1 = add_f64(s1, d1[u]);
-                s2 = add_f64(s2, d2[u]);
+            for v in &d2[..nvec] {
+                s2 = add_f64(s2, *v);
             }
             t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
@@ -509,7 +512,7 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                 } else {
                     let sums = _mm512_maskz_compress_ps(firsts, segment::<ADD>(lo, q));
                     let dst = &mut band.s1[j0..j0 + count];
-                    let k = (1u8 << count).wrapping_sub(1);
+                    let k = ((1u16 << count) - 1) as u8;
                     // SAFETY: lanes `0..count` (the mask `k`, count <= 8) are inside `dst`;
                     // masked-off lanes are neither read nor written.
                     unsafe {
