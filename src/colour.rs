@@ -7,6 +7,8 @@
 
 use std::str::FromStr;
 
+use multiversion::multiversion;
+
 use crate::config::{FixedRange, Reduction};
 use crate::error::Error;
 
@@ -138,16 +140,19 @@ impl Range {
     /// colours; a degenerate range (`lo == hi`) maps everything to the middle.
     #[inline]
     pub fn index(&self, v: f32) -> Option<u8> {
-        if v.is_nan() {
-            return None;
-        }
+        (!v.is_nan()).then(|| self.index_of_number(v))
+    }
+
+    /// [`Range::index`] of a value that is not NaN.
+    #[inline(always)]
+    pub fn index_of_number(&self, v: f32) -> u8 {
         let span = self.hi - self.lo;
         let t = if span > 0.0 {
             (f64::from(v) - self.lo) / span
         } else {
             0.5
         };
-        Some((t * 256.0).clamp(0.0, 255.0) as u8)
+        (t * 256.0).clamp(0.0, 255.0) as u8
     }
 }
 
@@ -174,21 +179,19 @@ pub fn choose_range(
             diverging: f.lo < 0.0 && f.hi > 0.0,
         });
     }
-    // One pass: the magnitudes of the finite cells (as bits, which sort like
-    // non-negative floats) and the extremes.
-    let mut mags: Vec<u32> = Vec::with_capacity(grid.len());
-    let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in grid.iter().filter(|v| v.is_finite()) {
-        mags.push(v.abs().to_bits());
-        // Plain comparisons: `v` is finite, and NaN-aware `f32::min` costs three times more.
-        gmin = if v < gmin { v } else { gmin };
-        gmax = if v > gmax { v } else { gmax };
-    }
-    if mags.is_empty() {
+    let (finite, gmin, gmax) = scan(grid);
+    if finite == 0 {
         return None;
     }
+    // The magnitudes of the finite cells as bits, which sort like non-negative floats.
+    let mags: Vec<u32> = if finite == grid.len() {
+        grid.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect()
+    } else {
+        let finite = grid.iter().filter(|v| v.is_finite());
+        finite.map(|v| v.to_bits() & 0x7fff_ffff).collect()
+    };
     let magnitude = |b: u32| f64::from(f32::from_bits(b));
-    let hi = percentile_of(&mut mags, clip, magnitude);
+    let hi = percentile_of(&mags, clip, magnitude);
     if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
         let v = if hi > 0.0 {
             hi
@@ -201,7 +204,7 @@ pub fn choose_range(
             diverging: true,
         });
     }
-    let lo = percentile_of(&mut mags, 100.0 - clip, magnitude);
+    let lo = percentile_of(&mags, 100.0 - clip, magnitude);
     let lo = if lo > hi / 2.0 { lo } else { 0.0 };
     let (lo, hi) = if gmax <= 0.0 { (-hi, -lo) } else { (lo, hi) };
     Some(Range {
@@ -211,35 +214,96 @@ pub fn choose_range(
     })
 }
 
-/// The `p`-th percentile of `vals` with numpy's default linear interpolation.
-/// Reorders `vals`; `vals` must be non-empty and NaN-free.
-pub fn percentile(vals: &mut [f32], p: f64) -> f64 {
-    // Finite floats in the order of their sign-magnitude bits made two's complement.
-    let key = |v: f32| {
-        let b = v.to_bits() as i32;
-        b ^ (((b >> 31) as u32) >> 1) as i32
-    };
-    let value = |k: i32| {
-        f64::from(f32::from_bits(
-            (k ^ (((k >> 31) as u32) >> 1) as i32) as u32,
-        ))
-    };
-    let mut keys: Vec<i32> = vals.iter().map(|&v| key(v)).collect();
-    percentile_of(&mut keys, p, value)
+/// How many cells of `grid` are finite, and the smallest and largest of those (any
+/// values when none is). One branch-free pass over integer keys that order like the
+/// floats, so that it vectorises.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2", "x86_64+avx2"))]
+fn scan(grid: &[f32]) -> (usize, f32, f32) {
+    let (mut n, mut lo, mut hi) = (0usize, u32::MAX, 0u32);
+    for &v in grid {
+        let b = v.to_bits();
+        let finite = b & 0x7f80_0000 != 0x7f80_0000;
+        let k = order_key(b);
+        n += usize::from(finite);
+        lo = lo.min(if finite { k } else { u32::MAX });
+        hi = hi.max(if finite { k } else { 0 });
+    }
+    let value = |k| f32::from_bits(order_key_inverse(k));
+    (n, value(lo), value(hi))
 }
 
-/// [`percentile`] over values that sort like their keys (`value` turns a key back).
-fn percentile_of<K: Ord + Copy>(keys: &mut [K], p: f64, value: impl Fn(K) -> f64) -> f64 {
+/// A key for float bits `b` that orders like the float (NaN aside): sign-magnitude made
+/// offset binary.
+#[inline(always)]
+fn order_key(b: u32) -> u32 {
+    b ^ (((b as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+/// The float bits of [`order_key`]'s key `k`.
+#[inline(always)]
+fn order_key_inverse(k: u32) -> u32 {
+    k ^ ((((!k) as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+/// The `p`-th percentile of `vals` with numpy's default linear interpolation.
+/// `vals` must be non-empty and NaN-free.
+pub fn percentile(vals: &[f32], p: f64) -> f64 {
+    let keys: Vec<u32> = vals.iter().map(|v| order_key(v.to_bits())).collect();
+    percentile_of(&keys, p, |k| {
+        f64::from(f32::from_bits(order_key_inverse(k)))
+    })
+}
+
+/// [`percentile`] over keys that sort like the values they stand for (`value` turns a
+/// key back).
+fn percentile_of(keys: &[u32], p: f64, value: impl Fn(u32) -> f64) -> f64 {
     let n = keys.len();
     let pos = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
     let k = pos.floor() as usize;
     let frac = pos - k as f64;
-    let (_, &mut a, rest) = keys.select_nth_unstable(k);
+    let (a, next) = nth_and_next(keys, k);
     let a = value(a);
-    match rest.iter().min() {
-        Some(&b) if frac > 0.0 => a + (value(b) - a) * frac,
+    match next {
+        Some(b) if frac > 0.0 => a + (value(b) - a) * frac,
         _ => a,
     }
+}
+
+/// The `k`-th smallest of `keys` (from 0) and the next one up, if any. A histogram of
+/// the top 12 bits finds the bucket that holds it, and only that bucket's keys (a
+/// small share of a grid's, whose values spread over many binades) are selected among.
+fn nth_and_next(keys: &[u32], k: usize) -> (u32, Option<u32>) {
+    assert!(k < keys.len(), "rank {k} of {} keys", keys.len());
+    const SHIFT: u32 = 20;
+    let bucket = |x: u32| (x >> SHIFT) as usize;
+    // Four interleaved histograms, so that runs of one bucket do not wait on each other.
+    let mut hist = vec![[0u32; 4]; 1 << (32 - SHIFT)];
+    let mut quads = keys.chunks_exact(4);
+    for q in &mut quads {
+        for (i, &x) in q.iter().enumerate() {
+            hist[bucket(x)][i] += 1;
+        }
+    }
+    for &x in quads.remainder() {
+        hist[bucket(x)][0] += 1;
+    }
+    let mut below = 0;
+    let mut b = 0;
+    loop {
+        let count: usize = hist[b].iter().map(|&c| c as usize).sum();
+        if below + count > k {
+            break;
+        }
+        below += count;
+        b += 1;
+    }
+    let mut members: Vec<u32> = keys.iter().copied().filter(|&x| bucket(x) == b).collect();
+    let (_, &mut a, rest) = members.select_nth_unstable(k - below);
+    let next = match rest.iter().min() {
+        Some(&m) => Some(m),
+        None => keys.iter().copied().filter(|&x| bucket(x) > b).min(),
+    };
+    (a, next)
 }
 
 #[cfg(test)]
@@ -281,14 +345,58 @@ mod tests {
     fn percentile_matches_numpy_linear() {
         // np.percentile([1, 2, 3, 4], [0, 50, 90, 100]) == [1, 2.5, 3.7, 4]
         for (p, want) in [(0.0, 1.0), (50.0, 2.5), (90.0, 3.7), (100.0, 4.0)] {
-            let mut v = vec![4.0, 1.0, 3.0, 2.0];
-            assert!((percentile(&mut v, p) - want).abs() < 1e-12, "{p}");
+            let v = [4.0, 1.0, 3.0, 2.0];
+            assert!((percentile(&v, p) - want).abs() < 1e-12, "{p}");
         }
         // Signed values: np.percentile([-3, -1, 2, 0.5, -0.0], [0, 30, 50, 100])
         for (p, want) in [(0.0, -3.0), (30.0, -0.8), (50.0, 0.0), (100.0, 2.0)] {
-            let mut v = vec![-3.0, -1.0, 2.0, 0.5, -0.0];
-            assert!((percentile(&mut v, p) - want).abs() < 1e-7, "{p}");
+            let v = [-3.0, -1.0, 2.0, 0.5, -0.0];
+            assert!((percentile(&v, p) - want).abs() < 1e-7, "{p}");
         }
+    }
+
+    proptest::proptest! {
+        /// Every rank against a sorted copy, for keys from a narrow range (many in one
+        /// histogram bucket, many equal) and from anywhere.
+        #[test]
+        fn nth_and_next_match_a_sort(
+            keys in proptest::collection::vec(
+                proptest::prop_oneof![0x3f80_0000u32..0x3f80_0040, proptest::num::u32::ANY],
+                1..300,
+            ),
+        ) {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            for k in 0..keys.len() {
+                proptest::prop_assert_eq!(nth_and_next(&keys, k), (sorted[k], sorted.get(k + 1).copied()));
+            }
+        }
+
+        /// Float keys round-trip and order like the floats.
+        #[test]
+        fn order_keys_order_like_floats(a in proptest::num::f32::ANY, b in proptest::num::f32::ANY) {
+            let (ka, kb) = (order_key(a.to_bits()), order_key(b.to_bits()));
+            proptest::prop_assert_eq!(order_key_inverse(ka), a.to_bits());
+            if a < b {
+                proptest::prop_assert!(ka < kb);
+            }
+        }
+    }
+
+    #[test]
+    fn scan_counts_finite_cells_and_their_extremes() {
+        let grid = [
+            f32::NAN,
+            -0.5,
+            f32::INFINITY,
+            3.0,
+            -2.0,
+            f32::NEG_INFINITY,
+            0.0,
+        ];
+        assert_eq!(scan(&grid), (4, -2.0, 3.0));
+        assert_eq!(scan(&[f32::NAN, f32::INFINITY]).0, 0);
+        assert_eq!(scan(&[-1e-40, -0.0]), (2, -1e-40, -0.0));
     }
 
     #[test]
