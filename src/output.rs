@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use multiversion::multiversion;
+
 use crate::colour::{Lut, Range};
 use crate::config::Rgb;
 use crate::error::{Error, Result};
@@ -170,11 +172,6 @@ pub fn encode_png(
     text: &[(&str, String)],
 ) -> std::result::Result<Vec<u8>, String> {
     let height = grid.len() / width.max(1);
-    let idx: Vec<Option<u8>> = match range {
-        Some(r) => grid.iter().map(|&v| r.index(v)).collect(),
-        None => vec![None; grid.len()],
-    };
-    let any_nan = idx.iter().any(Option::is_none) || marks.is_some();
     let mut out = Vec::new();
     let (w, h) = (
         u32::try_from(width).map_err(|e| e.to_string())?,
@@ -183,20 +180,24 @@ pub fn encode_png(
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Fast);
-    let pixels: Vec<u8> = if any_nan {
-        enc.set_color(png::ColorType::Rgb);
-        idx.iter()
-            .enumerate()
-            .flat_map(|(k, i)| match (marks, i) {
+    let pixels: Vec<u8> = match range {
+        Some(r) if marks.is_none() && !grid.iter().any(|v| v.is_nan()) => {
+            enc.set_color(png::ColorType::Indexed);
+            enc.set_palette(lut.0.concat());
+            indices(grid, &r)
+        }
+        _ => {
+            enc.set_color(png::ColorType::Rgb);
+            let colour = |k: usize, v: f32| match (marks, range.and_then(|r| r.index(v))) {
                 (Some(m), _) if m.rows[k / width] || m.cols[k % width] => LINE,
-                (_, Some(i)) => lut.0[usize::from(*i)],
+                (_, Some(i)) => lut.0[usize::from(i)],
                 (_, None) => nan.0,
-            })
-            .collect()
-    } else {
-        enc.set_color(png::ColorType::Indexed);
-        enc.set_palette(lut.0.concat());
-        idx.iter().map(|i| i.unwrap_or(0)).collect()
+            };
+            grid.iter()
+                .enumerate()
+                .flat_map(|(k, &v)| colour(k, v))
+                .collect()
+        }
     };
     for (k, v) in text {
         enc.add_itxt_chunk((*k).to_owned(), v.clone())
@@ -208,6 +209,12 @@ pub fn encode_png(
         .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// The LUT index of each cell of a grid without NaN.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn indices(grid: &[f32], range: &Range) -> Vec<u8> {
+    grid.iter().map(|&v| range.index_of_number(v)).collect()
 }
 
 /// Encodes a row-major `f32` grid as a version 1.0 `.npy` file (`<f4`, C order).
