@@ -152,7 +152,13 @@ impl Range {
         } else {
             0.5
         };
-        (t * 256.0).clamp(0.0, 255.0) as u8
+        // `max` first turns a NaN `t` (an infinite value over an infinite span) into 0, as
+        // the saturating cast did; `clamp` would keep the NaN.
+        #[allow(clippy::manual_clamp)]
+        let x = (t * 256.0).max(0.0).min(255.0);
+        // The bin is `floor(x)`; adding 2^52 puts it in the low bits of the mantissa. (A
+        // float-to-integer `as` cast would not vectorise: it saturates and checks NaN.)
+        ((x.floor() + 4_503_599_627_370_496.0).to_bits() & 0xff) as u8
     }
 }
 
@@ -380,6 +386,21 @@ mod tests {
             if a < b {
                 proptest::prop_assert!(ka < kb);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The vectorisable bin arithmetic against the plain saturating cast.
+        #[test]
+        fn index_matches_a_saturating_cast(
+            v in proptest::num::f32::ANY,
+            lo in -1e3f64..1e3,
+            span in proptest::prop_oneof![0.0..1e3f64, proptest::strategy::Just(f64::INFINITY)],
+        ) {
+            let r = Range { lo, hi: lo + span, diverging: false };
+            let t = if span > 0.0 { (f64::from(v) - lo) / span } else { 0.5 };
+            let want = (!v.is_nan()).then(|| (t * 256.0).clamp(0.0, 255.0) as u8);
+            proptest::prop_assert_eq!(r.index(v), want);
         }
     }
 

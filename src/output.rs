@@ -180,13 +180,17 @@ pub fn encode_png(
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Fast);
-    let pixels: Vec<u8> = match range {
-        Some(r) if marks.is_none() && !grid.iter().any(|v| v.is_nan()) => {
+    let indexed = match range {
+        Some(r) if marks.is_none() => indices(grid, &r),
+        _ => None,
+    };
+    let pixels: Vec<u8> = match indexed {
+        Some(pixels) => {
             enc.set_color(png::ColorType::Indexed);
             enc.set_palette(lut.0.concat());
-            indices(grid, &r)
+            pixels
         }
-        _ => {
+        None => {
             enc.set_color(png::ColorType::Rgb);
             let colour = |k: usize, v: f32| match (marks, range.and_then(|r| r.index(v))) {
                 (Some(m), _) if m.rows[k / width] || m.cols[k % width] => LINE,
@@ -211,10 +215,14 @@ pub fn encode_png(
     Ok(out)
 }
 
-/// The LUT index of each cell of a grid without NaN.
+/// The LUT index of each cell, or `None` if a cell is NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn indices(grid: &[f32], range: &Range) -> Vec<u8> {
-    grid.iter().map(|&v| range.index_of_number(v)).collect()
+fn indices(grid: &[f32], range: &Range) -> Option<Vec<u8>> {
+    // Without an early exit, so that the check vectorises.
+    if grid.iter().fold(false, |nan, v| nan | v.is_nan()) {
+        return None;
+    }
+    Some(grid.iter().map(|&v| range.index_of_number(v)).collect())
 }
 
 /// Encodes a row-major `f32` grid as a version 1.0 `.npy` file (`<f4`, C order).
