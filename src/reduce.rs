@@ -229,7 +229,7 @@ pub fn reduce_scaled(
                         band.lane_scales = s.into_lanes();
                     }
                     if let Some(acc) = fast {
-                        band.values(reduction, out);
+                        values(band, reduction, out);
                         return acc;
                     }
                     band.reset(rows.len(), geom);
@@ -252,6 +252,14 @@ pub fn reduce_scaled(
         grid,
         stats: total.stats(),
     }
+}
+
+/// [`Band::values`] compiled for the CPU's vector units, for bands the AVX-512 kernel
+/// reduced (the portable kernel's are, inside its multiversioned `reduce_band`).
+#[cfg(target_arch = "x86_64")]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
+fn values(band: &Band, reduction: Reduction, out: &mut [f32]) {
+    band.values(reduction, out);
 }
 
 /// The bytes of one band and how to turn them into values.
@@ -465,6 +473,16 @@ impl Band {
         // Generic, not `&dyn Fn`: one inlined loop per reduction, no call per cell.
         #[inline(always)]
         fn fill(out: &mut [f32], band: &Band, f: impl Fn(usize, f64) -> f64) {
+            // Every array is one per cell; said once, so that the loop has no bounds
+            // checks and vectorises.
+            let n = out.len();
+            assert!([band.s1.len(), band.s2.len(), band.members.len()]
+                .iter()
+                .all(|&l| l == n));
+            assert!([band.shift.len(), band.min.len(), band.max.len()]
+                .iter()
+                .all(|&l| l == n));
+            assert!(band.nonfinite.len() == n && band.first.len() == n);
             for (j, o) in out.iter_mut().enumerate() {
                 let n = band.n(j);
                 *o = if n > 0.0 { f(j, n) as f32 } else { f32::NAN };
