@@ -210,7 +210,7 @@ pub fn reduce_scaled(
             || Band::new(gw),
             |band, (i, out)| {
                 let rows = geom.row_range(i);
-                band.reset(rows.len(), geom);
+                reset(band, rows.len(), geom);
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
                 #[cfg(target_arch = "x86_64")]
                 if geom.bw >= 4 {
@@ -232,7 +232,7 @@ pub fn reduce_scaled(
                         values(band, reduction, out);
                         return acc;
                     }
-                    band.reset(rows.len(), geom);
+                    reset(band, rows.len(), geom);
                 }
                 let src = Source {
                     data: bytes,
@@ -252,6 +252,13 @@ pub fn reduce_scaled(
         grid,
         stats: total.stats(),
     }
+}
+
+/// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's
+/// bookkeeping is as large as its data.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
+fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
+    band.reset(rows, geom);
 }
 
 /// [`Band::values`] compiled for the CPU's vector units, for bands the AVX-512 kernel
@@ -396,6 +403,7 @@ impl Band {
         }
     }
 
+    #[inline(always)]
     fn reset(&mut self, rows: usize, geom: &Geometry) {
         self.shift.fill(0.0);
         self.primed.fill(false);
