@@ -19,7 +19,7 @@ use crate::manifest::{ErrorEntry, Manifest, Options, Skipped, TensorEntry};
 use crate::model::{Access, Model};
 use crate::output::Marks;
 use crate::output::{encode_npy, encode_png, file_stems, prepare_dir, write_atomic};
-use crate::reduce::{reduce_scaled, Scale, Stats};
+use crate::reduce::{recycle_grid, reduce_scaled, Scale, Stats};
 use crate::select::Matcher;
 use crate::source::TensorDtype;
 use crate::view::{view, Geometry};
@@ -428,7 +428,7 @@ fn render_tensor(
     } else {
         None
     };
-    Ok(TensorEntry {
+    let entry = TensorEntry {
         name: t.name.clone(),
         source: shard.file_name(),
         dtype: dtype.name().to_owned(),
@@ -442,7 +442,9 @@ fn render_tensor(
         range: h.range.map(|r| [r.lo, r.hi]),
         stats: h.stats,
         fp8,
-    })
+    };
+    recycle_grid(h.grid);
+    Ok(entry)
 }
 
 /// Writes a manifest atomically as pretty JSON.
