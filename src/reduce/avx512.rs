@@ -56,7 +56,6 @@ fn available(kind: Kind) -> bool {
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("popcnt")
         && (kind != E4M3 || is_x86_feature_detected!("avx512vbmi"))
 }
 
@@ -434,10 +433,10 @@ macro_rules! kernel {
     };
 }
 
-kernel!(run, "avx512f,avx512bw,avx512dq,avx512vl,fma,popcnt", decode);
+kernel!(run, "avx512f,avx512bw,avx512dq,avx512vl,fma", decode);
 kernel!(
     run_vbmi,
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma,popcnt",
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma",
     decode_e4m3
 );
 
