@@ -510,15 +510,7 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                     update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
                 } else {
                     let sums = _mm512_maskz_compress_ps(firsts, segment::<ADD>(lo, q));
-                    let dst = &mut band.s1[j0..j0 + count];
-                    let k = ((1u16 << count) - 1) as u8;
-                    // SAFETY: lanes `0..count` (the mask `k`, count <= 8) are inside `dst`;
-                    // masked-off lanes are neither read nor written.
-                    unsafe {
-                        let old = _mm512_maskz_loadu_pd(k, dst.as_ptr());
-                        let new = _mm512_cvtps_pd(_mm512_castps512_ps256(sums));
-                        _mm512_mask_storeu_pd(dst.as_mut_ptr(), k, _mm512_add_pd(old, new));
-                    }
+                    add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
                 }
             }
             _ => {
@@ -554,6 +546,20 @@ fn update(dst: &mut [f32], v: __m512, op: unsafe fn(__m512, __m512) -> __m512) {
     unsafe {
         let old = _mm512_maskz_loadu_ps(k, dst.as_ptr());
         _mm512_mask_storeu_ps(dst.as_mut_ptr(), k, op(old, v));
+    }
+}
+
+/// Adds the first `dst.len()` (at most 8) lanes of `v` to `dst` in `f64`.
+#[target_feature(enable = "avx512f")]
+fn add_f64_lanes(dst: &mut [f64], v: __m512) {
+    assert!(dst.len() <= 8);
+    let k = ((1u16 << dst.len()) - 1) as __mmask8;
+    // SAFETY: lanes `0..dst.len()` (the mask `k`) are inside `dst`; masked-off lanes are
+    // neither read nor written.
+    unsafe {
+        let old = _mm512_maskz_loadu_pd(k, dst.as_ptr());
+        let new = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        _mm512_mask_storeu_pd(dst.as_mut_ptr(), k, _mm512_add_pd(old, new));
     }
 }
 
