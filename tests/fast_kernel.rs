@@ -93,8 +93,9 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..70,
         4usize..130,
         any::<u64>(),
-        // Offset of the data: zero-centred weights, or norm-like values near 1 or 100.
-        prop::sample::select(vec![0.0f32, 1.0, 100.0]),
+        // Offset of the data: zero-centred weights, or norm-like values near ±1 or ±100
+        // (all of one sign: extremes found on the codes depend on it).
+        prop::sample::select(vec![0.0f32, 1.0, 100.0, -1.0, -100.0]),
         // Sprinkle zeros; put one NaN or Inf somewhere.
         any::<bool>(),
         prop::sample::select(vec![None, Some(f32::NAN), Some(f32::INFINITY)]),
@@ -102,7 +103,11 @@ fn case() -> impl Strategy<Value = Case> {
         .prop_map(
             |(dtype, rows, cols, bh, bw, seed, offset, zeros, special)| {
                 let mut rng = Rng::new(seed);
-                let spread = if offset == 0.0 { 1.0 } else { offset * 0.05 };
+                let spread = if offset == 0.0 {
+                    1.0
+                } else {
+                    offset.abs() * 0.05
+                };
                 let mut values: Vec<f32> = (0..rows * cols)
                     .map(|_| {
                         if zeros && rng.uniform() < 0.1 {

@@ -37,6 +37,11 @@ const F16: Kind = 1;
 const F32: Kind = 2;
 /// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
 const E4M3: Kind = 3;
+/// [`E4M3`] for `mean` without scales on CPUs with AVX-512 BF16: the looked-up BF16
+/// words are summed, and squared, by dot products, two columns per `f32` lane (vectors
+/// 0 and 2; 1 and 3 stay zero), and the band's extremes are found on the codes: fewer
+/// than half the instructions of [`E4M3`], whose speed is bound by them.
+const E4M3_DP: Kind = 4;
 
 /// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -56,7 +61,8 @@ fn available(kind: Kind) -> bool {
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("fma")
-        && (kind != E4M3 || is_x86_feature_detected!("avx512vbmi"))
+        && (kind < E4M3 || is_x86_feature_detected!("avx512vbmi"))
+        && (kind != E4M3_DP || is_x86_feature_detected!("avx512bf16"))
 }
 
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
@@ -85,6 +91,9 @@ pub(super) fn band(
     if !available(kind) {
         return None;
     }
+    // Dot products add columns in pairs, which must not straddle a cell.
+    let dp = kind == E4M3 && !extremes && scales.is_none() && bw.is_multiple_of(2);
+    let dp = dp && available(E4M3_DP);
     // The band's typical value: the median of its first three values, as for a cell.
     let mut first = data
         .chunks_exact(dtype.size())
@@ -106,6 +115,9 @@ pub(super) fn band(
             (F16, true, _) => run::<F16, true, false>(data, cols, bw, b, None, band),
             (F32, false, _) => run::<F32, false, false>(data, cols, bw, b, None, band),
             (F32, true, _) => run::<F32, true, false>(data, cols, bw, b, None, band),
+            (_, false, None) if dp => {
+                run_dp::<E4M3_DP, false, false>(data, cols, bw, b, None, band)
+            }
             (_, false, None) => run_vbmi::<E4M3, false, false>(data, cols, bw, b, None, band),
             (_, true, None) => run_vbmi::<E4M3, true, false>(data, cols, bw, b, None, band),
             (_, false, s) => run_vbmi::<E4M3, false, true>(data, cols, bw, b, s, band),
@@ -245,9 +257,10 @@ const fn shape(kind: Kind) -> (usize, usize) {
 /// Defines the kernel's per-band work (every chunk of every group of rows) as `$name`,
 /// compiled with `$features` and decoding with `$decode`: once without AVX-512 VBMI for
 /// the 2- and 4-byte types, once with it for F8_E4M3's table lookups, so that CPUs
-/// without VBMI (Skylake-X, Cascade Lake) still run the first.
+/// without VBMI (Skylake-X, Cascade Lake) still run the first, and once more with
+/// AVX-512 BF16 and its dot product `$dot` for [`E4M3_DP`].
 macro_rules! kernel {
-    ($name:ident, $features:literal, $decode:ident) => {
+    ($name:ident, $features:literal, $decode:ident $(, $dot:ident)?) => {
         #[target_feature(enable = $features)]
         fn $name<const KIND: Kind, const EXTREMES: bool, const SCALED: bool>(
             data: &[u8],
@@ -280,12 +293,17 @@ macro_rules! kernel {
             let mut s1 = _mm512_setzero_pd();
             let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
-            let mut pad = [0u8; CHUNK];
+            let mut pad = [0u8; GROUP * CHUNK];
             // Squares of the differences from `b` summed in `f32`, and zeros counted per
             // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
             // chunks per lane, so the counters cannot wrap.
             let mut d2 = [_mm512_setzero_ps(); 4];
             let mut zc = _mm512_setzero_si512();
+            // With dot products: the extremes of the codes, and plain squares (two per
+            // lane and row) in `d2`, moved to `f64` twice as often.
+            let dp = KIND == E4M3_DP;
+            let codes = &mut CodeExtremes::new();
+            let flush_at = if dp { GROUP } else { 2 * GROUP };
             let mut pending = 0;
             let mut g0 = 0;
             while g0 < rows {
@@ -305,7 +323,7 @@ macro_rules! kernel {
                     _ => &[],
                 };
                 for c0 in (0..cols).step_by(chunk_cols) {
-                    if pending + g > 2 * GROUP {
+                    if pending + g > flush_at {
                         for v in &mut d2[..nvec] {
                             s2 = add_f64(s2, *v);
                             *v = _mm512_setzero_ps();
@@ -350,6 +368,16 @@ macro_rules! kernel {
                     };
                     let mut row = |raw: __m512i| {
                         zc = count_zeros::<KIND>(zc, raw, elems);
+                        $(if dp {
+                            codes.update(raw, elems);
+                            let [a, b] = e4m3_words(raw, &lut);
+                            let one = _mm512_set1_epi16(0x3f80);
+                            sum[0] = $dot(sum[0], a, one);
+                            sum[2] = $dot(sum[2], b, one);
+                            d2[0] = $dot(d2[0], a, a);
+                            d2[2] = $dot(d2[2], b, b);
+                            return;
+                        })?
                         let v = $decode::<KIND>(raw, &lut);
                         for u in 0..nvec {
                             let x = if SCALED {
@@ -375,25 +403,28 @@ macro_rules! kernel {
                         }
                     };
                     let start = g0 * row_bytes + c0 * size;
-                    if valid == chunk_cols {
-                        // Every row's 64 bytes are inside `data`: the last ends at or
-                        // before the end of its row.
+                    // The rows' 64 bytes in place, or (in the last chunk of a row) their
+                    // tensor bytes copied into `pad`, zeros after them. (One loop calls
+                    // `row`, so that it is inlined.)
+                    let (mut p, stride) = if valid == chunk_cols {
+                        // The last row's 64 bytes end at or before the end of its row.
                         assert!(start + (g - 1) * row_bytes + CHUNK <= data.len());
-                        let mut p = data[start..].as_ptr();
-                        for _ in 0..g {
-                            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
-                            // SAFETY: the 64 bytes at `p` are inside `data` (asserted
-                            // above); the load has no alignment requirement.
-                            row(unsafe { _mm512_loadu_si512(p.cast()) });
-                            p = p.wrapping_add(row_bytes);
-                        }
+                        (data[start..].as_ptr(), row_bytes)
                     } else {
                         let n = valid * size;
-                        for r in 0..g {
+                        for (r, dst) in pad.chunks_exact_mut(CHUNK).take(g).enumerate() {
                             let at = start + r * row_bytes;
-                            pad[..n].copy_from_slice(&data[at..at + n]);
-                            row(load(&pad));
+                            dst[..n].copy_from_slice(&data[at..at + n]);
                         }
+                        (pad.as_ptr(), CHUNK)
+                    };
+                    for _ in 0..g {
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
+                        // SAFETY: the 64 bytes at `p` are inside `data` (asserted above)
+                        // or inside `pad` (`GROUP` rows of 64 bytes); the load has no
+                        // alignment requirement.
+                        row(unsafe { _mm512_loadu_si512(p.cast()) });
+                        p = p.wrapping_add(stride);
                     }
                     for v in &d1[..nvec] {
                         s1 = add_f64(s1, *v);
@@ -420,7 +451,13 @@ macro_rules! kernel {
             t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
-            if EXTREMES {
+            if dp {
+                // Plain sums (the cells') and squares, re-based onto `b`.
+                let (sum, n, b) = (band.s1.iter().sum::<f64>(), rows * cols, f64::from(b));
+                t.s1 = sum - n as f64 * b;
+                t.s2 = t.s2 - 2.0 * b * sum + n as f64 * b * b;
+                (t.min, t.max) = codes.extremes();
+            } else if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
             } else {
@@ -438,6 +475,12 @@ kernel!(
     run_vbmi,
     "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma",
     decode_e4m3
+);
+kernel!(
+    run_dp,
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512bf16,fma",
+    decode_e4m3,
+    dot_bf16
 );
 
 /// How the lanes of a chunk's vectors fall into cells `bw` columns wide, worked out
@@ -681,18 +724,92 @@ fn decode<const KIND: Kind>(raw: __m512i, _: &E4m3Lut) -> [__m512; 4] {
     }
 }
 
-/// [`decode`] for F8_E4M3 (`KIND` is always [`E4M3`]).
+/// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_DP`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn decode_e4m3<const KIND: Kind>(raw: __m512i, lut: &E4m3Lut) -> [__m512; 4] {
+    let [a, b] = e4m3_words(raw, lut);
+    let (xa, ya) = split_bf16(a);
+    let (xb, yb) = split_bf16(b);
+    [xa, ya, xb, yb]
+}
+
+/// The 64 F8_E4M3 codes of `raw` as BF16 words (exact: E4M3 has 3 mantissa bits,
+/// BF16 7): elements 0–31, then 32–63.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
     // The BF16 bytes of each code's magnitude, then the code's sign bit.
     let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
     let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
     let hi = _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128));
-    let a = _mm512_permutex2var_epi8(lo, lut.words[0], hi);
-    let b = _mm512_permutex2var_epi8(lo, lut.words[1], hi);
-    let (xa, ya) = split_bf16(a);
-    let (xb, yb) = split_bf16(b);
-    [xa, ya, xb, yb]
+    [
+        _mm512_permutex2var_epi8(lo, lut.words[0], hi),
+        _mm512_permutex2var_epi8(lo, lut.words[1], hi),
+    ]
+}
+
+/// `acc` plus, in each `f32` lane, the dot product of the lane's two BF16 words in `a`
+/// and `b` (products exact; denormal BF16 inputs count as zero, which no F8_E4M3 value
+/// and no square of one is).
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn dot_bf16(acc: __m512, a: __m512i, b: __m512i) -> __m512 {
+    // SAFETY: `__m512i` and `__m512bh` are both 64 bytes of plain vector data.
+    let (a, b) = unsafe {
+        (
+            std::mem::transmute::<__m512i, __m512bh>(a),
+            std::mem::transmute::<__m512i, __m512bh>(b),
+        )
+    };
+    _mm512_dpbf16_ps(acc, a, b)
+}
+
+/// The extremes of F8_E4M3 codes, kept on the codes themselves: sign and magnitude
+/// order them without decoding. The largest code read as signed is the largest value
+/// if any value is positive; the largest read as unsigned is the smallest value if any
+/// is negative; the smallest unsigned code settles the other cases.
+#[derive(Clone, Copy)]
+struct CodeExtremes {
+    signed_max: __m512i,
+    unsigned_max: __m512i,
+    unsigned_min: __m512i,
+}
+
+impl CodeExtremes {
+    #[target_feature(enable = "avx512f")]
+    fn new() -> CodeExtremes {
+        CodeExtremes {
+            signed_max: _mm512_set1_epi8(i8::MIN),
+            unsigned_max: _mm512_setzero_si512(),
+            unsigned_min: _mm512_set1_epi8(-1),
+        }
+    }
+
+    /// Takes in the codes of `raw` that `elems` selects.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn update(&mut self, raw: __m512i, elems: u64) {
+        let c = *self;
+        self.signed_max = _mm512_mask_max_epi8(c.signed_max, elems, c.signed_max, raw);
+        self.unsigned_max = _mm512_mask_max_epu8(c.unsigned_max, elems, c.unsigned_max, raw);
+        self.unsigned_min = _mm512_mask_min_epu8(c.unsigned_min, elems, c.unsigned_min, raw);
+    }
+
+    /// The smallest and largest value taken in (at least one).
+    fn extremes(&self) -> (f32, f32) {
+        let bytes = |v: __m512i| -> [u8; 64] {
+            // SAFETY: `__m512i` is 64 bytes of plain vector data.
+            unsafe { std::mem::transmute(v) }
+        };
+        let smax = bytes(self.signed_max)
+            .iter()
+            .fold(i8::MIN, |a, &c| a.max(c as i8));
+        let umax = bytes(self.unsigned_max).iter().fold(0, |a, &c| a.max(c));
+        let umin = bytes(self.unsigned_min)
+            .iter()
+            .fold(u8::MAX, |a, &c| a.min(c));
+        let max = if smax >= 0 { smax as u8 } else { umin };
+        let min = if umax >= 0x80 { umax } else { umin };
+        let value = |c: u8| decode_one(Dtype::F8E4M3, &[c]);
+        (value(min), value(max))
+    }
 }
 
 /// 32 BF16 values as their even and odd elements in `f32`.
