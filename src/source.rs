@@ -91,6 +91,50 @@ pub struct Shard {
     mmap: Option<Mmap>,
 }
 
+impl Drop for Shard {
+    /// Unmapping a file's pages is work for one core (~10 ms per 2 GB mapped with 4 KiB
+    /// pages), with the address space held exclusively. Their page-table entries are
+    /// first dropped in 64 MiB pieces on all cores (`MADV_DONTNEED` holds it shared), so
+    /// the unmap that follows finds them gone: ~10 → ~6 ms on 2 cores. A failure only
+    /// leaves the work to the unmap.
+    fn drop(&mut self) {
+        if let Some(map) = &self.mmap {
+            let _ = release_pages(map, 64 << 20);
+        }
+    }
+}
+
+/// Drops the page-table entries of `map` in pieces of `piece` bytes (a multiple of the
+/// page size), in parallel. Its contents stay as they are: a later read faults the
+/// file's page back in.
+#[cfg(unix)]
+fn release_pages(map: &Mmap, piece: usize) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    if map.len() <= piece {
+        return Ok(());
+    }
+    (0..map.len())
+        .into_par_iter()
+        .step_by(piece)
+        .try_for_each(|at| {
+            // SAFETY: the map is shared, read-only and file-backed, so dropping entries
+            // changes no data, and no reference into it is held across this call. The
+            // range is in bounds and starts on a page (the map's start is one).
+            unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    at,
+                    piece.min(map.len() - at),
+                )
+            }
+        })
+}
+
+#[cfg(not(unix))]
+fn release_pages(_: &Mmap, _: usize) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl Shard {
     /// Opens, maps and validates a `.safetensors` file.
     pub fn open(path: &Path) -> Result<Shard> {
@@ -428,5 +472,31 @@ impl<'de> serde::Deserialize<'de> for Entries<'de> {
             }
         }
         d.deserialize_map(V).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_pages_read_back_unchanged() {
+        let bytes: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        // SAFETY: a private temporary file nobody else writes.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        // Sixteen pieces of 64 KiB.
+        release_pages(&map, 64 << 10).unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        // Two pieces of 768 KiB and 256 KiB, in a fresh map.
+        drop(map);
+        // SAFETY: as above.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        release_pages(&map, 3 << 18).unwrap();
+        assert_eq!(&map[..], &bytes[..]);
     }
 }
