@@ -189,13 +189,7 @@ pub fn choose_range(
     if finite == 0 {
         return None;
     }
-    // The magnitudes of the finite cells as bits, which sort like non-negative floats.
-    let mags: Vec<u32> = if finite == grid.len() {
-        grid.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect()
-    } else {
-        let finite = grid.iter().filter(|v| v.is_finite());
-        finite.map(|v| v.to_bits() & 0x7fff_ffff).collect()
-    };
+    let mags = magnitudes(grid, finite == grid.len());
     let magnitude = |b: u32| f64::from(f32::from_bits(b));
     let hi = percentile_of(&mags, clip, magnitude);
     if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
@@ -236,6 +230,18 @@ fn scan(grid: &[f32]) -> (usize, f32, f32) {
     }
     let value = |k| f32::from_bits(order_key_inverse(k));
     (n, value(lo), value(hi))
+}
+
+/// The magnitudes of the finite cells of `grid` (`all_finite` when every one is) as
+/// bits, which sort like non-negative floats.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2", "x86_64+avx2"))]
+fn magnitudes(grid: &[f32], all_finite: bool) -> Vec<u32> {
+    if all_finite {
+        grid.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect()
+    } else {
+        let finite = grid.iter().filter(|v| v.is_finite());
+        finite.map(|v| v.to_bits() & 0x7fff_ffff).collect()
+    }
 }
 
 /// A key for float bits `b` that orders like the float (NaN aside): sign-magnitude made
