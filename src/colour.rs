@@ -281,11 +281,111 @@ fn percentile_of(keys: &[u32], p: f64, value: impl Fn(u32) -> f64) -> f64 {
     }
 }
 
-/// The `k`-th smallest of `keys` (from 0) and the next one up, if any. A histogram of
-/// the top 12 bits finds the bucket that holds it, and only that bucket's keys (a
-/// small share of a grid's, whose values spread over many binades) are selected among.
+/// The `k`-th smallest of `keys` (from 0) and the next one up, if any.
 fn nth_and_next(keys: &[u32], k: usize) -> (u32, Option<u32>) {
     assert!(k < keys.len(), "rank {k} of {} keys", keys.len());
+    bracketed(keys, k).unwrap_or_else(|| by_histogram(keys, k))
+}
+
+/// Keys in an evenly spaced sample of [`nth_and_next`]'s input.
+const SAMPLE: usize = 1024;
+
+/// [`nth_and_next`] through a bracket: order statistics of an evenly spaced sample of
+/// the keys, 16 ranks either side of rank `k`'s place, give a range of keys that holds
+/// the `k`-th (16 standard deviations of its rank in the sample at the 99th
+/// percentile). One pass counts the keys below the range, keeps those in it (~3%) and
+/// finds the smallest above; a selection among the kept ones ends it. `None` for short
+/// inputs and when the range missed (data laid out in step with the sample).
+fn bracketed(keys: &[u32], k: usize) -> Option<(u32, Option<u32>)> {
+    const MARGIN: usize = 16;
+    let n = keys.len();
+    if n < 64 * SAMPLE {
+        return None;
+    }
+    let step = n / SAMPLE;
+    let mut sample: Vec<u32> = keys.iter().step_by(step).take(SAMPLE).copied().collect();
+    sample.sort_unstable();
+    let r = k / step;
+    let lo = sample[r.saturating_sub(MARGIN).min(SAMPLE - 1)];
+    let hi = sample[(r + MARGIN).min(SAMPLE - 1)];
+    let (below, mut inside, above) = partition(keys, lo, hi);
+    let j = k.checked_sub(below).filter(|&j| j < inside.len())?;
+    let (_, &mut a, rest) = inside.select_nth_unstable(j);
+    Some((a, rest.iter().min().copied().or(above)))
+}
+
+/// How many `keys` are below `lo`, those from `lo` to `hi` (in their order) and the
+/// smallest above `hi`.
+fn partition(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has both features (checked above).
+        return unsafe { partition_avx512(keys, lo, hi) };
+    }
+    partition_scalar(keys, lo, hi, (0, Vec::new(), None))
+}
+
+/// [`partition`] one key at a time, continuing from `acc`.
+fn partition_scalar(
+    keys: &[u32],
+    lo: u32,
+    hi: u32,
+    acc: (usize, Vec<u32>, Option<u32>),
+) -> (usize, Vec<u32>, Option<u32>) {
+    let (mut below, mut inside, mut above) = acc;
+    for &x in keys {
+        if x < lo {
+            below += 1;
+        } else if x <= hi {
+            inside.push(x);
+        } else {
+            above = Some(above.map_or(x, |a: u32| a.min(x)));
+        }
+    }
+    (below, inside, above)
+}
+
+/// [`partition`] 16 keys at a time: compares for masks, a population count, and the
+/// keys inside compressed into place.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+fn partition_avx512(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
+    use std::arch::x86_64::*;
+    let (vlo, vhi) = (_mm512_set1_epi32(lo as i32), _mm512_set1_epi32(hi as i32));
+    let mut below = 0;
+    let mut inside: Vec<u32> = Vec::new();
+    let mut above = _mm512_set1_epi32(-1);
+    let mut any_above = false;
+    let whole = keys.len() / 16 * 16;
+    // Room for a block's keys is made before it, so that the loop calls nothing.
+    for block in keys[..whole].chunks(4096) {
+        inside.reserve(block.len());
+        for c in block.chunks_exact(16) {
+            // SAFETY: `c` holds 16 keys (64 bytes); the load has no alignment requirement.
+            let v = unsafe { _mm512_loadu_si512(c.as_ptr().cast()) };
+            let under = _mm512_cmplt_epu32_mask(v, vlo);
+            let over = _mm512_cmpgt_epu32_mask(v, vhi);
+            below += under.count_ones() as usize;
+            above = _mm512_mask_min_epu32(above, over, above, v);
+            any_above |= over != 0;
+            let keep = !(under | over);
+            let len = inside.len();
+            // SAFETY: there is room for the block's keys (reserved above); the store
+            // writes the `keep.count_ones()` kept ones, which are then initialised.
+            unsafe {
+                _mm512_mask_compressstoreu_epi32(inside.as_mut_ptr().add(len).cast(), keep, v);
+                inside.set_len(len + keep.count_ones() as usize);
+            }
+        }
+    }
+    let above = any_above.then(|| _mm512_reduce_min_epu32(above));
+    partition_scalar(&keys[whole..], lo, hi, (below, inside, above))
+}
+
+/// [`nth_and_next`] by a histogram of the top 12 bits, which finds the bucket that holds
+/// the `k`-th key; only that bucket's keys (a small share of a grid's, whose values
+/// spread over many binades) are selected among.
+fn by_histogram(keys: &[u32], k: usize) -> (u32, Option<u32>) {
     const SHIFT: u32 = 20;
     let bucket = |x: u32| (x >> SHIFT) as usize;
     // Four interleaved histograms, so that runs of one bucket do not wait on each other.
@@ -364,6 +464,58 @@ mod tests {
         for (p, want) in [(0.0, -3.0), (30.0, -0.8), (50.0, 0.0), (100.0, 2.0)] {
             let v = [-3.0, -1.0, 2.0, 0.5, -0.0];
             assert!((percentile(&v, p) - want).abs() < 1e-7, "{p}");
+        }
+    }
+
+    /// Keys from a xorshift generator: `f(state)` each.
+    fn keys(n: usize, f: impl Fn(u64) -> u32) -> Vec<u32> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                f(x)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bracketed_selection_matches_a_sort_on_large_inputs() {
+        let n = 100_003;
+        // Magnitudes of weight-like values, many equal keys, and keys laid out in step
+        // with the sample (it sees only zeros, so the bracket misses).
+        let weights = keys(n, |x| {
+            ((x >> 40) as f32 / (1u64 << 24) as f32 * 0.04).to_bits()
+        });
+        let few = keys(n, |x| (x % 5) as u32);
+        let step = n / SAMPLE;
+        let stepped: Vec<u32> = (0..n)
+            .map(|i| if i % step == 0 { 0 } else { i as u32 })
+            .collect();
+        for (keys, bracket) in [(&weights, true), (&few, true), (&stepped, false)] {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            for k in [0, 1, n / 2, n * 99 / 100, n * 995 / 1000, n - 2, n - 1] {
+                let want = (sorted[k], sorted.get(k + 1).copied());
+                assert_eq!(nth_and_next(keys, k), want, "rank {k}");
+            }
+            assert_eq!(bracketed(keys, n * 99 / 100).is_some(), bracket);
+        }
+    }
+
+    #[test]
+    fn partitions_agree_with_one_key_at_a_time() {
+        let all = keys(4099, |x| (x >> 52) as u32);
+        for (lo, hi) in [
+            (0, 0),
+            (100, 2000),
+            (4095, 4095),
+            (5000, 6000),
+            (0, u32::MAX),
+        ] {
+            let want = partition_scalar(&all, lo, hi, (0, Vec::new(), None));
+            assert_eq!(partition(&all, lo, hi), want, "{lo}..={hi}");
         }
     }
 
