@@ -298,7 +298,14 @@ macro_rules! kernel {
             // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
             // chunks per lane, so the counters cannot wrap.
             let mut d2 = [_mm512_setzero_ps(); 4];
+            // The differences themselves, moved with the squares (with FP8 scales, after
+            // each chunk: a lane then sums values of one scale).
+            let mut d1 = [_mm512_setzero_ps(); 4];
             let mut zc = _mm512_setzero_si512();
+            // All bits set, hidden from the compiler: seeing -1, it turns each masked
+            // subtraction into a mask-to-vector move and a subtraction, one more operation
+            // per chunk and row.
+            let ones = std::hint::black_box(_mm512_set1_epi8(-1));
             // With dot products: the extremes of the codes, and plain squares (two per
             // lane and row) in `d2`, moved to `f64` twice as often.
             let dp = KIND == E4M3_DP;
@@ -326,6 +333,10 @@ macro_rules! kernel {
                     if pending + g > flush_at {
                         for v in &mut d2[..nvec] {
                             s2 = add_f64(s2, *v);
+                            *v = _mm512_setzero_ps();
+                        }
+                        for v in &mut d1[..nvec] {
+                            s1 = add_f64(s1, *v);
                             *v = _mm512_setzero_ps();
                         }
                         t.zeros += count::<KIND>(zc);
@@ -357,9 +368,6 @@ macro_rules! kernel {
                     let mut sum = [_mm512_setzero_ps(); 4];
                     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
                     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-                    // The differences, moved to `f64` after each chunk: a lane keeps one
-                    // column (with FP8 scales, one scale) while it sums them.
-                    let mut d1 = [_mm512_setzero_ps(); 4];
                     let sv: [__m512; 4] = if SCALED {
                         let at = c0 / chunk_cols * 64;
                         std::array::from_fn(|u| load_ps(&lane_scales[at + 16 * u..]))
@@ -367,7 +375,7 @@ macro_rules! kernel {
                         [_mm512_set1_ps(1.0); 4]
                     };
                     let mut row = |raw: __m512i| {
-                        zc = count_zeros::<KIND>(zc, raw, elems);
+                        zc = count_zeros::<KIND>(zc, raw, elems, ones);
                         $(if dp {
                             codes.update(raw, elems);
                             let [a, b] = e4m3_words(raw, &lut);
@@ -426,8 +434,11 @@ macro_rules! kernel {
                         row(unsafe { _mm512_loadu_si512(p.cast()) });
                         p = p.wrapping_add(stride);
                     }
-                    for v in &d1[..nvec] {
-                        s1 = add_f64(s1, *v);
+                    if SCALED {
+                        for v in &mut d1[..nvec] {
+                            s1 = add_f64(s1, *v);
+                            *v = _mm512_setzero_ps();
+                        }
                     }
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
@@ -447,6 +458,9 @@ macro_rules! kernel {
             }
             for v in &d2[..nvec] {
                 s2 = add_f64(s2, *v);
+            }
+            for v in &d1[..nvec] {
+                s1 = add_f64(s1, *v);
             }
             t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
@@ -671,8 +685,12 @@ fn load_ps(values: &[f32]) -> __m512 {
 /// Adds one to the lane counter of each element of the chunk `raw` in `elems` that is
 /// zero (either sign): 64 byte lanes for F8, 32 word lanes for 2-byte types, 16 for F32.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn count_zeros<const KIND: Kind>(counts: __m512i, raw: __m512i, elems: u64) -> __m512i {
-    let ones = _mm512_set1_epi8(-1);
+fn count_zeros<const KIND: Kind>(
+    counts: __m512i,
+    raw: __m512i,
+    elems: u64,
+    ones: __m512i,
+) -> __m512i {
     match KIND {
         BF16 | F16 => {
             let z = _mm512_mask_testn_epi16_mask(elems as u32, raw, _mm512_set1_epi16(0x7fff));
