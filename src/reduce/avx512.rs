@@ -5,8 +5,9 @@
 //! It reads the band's bytes straight into registers, 64 bytes of a row at a time, and
 //! runs down up to [`GROUP`] rows of that column chunk with every accumulator in a
 //! register: per-lane plain sums for the cells (or their extremes) and, for the tensor's
-//! statistics, sums of `x - b` and `(x - b)²` around one typical value `b` of the band
-//! plus the band's extremes and zero count. Each decoded vector costs about six
+//! statistics, sums of `(x - b)²` around one typical value `b` of the band (and of
+//! `x - b`, unless the cells' sums give it), the band's extremes (on the codes, for
+//! `mean` of BF16, F16 and F8) and zero count. Each decoded vector costs three to five
 //! instructions and nothing is stored per element, which keeps the loop close to the
 //! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
 //! sum of squares (or a cell's sum) non-finite, and such a band (like one whose `f32` sums
@@ -311,6 +312,11 @@ macro_rules! kernel {
             // integer operations per chunk instead of two per decoded vector.
             let dp = KIND == E4M3_DP;
             let on_codes = dp || (matches!(KIND, BF16 | F16) && !EXTREMES);
+            // For `mean` of 2-byte and unscaled 1-byte types, the band's plain sum is its
+            // cells' (exact in `f32` for values within a few binades of each other, and
+            // where they are not, the data is not far from zero for its spread), so the
+            // differences need no sums of their own.
+            let from_cells = !EXTREMES && !SCALED && KIND != F32;
             let codes = &mut CodeExtremes::new::<KIND>();
             let flush_at = if dp { GROUP } else { 2 * GROUP };
             let mut pending = 0;
@@ -406,7 +412,9 @@ macro_rules! kernel {
                                 sum[u] = _mm512_add_ps(sum[u], x);
                             }
                             let d = _mm512_maskz_sub_ps(m, x, shift);
-                            d1[u] = _mm512_add_ps(d1[u], d);
+                            if !from_cells {
+                                d1[u] = _mm512_add_ps(d1[u], d);
+                            }
                             d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             if !EXTREMES && !exact && !on_codes {
                                 mn[u] = _mm512_mask_min_ps(mn[u], m, mn[u], x);
@@ -469,11 +477,14 @@ macro_rules! kernel {
             t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
-            if dp {
-                // Plain sums (the cells') and squares, re-based onto `b`.
+            if from_cells {
+                // The cells' plain sums (and, with dot products, plain squares), re-based
+                // onto `b`.
                 let (sum, n, b) = (band.s1.iter().sum::<f64>(), rows * cols, f64::from(b));
                 t.s1 = sum - n as f64 * b;
-                t.s2 = t.s2 - 2.0 * b * sum + n as f64 * b * b;
+                if dp {
+                    t.s2 = t.s2 - 2.0 * b * sum + n as f64 * b * b;
+                }
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>();
