@@ -299,6 +299,45 @@ fn dead_and_constant_cells_are_exact() {
     }
 }
 
+/// Bands reduced one after another on one thread reuse their cells' arrays: a constant
+/// F32 cell (whose value is kept as its shift) must leave nothing behind for the cell
+/// below it, in a band that is not constant.
+#[test]
+fn cells_reused_across_bands_start_clean() {
+    let f8 = e4m3_table();
+    let (rows, cols, b) = (64, 64, 16);
+    let mut rng = Rng::new(7);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            if (i / cols / b) % 2 == 0 {
+                96.123_45
+            } else {
+                rng.normal()
+            }
+        })
+        .collect();
+    let (bytes, exact) = encode(Dtype::F32, &values, &f8);
+    let geom = Geometry::new(
+        rows,
+        cols,
+        Size::Block(b.try_into().unwrap(), b.try_into().unwrap()),
+        false,
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let got = pool.install(|| reduce(&bytes, Dtype::F32, &geom, Reduction::Mean));
+    for i in 0..rows / b {
+        for j in 0..cols / b {
+            let cell = cell_members(&exact, rows, cols, b, b, i, j);
+            let want = cell.iter().sum::<f64>() / cell.len() as f64;
+            let g = f64::from(got.grid[i * (cols / b) + j]);
+            assert!((g - want).abs() <= 1e-6, "cell ({i}, {j}): {g} vs {want}");
+        }
+    }
+}
+
 /// Plain sums of values near the f32 limit overflow even when their differences from the
 /// band's typical value are zero: the band must go to the portable kernel, which sums in
 /// f64 (a fuzz finding: a constant cell of -2^127 came out as -inf).
