@@ -517,6 +517,15 @@ impl Band {
         (self.members[j] - self.nonfinite[j]) as f64
     }
 
+    /// The members of every cell, when all have as many and none is NaN or infinite.
+    #[inline(always)]
+    fn uniform_members(&self) -> Option<u64> {
+        let m = *self.members.first()?;
+        let same = self.members.iter().fold(true, |all, &k| all & (k == m));
+        let finite = self.nonfinite.iter().fold(true, |all, &k| all & (k == 0));
+        (same && finite).then_some(m)
+    }
+
     /// Writes each cell's reduced value into `out` (NaN for cells with no finite member).
     /// One loop per reduction, so each vectorises.
     #[inline(always)]
@@ -541,7 +550,16 @@ impl Band {
         }
         let shift = |j: usize| f64::from(self.shift[j]);
         match r {
-            Reduction::Mean => fill(out, self, |j, n| shift(j) + self.s1[j] / n),
+            Reduction::Mean => match self.uniform_members() {
+                // Cells of one power-of-two size (4 × 4 with default options) take the
+                // exact reciprocal instead of a division each, which weighed as much as
+                // reducing an F8 cell's 16 bytes.
+                Some(m) if m.is_power_of_two() => {
+                    let inv = 1.0 / m as f64;
+                    fill(out, self, |j, _| shift(j) + self.s1[j] * inv)
+                }
+                _ => fill(out, self, |j, n| shift(j) + self.s1[j] / n),
+            },
             Reduction::Rms => fill(out, self, |j, n| {
                 let s = shift(j);
                 (self.s2[j] / n + 2.0 * s * self.s1[j] / n + s * s)
