@@ -310,8 +310,18 @@ fn bracketed(keys: &[u32], k: usize) -> Option<(u32, Option<u32>)> {
     let hi = sample[(r + MARGIN).min(SAMPLE - 1)];
     let (below, mut inside, above) = partition(keys, lo, hi);
     let j = k.checked_sub(below).filter(|&j| j < inside.len())?;
-    let (_, &mut a, rest) = inside.select_nth_unstable(j);
-    Some((a, rest.iter().min().copied().or(above)))
+    Some(select(&mut inside, j, || above))
+}
+
+/// The `j`-th smallest of `members` and the next one up: the smallest of the rest, else
+/// `above()` (the smallest key above all of `members`, if any).
+fn select(
+    members: &mut [u32],
+    j: usize,
+    above: impl FnOnce() -> Option<u32>,
+) -> (u32, Option<u32>) {
+    let (_, &mut a, rest) = members.select_nth_unstable(j);
+    (a, rest.iter().min().copied().or_else(above))
 }
 
 /// How many `keys` are below `lo`, those from `lo` to `hi` (in their order) and the
@@ -410,12 +420,9 @@ fn by_histogram(keys: &[u32], k: usize) -> (u32, Option<u32>) {
         b += 1;
     }
     let mut members: Vec<u32> = keys.iter().copied().filter(|&x| bucket(x) == b).collect();
-    let (_, &mut a, rest) = members.select_nth_unstable(k - below);
-    let next = match rest.iter().min() {
-        Some(&m) => Some(m),
-        None => keys.iter().copied().filter(|&x| bucket(x) > b).min(),
-    };
-    (a, next)
+    select(&mut members, k - below, || {
+        keys.iter().copied().filter(|&x| bucket(x) > b).min()
+    })
 }
 
 #[cfg(test)]

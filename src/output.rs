@@ -233,9 +233,10 @@ fn deflate_pays(pixels: &[u8], row: usize) -> bool {
     const BLOCKS: usize = 8;
     const ROWS: usize = 4;
     let rows = pixels.len() / row.max(1);
+    let blocks = BLOCKS.min(rows.div_ceil(ROWS));
     let mut sample = Vec::with_capacity(BLOCKS * ROWS * (row + 1));
-    for b in 0..BLOCKS.min(rows.div_ceil(ROWS)) {
-        let first = b * rows / BLOCKS.min(rows.div_ceil(ROWS));
+    for b in 0..blocks {
+        let first = b * rows / blocks;
         for r in first..(first + ROWS).min(rows) {
             sample.push(0);
             sample.extend_from_slice(&pixels[r * row..(r + 1) * row]);
@@ -360,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn noisy_pictures_are_stored_and_smooth_ones_deflated_both_losslessly() {
+    fn noisy_pictures_are_stored_and_flat_ones_deflated_both_losslessly() {
         let (w, h) = (256, 96);
         let range = Range {
             lo: -1.0,

@@ -865,22 +865,22 @@ impl CodeExtremes {
             _ => (1, Dtype::F8E4M3),
         };
         let sign = 1u32 << (8 * size - 1);
-        // The vector's lanes as codes.
-        let codes = |v: __m512i| {
-            // SAFETY: `__m512i` is 64 bytes of plain vector data.
-            let bytes: [u8; 64] = unsafe { std::mem::transmute(v) };
+        // The vector's lanes as codes (little-endian, `size` bytes each).
+        fn codes(bytes: &[u8; 64], size: usize) -> impl Iterator<Item = u32> + '_ {
             let lane = |c: &[u8]| c.iter().rev().fold(0u32, |a, &b| a << 8 | u32::from(b));
-            bytes.chunks_exact(size).map(lane).collect::<Vec<u32>>()
-        };
+            bytes.chunks_exact(size).map(lane)
+        }
+        // SAFETY: `__m512i` is 64 bytes of plain vector data.
+        let bytes = |v: __m512i| unsafe { std::mem::transmute::<__m512i, [u8; 64]>(v) };
+        let (s, u, m) = (
+            bytes(self.signed_max),
+            bytes(self.unsigned_max),
+            bytes(self.unsigned_min),
+        );
         // Flipping the sign bit orders two's complement codes as unsigned ones.
-        let smax = codes(self.signed_max)
-            .iter()
-            .map(|c| c ^ sign)
-            .max()
-            .unwrap_or(0)
-            ^ sign;
-        let umax = codes(self.unsigned_max).into_iter().max().unwrap_or(0);
-        let umin = codes(self.unsigned_min).into_iter().min().unwrap_or(0);
+        let smax = codes(&s, size).map(|c| c ^ sign).max().unwrap_or(0) ^ sign;
+        let umax = codes(&u, size).max().unwrap_or(0);
+        let umin = codes(&m, size).min().unwrap_or(0);
         let max = if smax < sign { smax } else { umin };
         let min = if umax >= sign { umax } else { umin };
         let value = |c: u32| decode_one(dtype, &c.to_le_bytes()[..size]);
