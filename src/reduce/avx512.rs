@@ -38,11 +38,12 @@ const F16: Kind = 1;
 const F32: Kind = 2;
 /// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
 const E4M3: Kind = 3;
-/// [`E4M3`] for `mean` without scales on CPUs with AVX-512 BF16: the looked-up BF16
-/// words are summed, and squared, by dot products, two columns per `f32` lane (vectors
-/// 0 and 2; 1 and 3 stay zero), and the band's extremes are found on the codes: fewer
-/// than half the instructions of [`E4M3`], whose speed is bound by them.
-const E4M3_DP: Kind = 4;
+/// [`E4M3`] for `mean` without scales: the looked-up bytes are paired into BF16 words by
+/// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
+/// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
+/// chunk and group); the values are summed and squared plainly, and the band's extremes
+/// found on the codes.
+const E4M3_MEAN: Kind = 4;
 
 /// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -63,7 +64,6 @@ fn available(kind: Kind) -> bool {
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("fma")
         && (kind < E4M3 || is_x86_feature_detected!("avx512vbmi"))
-        && (kind != E4M3_DP || is_x86_feature_detected!("avx512bf16"))
 }
 
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
@@ -92,9 +92,6 @@ pub(super) fn band(
     if !available(kind) {
         return None;
     }
-    // Dot products add columns in pairs, which must not straddle a cell.
-    let dp = kind == E4M3 && !extremes && scales.is_none() && bw.is_multiple_of(2);
-    let dp = dp && available(E4M3_DP);
     // The band's typical value: the median of its first three values, as for a cell.
     let mut first = data
         .chunks_exact(dtype.size())
@@ -116,10 +113,7 @@ pub(super) fn band(
             (F16, true, _) => run::<F16, true, false>(data, cols, bw, b, None, band),
             (F32, false, _) => run::<F32, false, false>(data, cols, bw, b, None, band),
             (F32, true, _) => run::<F32, true, false>(data, cols, bw, b, None, band),
-            (_, false, None) if dp => {
-                run_dp::<E4M3_DP, false, false>(data, cols, bw, b, None, band)
-            }
-            (_, false, None) => run_vbmi::<E4M3, false, false>(data, cols, bw, b, None, band),
+            (_, false, None) => run_vbmi::<E4M3_MEAN, false, false>(data, cols, bw, b, None, band),
             (_, true, None) => run_vbmi::<E4M3, true, false>(data, cols, bw, b, None, band),
             (_, false, s) => run_vbmi::<E4M3, false, true>(data, cols, bw, b, s, band),
             (_, true, s) => run_vbmi::<E4M3, true, true>(data, cols, bw, b, s, band),
@@ -258,10 +252,9 @@ const fn shape(kind: Kind) -> (usize, usize) {
 /// Defines the kernel's per-band work (every chunk of every group of rows) as `$name`,
 /// compiled with `$features` and decoding with `$decode`: once without AVX-512 VBMI for
 /// the 2- and 4-byte types, once with it for F8_E4M3's table lookups, so that CPUs
-/// without VBMI (Skylake-X, Cascade Lake) still run the first, and once more with
-/// AVX-512 BF16 and its dot product `$dot` for [`E4M3_DP`].
+/// without VBMI (Skylake-X, Cascade Lake) still run the first.
 macro_rules! kernel {
-    ($name:ident, $features:literal, $decode:ident $(, $dot:ident)?) => {
+    ($name:ident, $features:literal, $decode:ident) => {
         #[target_feature(enable = $features)]
         fn $name<const KIND: Kind, const EXTREMES: bool, const SCALED: bool>(
             data: &[u8],
@@ -307,18 +300,17 @@ macro_rules! kernel {
             // subtraction into a mask-to-vector move and a subtraction, one more operation
             // per chunk and row.
             let ones = std::hint::black_box(_mm512_set1_epi8(-1));
-            // With dot products, plain squares (two per lane and row) in `d2`, moved to
-            // `f64` twice as often. The band's extremes, for `mean`, from the codes: three
-            // integer operations per chunk instead of two per decoded vector.
-            let dp = KIND == E4M3_DP;
-            let on_codes = dp || (matches!(KIND, BF16 | F16) && !EXTREMES);
+            // For [`E4M3_MEAN`], plain squares in `d2` (no differences to take). The
+            // band's extremes, for `mean`, from the codes: three integer operations per
+            // chunk instead of two per decoded vector.
+            let plain = KIND == E4M3_MEAN;
+            let on_codes = plain || (matches!(KIND, BF16 | F16) && !EXTREMES);
             // For `mean` of 2-byte and unscaled 1-byte types, the band's plain sum is its
             // cells' (exact in `f32` for values within a few binades of each other, and
             // where they are not, the data is not far from zero for its spread), so the
             // differences need no sums of their own.
             let from_cells = !EXTREMES && !SCALED && KIND != F32;
             let codes = &mut CodeExtremes::new::<KIND>();
-            let flush_at = if dp { GROUP } else { 2 * GROUP };
             let mut pending = 0;
             let mut g0 = 0;
             while g0 < rows {
@@ -338,7 +330,7 @@ macro_rules! kernel {
                     _ => &[],
                 };
                 for c0 in (0..cols).step_by(chunk_cols) {
-                    if pending + g > flush_at {
+                    if pending + g > 2 * GROUP {
                         for v in &mut d2[..nvec] {
                             s2 = add_f64(s2, *v);
                             *v = _mm512_setzero_ps();
@@ -387,16 +379,14 @@ macro_rules! kernel {
                         if on_codes {
                             codes.update::<KIND>(raw, elems);
                         }
-                        $(if dp {
-                            let [a, b] = e4m3_words(raw, &lut);
-                            let one = _mm512_set1_epi16(0x3f80);
-                            sum[0] = $dot(sum[0], a, one);
-                            sum[2] = $dot(sum[2], b, one);
-                            d2[0] = $dot(d2[0], a, a);
-                            d2[2] = $dot(d2[2], b, b);
-                            return;
-                        })?
                         let v = $decode::<KIND>(raw, &lut);
+                        if plain {
+                            for u in 0..4 {
+                                sum[u] = _mm512_add_ps(sum[u], v[u]);
+                                d2[u] = _mm512_fmadd_ps(v[u], v[u], d2[u]);
+                            }
+                            return;
+                        }
                         for u in 0..nvec {
                             let x = if SCALED {
                                 _mm512_mul_ps(v[u], sv[u])
@@ -459,6 +449,9 @@ macro_rules! kernel {
                             mx[u] = _mm512_mask_max_ps(mx[u], masks[u], mx[u], hi[u]);
                         }
                     }
+                    if plain {
+                        sum = to_layout(sum);
+                    }
                     if EXTREMES || exact {
                         fold::<KIND, true>(c0, cells, &masks, &lo, &hi, band);
                     }
@@ -478,11 +471,11 @@ macro_rules! kernel {
             t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
             if from_cells {
-                // The cells' plain sums (and, with dot products, plain squares), re-based
+                // The cells' plain sums (and for [`E4M3_MEAN`], plain squares), re-based
                 // onto `b`.
                 let (sum, n, b) = (total(&band.s1), rows * cols, f64::from(b));
                 t.s1 = sum - n as f64 * b;
-                if dp {
+                if plain {
                     t.s2 = t.s2 - 2.0 * b * sum + n as f64 * b * b;
                 }
             }
@@ -506,12 +499,6 @@ kernel!(
     run_vbmi,
     "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma",
     decode_e4m3
-);
-kernel!(
-    run_dp,
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512bf16,fma",
-    decode_e4m3,
-    dot_bf16
 );
 
 /// How the lanes of a chunk's vectors fall into cells `bw` columns wide, worked out
@@ -772,10 +759,14 @@ fn decode<const KIND: Kind>(raw: __m512i, _: &E4m3Lut) -> [__m512; 4] {
     }
 }
 
-/// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_DP`]).
+/// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_MEAN`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn decode_e4m3<const KIND: Kind>(raw: __m512i, lut: &E4m3Lut) -> [__m512; 4] {
-    let [a, b] = e4m3_words(raw, lut);
+    let [a, b] = if KIND == E4M3_MEAN {
+        e4m3_unpacked(raw, lut)
+    } else {
+        e4m3_words(raw, lut)
+    };
     let (xa, ya) = split_bf16(a);
     let (xb, yb) = split_bf16(b);
     [xa, ya, xb, yb]
@@ -795,19 +786,30 @@ fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
     ]
 }
 
-/// `acc` plus, in each `f32` lane, the dot product of the lane's two BF16 words in `a`
-/// and `b` (products exact; denormal BF16 inputs count as zero, which no F8_E4M3 value
-/// and no square of one is).
-#[target_feature(enable = "avx512f,avx512bf16")]
-fn dot_bf16(acc: __m512, a: __m512i, b: __m512i) -> __m512 {
-    // SAFETY: `__m512i` and `__m512bh` are both 64 bytes of plain vector data.
-    let (a, b) = unsafe {
-        (
-            std::mem::transmute::<__m512i, __m512bh>(a),
-            std::mem::transmute::<__m512i, __m512bh>(b),
-        )
-    };
-    _mm512_dpbf16_ps(acc, a, b)
+/// The 64 F8_E4M3 codes of `raw` as BF16 words in the unpack order: the first vector
+/// holds elements `16k .. 16k + 8` of each 16-byte lane `k`, the second `16k + 8 ..
+/// 16k + 16`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn e4m3_unpacked(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
+    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
+    let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
+    let hi = _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128));
+    [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
+}
+
+/// The four vectors of [`E4M3_MEAN`] (split from [`e4m3_unpacked`]'s words) in
+/// [`E4M3`]'s [`layout`]: vector 0 lane `m` holds element `16(m / 4) + 2(m % 4)`, vector
+/// 2 the same plus 8, vectors 1 and 3 the next element of each.
+#[target_feature(enable = "avx512f")]
+fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
+    let first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    let second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    [
+        _mm512_permutex2var_ps(v[0], first, v[2]),
+        _mm512_permutex2var_ps(v[1], first, v[3]),
+        _mm512_permutex2var_ps(v[0], second, v[2]),
+        _mm512_permutex2var_ps(v[1], second, v[3]),
+    ]
 }
 
 /// The extremes of sign-magnitude codes (F8_E4M3 bytes, BF16 or F16 words), kept on
