@@ -51,6 +51,19 @@ fn kernels(c: &mut Criterion) {
             });
         }
     }
+    // A down projection's width at the default size: cells 14 columns wide, not a power
+    // of two, which the kernel folds by a segmented scan.
+    for dtype in [Dtype::BF16, Dtype::F8E4M3] {
+        let (rows, cols) = (4096, 14336);
+        let data = weights(dtype, rows * cols);
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        let n = NonZeroUsize::new(1024).unwrap();
+        let geom = Geometry::new(rows, cols, Size::MaxSize(n, n), false);
+        let id = BenchmarkId::new(dtype.name(), "4096x14336-max1024");
+        g.bench_with_input(id, &data, |b, d| {
+            b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
+        });
+    }
     // FP8 with per-128x128 F32 scales multiplied in, against the plain F8 rows above.
     let data = weights(Dtype::F8E4M3, rows * cols);
     let scales: Vec<u8> = (0..32 * 32)

@@ -577,22 +577,33 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                     add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
                 }
             }
-            _ => {
-                // Cell by cell, walking their boundaries.
-                let mut j = col0 / bw;
-                let mut k = 0;
-                while k < n {
-                    let end = ((j + 1) * bw - col0).div_ceil(step).min(n);
-                    let m = (((1u32 << end) - 1) & !((1u32 << k) - 1)) as __mmask16;
-                    if EXTREMES {
-                        band.min[j] = band.min[j].min(_mm512_mask_reduce_min_ps(m, lo));
-                        band.max[j] = band.max[j].max(_mm512_mask_reduce_max_ps(m, hi));
-                    } else {
-                        band.s1[j] += f64::from(_mm512_mask_reduce_add_ps(m, lo));
-                    }
-                    (j, k) = (j + 1, end);
+            _ if n > 0 => {
+                // Cells of any width: a segmented scan combines each cell's lanes into
+                // its first (lane 0 continues cell `j0`), then as above.
+                let j0 = col0 / bw;
+                let mut starts = 1u32;
+                let mut next = (j0 + 1) * bw;
+                while next <= col0 + step * (n - 1) {
+                    starts |= 1 << (next - col0).div_ceil(step);
+                    next += bw;
+                }
+                // At most 8 cells (16 lanes span at most 32 columns, cells are at least 4
+                // wide, and a vector of column pairs only takes even widths).
+                let count = starts.count_ones() as usize;
+                let starts = starts as __mmask16;
+                let longest = bw.div_ceil(step).min(16);
+                if EXTREMES {
+                    let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
+                    let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
+                    update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
+                    update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+                } else {
+                    let sums =
+                        _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
+                    add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
                 }
             }
+            _ => {}
         }
     }
 }
@@ -670,6 +681,35 @@ fn segment<const OP: u8>(v: __m512, q: usize) -> __m512 {
     }
     if q > 8 {
         v = op(v, _mm512_alignr_epi32::<8>(w(v), w(v)));
+    }
+    v
+}
+
+/// Combines each cell's lanes among the first `n` of `v` into its first lane with `OP`:
+/// `starts` marks the lanes that begin a cell (and lane 0), a cell has at most
+/// `longest` lanes. (A segmented scan: at step `s`, lane `k` takes in lane `k + s` when
+/// no cell begins in between.)
+#[target_feature(enable = "avx512f")]
+fn scan<const OP: u8>(v: __m512, starts: __mmask16, n: usize, longest: usize) -> __m512 {
+    let w = |v| _mm512_castps_si512(v);
+    // Lanes `k` whose lane `k + 1` is in the same cell.
+    let mut same = !(starts >> 1) & (((1u32 << n) - 1) >> 1) as __mmask16;
+    let mut v = v;
+    let mut s = 1;
+    while s < longest {
+        let r = _mm512_castsi512_ps(match s {
+            1 => _mm512_alignr_epi32::<1>(w(v), w(v)),
+            2 => _mm512_alignr_epi32::<2>(w(v), w(v)),
+            4 => _mm512_alignr_epi32::<4>(w(v), w(v)),
+            _ => _mm512_alignr_epi32::<8>(w(v), w(v)),
+        });
+        v = match OP {
+            ADD => _mm512_mask_add_ps(v, same, v, r),
+            MIN => _mm512_mask_min_ps(v, same, v, r),
+            _ => _mm512_mask_max_ps(v, same, v, r),
+        };
+        same &= same >> s;
+        s *= 2;
     }
     v
 }
