@@ -119,12 +119,6 @@ pub(super) fn band(
             (_, true, s) => run_vbmi::<E4M3, true, true>(data, cols, bw, b, s, band),
         }
     };
-    // Cells hold plain sums. Those of values near the ends of the f32 range can overflow
-    // where the differences from `b` do not (a constant cell of -2^127, a fuzz finding).
-    // (Without an early exit, so that the check vectorises.)
-    if !band.s1.iter().fold(true, |ok, v| ok & v.is_finite()) {
-        return None;
-    }
     if kind == F32 && !extremes {
         // A constant cell is its value exactly.
         for j in 0..band.s1.len() {
@@ -473,6 +467,13 @@ macro_rules! kernel {
             t.zeros += count::<KIND>(zc);
             t.s1 = _mm512_reduce_add_pd(s1);
             t.s2 = _mm512_reduce_add_pd(s2);
+            // Cells hold plain sums. Those of values near the ends of the f32 range can
+            // overflow where the differences from `b` do not (a constant cell of -2^127, a
+            // fuzz finding): then their total is not finite either, and the band is
+            // redone. (Without an early exit, so that the check vectorises.)
+            if !EXTREMES && !from_cells && !band.s1.iter().fold(true, |ok, v| ok & v.is_finite()) {
+                t.s1 = f64::NAN;
+            }
             if from_cells {
                 // The cells' plain sums (and for [`E4M3_MEAN`], plain squares), re-based
                 // onto `b`.
