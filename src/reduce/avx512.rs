@@ -302,12 +302,11 @@ macro_rules! kernel {
             // vector.
             let plain = KIND == E4M3_MEAN || (KIND == BF16 && !EXTREMES);
             let on_codes = plain || (matches!(KIND, BF16 | F16) && !EXTREMES);
-            // For `mean` of 2-byte and 1-byte types, the band's plain sum is its cells'
-            // (exact in `f32` for unscaled values within a few binades of each other, and
-            // where they are not, the data is not far from zero for its spread; with FP8
-            // scales within a few millionths of the cells' mean magnitude, like each
-            // cell's value), so the differences need no sums of their own.
-            let from_cells = !EXTREMES && KIND != F32;
+            // For `mean` of 2-byte and unscaled 1-byte types, the band's plain sum is its
+            // cells' (exact in `f32` for values within a few binades of each other, and
+            // where they are not, the data is not far from zero for its spread), so the
+            // differences need no sums of their own.
+            let from_cells = !EXTREMES && !SCALED && KIND != F32;
             let codes = &mut CodeExtremes::new::<KIND>();
             let mut pending = 0;
             let mut g0 = 0;
