@@ -294,13 +294,10 @@ macro_rules! kernel {
             // subtraction into a mask-to-vector move and a subtraction, one more operation
             // per chunk and row.
             let ones = std::hint::black_box(_mm512_set1_epi8(-1));
-            // For [`E4M3_MEAN`] and BF16 `mean`, plain squares in `d2` (no differences to
-            // take): a BF16 square has at most 16 significant bits, so 64 of them within a
-            // binade of each other (where re-basing onto `b` would cancel) add exactly in
-            // `f32`. (Not F16: its squares have 22.) The band's extremes, for `mean`, from
-            // the codes: three integer operations per chunk instead of two per decoded
-            // vector.
-            let plain = KIND == E4M3_MEAN || (KIND == BF16 && !EXTREMES);
+            // For [`E4M3_MEAN`], plain squares in `d2` (no differences to take). The
+            // band's extremes, for `mean`, from the codes: three integer operations per
+            // chunk instead of two per decoded vector.
+            let plain = KIND == E4M3_MEAN;
             let on_codes = plain || (matches!(KIND, BF16 | F16) && !EXTREMES);
             // For `mean` of 2-byte and unscaled 1-byte types, the band's plain sum is its
             // cells' (exact in `f32` for values within a few binades of each other, and
@@ -378,7 +375,7 @@ macro_rules! kernel {
                         }
                         let v = $decode::<KIND>(raw, &lut);
                         if plain {
-                            for u in 0..nvec {
+                            for u in 0..4 {
                                 sum[u] = _mm512_add_ps(sum[u], v[u]);
                                 d2[u] = _mm512_fmadd_ps(v[u], v[u], d2[u]);
                             }
@@ -446,7 +443,7 @@ macro_rules! kernel {
                             mx[u] = _mm512_mask_max_ps(mx[u], masks[u], mx[u], hi[u]);
                         }
                     }
-                    if KIND == E4M3_MEAN {
+                    if plain {
                         sum = to_layout(sum);
                     }
                     if EXTREMES || exact {
