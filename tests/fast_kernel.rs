@@ -361,3 +361,85 @@ fn sums_near_the_f32_limit_do_not_overflow() {
         assert_eq!(got.stats.mean, Some(exact[0]), "{dtype:?}");
     }
 }
+
+/// Population standard deviation of exact values, in f64.
+fn exact_std(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+/// Data far from zero for its spread, with a few values far smaller (found in review: a
+/// kernel that summed plain squares and rebased them with the cells' `f32` sums lost the
+/// small values' share of those sums, an error the rebasing multiplies by the mean), and
+/// FP8 blocks whose scales differ by a little (every dequantised value has a long
+/// mantissa). The tensor's std must stay within a millionth of itself.
+#[test]
+fn std_far_from_zero_with_small_outliers() {
+    let f8 = e4m3_table();
+    let mut rng = Rng::new(0x5eed);
+    let (rows, cols) = (32usize, 64usize);
+    let close = |got: f64, want: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "{what}: std {got} vs {want}"
+        );
+    };
+    for trial in 0..200 {
+        let bw = if trial % 2 == 0 { 32 } else { 31 };
+        let geom = Geometry::new(
+            rows,
+            cols,
+            Size::Block(32.try_into().unwrap(), bw.try_into().unwrap()),
+            false,
+        );
+        // BF16 near m0, one to three values up to 2^-15 times smaller.
+        let m0 = 1.0 + rng.uniform();
+        let mut vals = vec![m0; rows * cols];
+        let mut codes = vec![0x70 + (rng.next_u64() % 15) as u8; rows * cols];
+        for _ in 0..1 + rng.next_u64() % 3 {
+            let at = 3 + (rng.next_u64() as usize) % (rows * cols - 3);
+            vals[at] =
+                m0 * (0.5 + 0.5 * rng.uniform()) * 2f32.powi(-((rng.next_u64() % 16) as i32));
+            codes[at] = (rng.next_u64() % 0x40) as u8;
+        }
+        let (bytes, exact) = encode(Dtype::BF16, &vals, &f8);
+        let got = reduce(&bytes, Dtype::BF16, &geom, Reduction::Mean)
+            .stats
+            .std
+            .unwrap();
+        close(got, exact_std(&exact), &format!("BF16 trial {trial}"));
+        let exact: Vec<f64> = codes
+            .iter()
+            .map(|&c| f64::from(f8[usize::from(c)]))
+            .collect();
+        let got = reduce(&codes, Dtype::F8E4M3, &geom, Reduction::Mean)
+            .stats
+            .std
+            .unwrap();
+        close(got, exact_std(&exact), &format!("F8 trial {trial}"));
+        // One code everywhere; two 32-column scale blocks 1e-3 apart at most.
+        let code = codes[0];
+        let sa = 1.0f32 + rng.uniform() * 1e-3;
+        let scales = [sa, sa * (1.0 + 1e-3 * rng.uniform())];
+        let sbytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let scale = Scale {
+            data: &sbytes,
+            dtype: Dtype::F32,
+            rows: 1,
+            cols: 2,
+            bh: 32,
+            bw: 32,
+        };
+        let flat = vec![code; rows * cols];
+        let exact: Vec<f64> = (0..rows * cols)
+            .map(|i| f64::from(f8[usize::from(code)] * scales[(i % cols) / 32]))
+            .collect();
+        let got = reduce_scaled(&flat, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean);
+        close(
+            got.stats.std.unwrap(),
+            exact_std(&exact),
+            &format!("scaled trial {trial}"),
+        );
+    }
+}
