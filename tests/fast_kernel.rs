@@ -264,6 +264,11 @@ proptest! {
             // one case in 3000, before and after this kernel's rework: blocks scaled up to 1e6
             // apart, f32 lanes summing values near 2e4.)
             prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-5 * mean_abs, "{:?} vs {}", s, mean);
+            let std = (exact.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            prop_assert!(
+                (s.std.unwrap() - std).abs() <= 1e-5 * (mean_abs + std),
+                "{:?} vs {}", s, std
+            );
             let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             prop_assert!((s.min.unwrap() - lo).abs() <= 1e-6 * lo.abs());
