@@ -265,8 +265,11 @@ proptest! {
             // apart, f32 lanes summing values near 2e4.)
             prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-5 * mean_abs, "{:?} vs {}", s, mean);
             let std = (exact.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            // Blocks scaled up to 1e6 apart make every band's typical value far from some
+            // of its blocks' values: the worst of 6000 cases was 1.5e-5 of the mean
+            // magnitude plus the std, so the bound is twice that.
             prop_assert!(
-                (s.std.unwrap() - std).abs() <= 1e-5 * (mean_abs + std),
+                (s.std.unwrap() - std).abs() <= 3e-5 * (mean_abs + std),
                 "{:?} vs {}", s, std
             );
             let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
