@@ -556,26 +556,22 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         let n = masks[u].count_ones() as usize;
         u += if paired { 2 } else { 1 };
         let col0 = c0 + first;
-        match pow2 {
+        if n == 0 {
+            continue;
+        }
+        // The first cell, the lanes that begin a cell (and lane 0, which may continue
+        // one), how many cells and the most lanes one has.
+        let (j0, starts, count, longest) = match pow2 {
+            // Whole cells of `q` lanes each: every `q`-th lane begins one.
             Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
-                // Whole cells of `q` lanes each: combine each run of lanes into its
-                // first, gather those first lanes at the bottom, update `16 / q` cells.
                 let q = bw / step;
-                let (j0, firsts) = (col0 >> log, STRIDES[q.trailing_zeros() as usize]);
-                let count = 16 / q;
-                if EXTREMES {
-                    let mn = _mm512_maskz_compress_ps(firsts, segment::<MIN>(lo, q));
-                    let mx = _mm512_maskz_compress_ps(firsts, segment::<MAX>(hi, q));
-                    update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
-                    update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
-                } else {
-                    let sums = _mm512_maskz_compress_ps(firsts, segment::<ADD>(lo, q));
-                    add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
-                }
+                (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
             }
-            _ if n > 0 => {
-                // Cells of any width: a segmented scan combines each cell's lanes into
-                // its first (lane 0 continues cell `j0`), then as above.
+            // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
+            // at most 32 columns from a chunk's start (or the column after it), cells are
+            // at least 4 wide, and a vector of column pairs only takes even widths
+            // (checked by simulation over every kind and widths 4..259 in review).
+            _ => {
                 let j0 = col0 / bw;
                 let mut starts = 1u32;
                 let mut next = (j0 + 1) * bw;
@@ -583,25 +579,19 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                     starts |= 1 << (next - col0).div_ceil(step);
                     next += bw;
                 }
-                // At most 8 cells: 16 lanes span at most 32 columns from a chunk's start
-                // (or the column after it), cells are at least 4 wide, and a vector of
-                // column pairs only takes even widths (checked by simulation over every
-                // kind and widths 4..259 in review).
                 let count = starts.count_ones() as usize;
-                let starts = starts as __mmask16;
-                let longest = bw.div_ceil(step).min(16);
-                if EXTREMES {
-                    let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
-                    let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
-                    update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
-                    update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
-                } else {
-                    let sums =
-                        _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
-                    add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
-                }
+                (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
             }
-            _ => {}
+        };
+        // Each cell's lanes combined into its first, those gathered at the bottom.
+        if EXTREMES {
+            let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
+            let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
+            update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
+            update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+        } else {
+            let sums = _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
+            add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
         }
     }
 }
@@ -649,39 +639,10 @@ fn total(v: &[f64]) -> f64 {
     _mm512_reduce_add_pd(acc) + lanes.remainder().iter().sum::<f64>()
 }
 
-/// Lane operations for [`segment`].
+/// Lane operations for [`scan`].
 const ADD: u8 = 0;
 const MIN: u8 = 1;
 const MAX: u8 = 2;
-
-/// Combines each aligned run of `q` lanes (a power of two) into its first lane with `OP`.
-#[target_feature(enable = "avx512f")]
-fn segment<const OP: u8>(v: __m512, q: usize) -> __m512 {
-    let op = |v: __m512, r: __m512i| {
-        let r = _mm512_castsi512_ps(r);
-        match OP {
-            ADD => _mm512_add_ps(v, r),
-            MIN => _mm512_min_ps(v, r),
-            _ => _mm512_max_ps(v, r),
-        }
-    };
-    // Each step moves lane k + s down to lane k and combines.
-    let w = |v| _mm512_castps_si512(v);
-    let mut v = v;
-    if q > 1 {
-        v = op(v, _mm512_alignr_epi32::<1>(w(v), w(v)));
-    }
-    if q > 2 {
-        v = op(v, _mm512_alignr_epi32::<2>(w(v), w(v)));
-    }
-    if q > 4 {
-        v = op(v, _mm512_alignr_epi32::<4>(w(v), w(v)));
-    }
-    if q > 8 {
-        v = op(v, _mm512_alignr_epi32::<8>(w(v), w(v)));
-    }
-    v
-}
 
 /// Combines each cell's lanes among the first `n` of `v` into its first lane with `OP`:
 /// `starts` marks the lanes that begin a cell (and lane 0), a cell has at most
