@@ -778,10 +778,7 @@ fn decode_e4m3<const KIND: Kind>(raw: __m512i, lut: &E4m3Lut) -> [__m512; 4] {
 /// BF16 7): elements 0–31, then 32–63.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
-    // The BF16 bytes of each code's magnitude, then the code's sign bit.
-    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
-    let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
-    let hi = _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128));
+    let (lo, hi) = e4m3_bytes(raw, lut);
     [
         _mm512_permutex2var_epi8(lo, lut.words[0], hi),
         _mm512_permutex2var_epi8(lo, lut.words[1], hi),
@@ -793,10 +790,20 @@ fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
 /// 16k + 16`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn e4m3_unpacked(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
+    let (lo, hi) = e4m3_bytes(raw, lut);
+    [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
+}
+
+/// The low and high bytes of the BF16 value of each of the 64 F8_E4M3 codes of `raw`:
+/// those of the code's magnitude, looked up, with the code's sign bit.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn e4m3_bytes(raw: __m512i, lut: &E4m3Lut) -> (__m512i, __m512i) {
     let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
     let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
-    let hi = _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128));
-    [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
+    (
+        lo,
+        _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128)),
+    )
 }
 
 /// The four vectors of [`E4M3_MEAN`] (split from [`e4m3_unpacked`]'s words) put in
