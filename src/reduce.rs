@@ -594,18 +594,18 @@ impl Band {
             Reduction::Mean => {
                 // Whole cells, then the narrower last one.
                 let whole = (geom.cols / geom.bw).min(n);
-                let m = (rows * geom.bw) as f64;
+                let m = rows * geom.bw;
                 let (out, last) = out.split_at_mut(whole);
                 let mean = |j: usize, s: f64| f64::from(shift[j]) + s;
-                if m.to_bits() & ((1 << 52) - 1) == 0 {
-                    // A power of two: its reciprocal is exact.
-                    let inv = 1.0 / m;
+                if m.is_power_of_two() {
+                    // Its reciprocal is exact, as in `values`.
+                    let inv = 1.0 / m as f64;
                     for (j, o) in out.iter_mut().enumerate() {
                         *o = mean(j, s1[j] * inv) as f32;
                     }
                 } else {
                     for (j, o) in out.iter_mut().enumerate() {
-                        *o = mean(j, s1[j] / m) as f32;
+                        *o = mean(j, s1[j] / m as f64) as f32;
                     }
                 }
                 for (k, o) in last.iter_mut().enumerate() {
