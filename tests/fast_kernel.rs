@@ -181,7 +181,7 @@ proptest! {
             prop_assert_eq!(s.max, finite.iter().copied().reduce(f64::max));
             let n = finite.len() as f64;
             let mean = finite.iter().sum::<f64>() / n;
-            let std = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let std = exact_std(&finite);
             prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs, "{:?} vs {}", s, mean);
             prop_assert!(
                 (s.std.unwrap() - std).abs() <= 1e-6 * mean_abs + 1e-5 * std,
@@ -264,7 +264,7 @@ proptest! {
             // one case in 3000, before and after this kernel's rework: blocks scaled up to 1e6
             // apart, f32 lanes summing values near 2e4.)
             prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-5 * mean_abs, "{:?} vs {}", s, mean);
-            let std = (exact.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let std = exact_std(&exact);
             // Blocks scaled up to 1e6 apart make every band's typical value far from some
             // of its blocks' values: the worst of 6000 cases was 1.5e-5 of the mean
             // magnitude plus the std, so the bound is twice that.
