@@ -414,6 +414,10 @@ struct Band {
     /// since (see `reset_for_fast`).
     #[cfg(target_arch = "x86_64")]
     reset_rows: Option<usize>,
+    /// The AVX-512 kernel's sums of squares and differences, eight `f64` lanes of each
+    /// per chunk of a row (or run of chunks), in column order.
+    #[cfg(target_arch = "x86_64")]
+    slots: Vec<f64>,
 }
 
 /// The decoded scale row last used, and its index.
@@ -444,6 +448,8 @@ impl Band {
             rows: Vec::new(),
             #[cfg(target_arch = "x86_64")]
             reset_rows: None,
+            #[cfg(target_arch = "x86_64")]
+            slots: Vec::new(),
         }
     }
 

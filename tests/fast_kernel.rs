@@ -451,3 +451,134 @@ fn std_far_from_zero_with_small_outliers() {
         );
     }
 }
+
+/// The kernel starts each group of rows at the chunk where its first row crosses into a
+/// new page, so the order of its work depends on where the data lies in memory; its
+/// results must not. The same tensors placed at 7-chunk steps through a page, and at a
+/// few other places (some unaligned), reduce to the same bits: grid and statistics. Blocks are taller
+/// than a 32-row group (a cell's sum then takes several chunks' shares in turn) and some
+/// widths do not divide a chunk's columns (a group may only start where a cell does).
+#[test]
+fn results_do_not_depend_on_where_the_data_lies() {
+    const PAGE: usize = 4096;
+    let f8 = e4m3_table();
+    let mut rng = Rng::new(0x9a6e);
+    let block = |bh: usize, bw: usize| Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap());
+    for (dtype, rows, cols, bh, bw) in [
+        (Dtype::F8E4M3, 70, 4096, 40, 16),
+        (Dtype::F8E4M3, 66, 8192, 33, 56),
+        (Dtype::BF16, 70, 2048, 40, 24),
+        (Dtype::F16, 45, 4096, 36, 40),
+        (Dtype::F32, 40, 3072, 36, 48),
+        // Rows of more than `SLOTS` chunks: a slot sums a run of two.
+        (Dtype::BF16, 34, 40_000, 33, 24),
+    ] {
+        // Values near ±1 in a block's first 32 rows (its first group) and near ±2^40
+        // below them (F16: ±2^14, near its limit): the `f64` sums of the chunks' `f32`
+        // shares round, differently in another order.
+        let big = if dtype == Dtype::F16 { 14.0 } else { 40.0f32 }.exp2();
+        let mut vals: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                let v = rng.normal().signum() * (1.0 + rng.uniform());
+                if i / cols % bh < 32 {
+                    v
+                } else {
+                    v * big
+                }
+            })
+            .collect();
+        if dtype == Dtype::F32 {
+            // Each 48-column cell spans three 16-column chunks. Its sum is
+            // ((s + x0) + h) - h = 1 in column order, with s = 1 + 2^-20 from the first
+            // group and x0 = 3 · 2^-20, h = 2^44 from the second; a group that started
+            // at the cell's second chunk would make it ((s + h) - h) + x0 = 1 + 3 · 2^-20.
+            vals.fill(0.0);
+            for j in (0..cols).step_by(bw) {
+                vals[j] = 1.0 + 2f32.powi(-20);
+                vals[32 * cols + j] = 3.0 * 2f32.powi(-20);
+                vals[32 * cols + j + 16] = 2f32.powi(44);
+                vals[32 * cols + j + 32] = -(2f32.powi(44));
+            }
+        }
+        let (bytes, exact) = encode(dtype, &vals, &f8);
+        let geom = Geometry::new(rows, cols, block(bh, bw), false);
+        // FP8 block scales too (the kernel's scaled variant).
+        let sbytes: Vec<u8> = (0..rows.div_ceil(32) * cols.div_ceil(128))
+            .flat_map(|_| (40.0 * rng.uniform() - 20.0).exp2().to_le_bytes())
+            .collect();
+        let scale = Scale {
+            data: &sbytes,
+            dtype: Dtype::F32,
+            rows: rows.div_ceil(32),
+            cols: cols.div_ceil(128),
+            bh: 32,
+            bw: 128,
+        };
+        let scale = (dtype == Dtype::F8E4M3).then_some(&scale);
+        let mut buf = vec![0u8; bytes.len() + 2 * PAGE];
+        let page = (PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
+        let mut first = None;
+        for at in (0..PAGE).step_by(448).chain([8, 24, 64, 2184, 4094]) {
+            let start = page + at;
+            buf[start..start + bytes.len()].copy_from_slice(&bytes);
+            let data = &buf[start..start + bytes.len()];
+            let got: Vec<_> = [Reduction::Mean, Reduction::AbsMax]
+                .into_iter()
+                .map(|r| {
+                    let g = reduce_scaled(data, dtype, scale, &geom, r);
+                    let bits: Vec<u32> = g.grid.iter().map(|v| v.to_bits()).collect();
+                    (bits, g.stats)
+                })
+                .collect();
+            match &first {
+                None => {
+                    // And right, without scales: std to a millionth of the data's size.
+                    let s = got[0].1;
+                    let mean_abs = exact.iter().map(|v| v.abs()).sum::<f64>() / exact.len() as f64;
+                    let std = exact_std(&exact);
+                    assert!(
+                        scale.is_some() || (s.std.unwrap() - std).abs() <= 1e-6 * (mean_abs + std),
+                        "{dtype:?} {rows}×{cols}: std {:?} vs {std}",
+                        s.std
+                    );
+                    first = Some(got);
+                }
+                Some(want) => assert!(
+                    *want == got,
+                    "{dtype:?} {rows}×{cols} in {bh}×{bw} blocks at page offset {at}"
+                ),
+            }
+        }
+    }
+}
+
+/// Rows longer than the kernel's 1024 slots of chunks (64 KiB) share a slot between
+/// neighbouring chunks: each chunk's squares must still count.
+#[test]
+fn long_rows_count_every_chunk() {
+    let f8 = e4m3_table();
+    let mut rng = Rng::new(0x10e6);
+    let (rows, cols) = (40usize, 70_000usize);
+    let geom = Geometry::new(
+        rows,
+        cols,
+        Size::Block(8.try_into().unwrap(), 100.try_into().unwrap()),
+        false,
+    );
+    let vals: Vec<f32> = (0..rows * cols).map(|_| 0.5 + rng.normal()).collect();
+    for dtype in [Dtype::BF16, Dtype::F8E4M3, Dtype::F32] {
+        let (bytes, exact) = encode(dtype, &vals, &f8);
+        let s = reduce(&bytes, dtype, &geom, Reduction::Mean).stats;
+        let n = exact.len() as f64;
+        let mean = exact.iter().sum::<f64>() / n;
+        let std = exact_std(&exact);
+        assert!(
+            (s.mean.unwrap() - mean).abs() <= 1e-6 * std,
+            "{dtype:?}: {s:?} vs {mean}"
+        );
+        assert!(
+            (s.std.unwrap() - std).abs() <= 1e-6 * std,
+            "{dtype:?}: {s:?} vs {std}"
+        );
+    }
+}

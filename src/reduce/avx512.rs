@@ -26,6 +26,11 @@ const GROUP: usize = 32;
 const CHUNK: usize = 64;
 /// Bytes ahead of the current chunk that are prefetched in each row.
 const AHEAD: usize = 256;
+/// Bytes of a memory page.
+const PAGE: usize = 4096;
+/// Most `f64` slots for a band's sums of squares (and differences): one per chunk of a
+/// row up to this many chunks (64 KiB), one per run of chunks in longer rows.
+const SLOTS: usize = 1024;
 
 /// How a dtype sits in a 64-byte chunk (a const parameter, so each kernel is compiled
 /// for one).
@@ -278,18 +283,34 @@ macro_rules! kernel {
             // every vector's update behind the last one's latency.
             let mut mn = [_mm512_set1_ps(f32::INFINITY); 4];
             let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-            let mut s1 = _mm512_setzero_pd();
-            let mut s2 = _mm512_setzero_pd();
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; GROUP * CHUNK];
-            // Squares of the differences from `b` summed in `f32`, and zeros counted per
-            // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
-            // chunks per lane, so the counters cannot wrap.
+            // Squares of the differences from `b` summed in `f32` over a chunk's rows, then
+            // (vectors paired: at most `2 · GROUP` values per lane) moved to `f64`, into
+            // the chunk's slot in `band.slots`.
             let mut d2 = [_mm512_setzero_ps(); 4];
-            // The differences themselves, moved with the squares (with FP8 scales, after
-            // each chunk: a lane then sums values of one scale).
+            // The differences themselves, moved with the squares.
             let mut d1 = [_mm512_setzero_ps(); 4];
+            // Zeros counted per lane since the last move to `u64`: at most `2 · GROUP` rows
+            // of chunks per lane, so the counters cannot wrap.
             let mut zc = _mm512_setzero_si512();
+            let mut pending = 0;
+            // A group's chunks are taken from the first one at or after the page boundary
+            // in its first row, round to the row's start. A row that starts mid-page, as
+            // in most files (the header's length sets the data's place in its pages),
+            // visits each page in column order in two runs, one of its tail and one of
+            // the next row's head, which the hardware prefetchers follow badly; in this
+            // order rows whose length is a multiple of a page (every LLM layer in BF16,
+            // 4096-wide ones in F8) sweep each page once from its start. The first chunk
+            // begins a cell and a slot, and the slots' `f64` sums are added in column order
+            // at the end, so results do not depend on where the data lies.
+            let nch = cols.div_ceil(chunk_cols);
+            let per = nch.div_ceil(SLOTS);
+            let slots = nch.div_ceil(per);
+            let unit = lcm(bw / gcd(bw, chunk_cols), per);
+            if band.slots.len() < 16 * slots {
+                band.slots.resize(16 * slots, 0.0);
+            }
             // All bits set, hidden from the compiler: seeing -1, it turns each masked
             // subtraction into a mask-to-vector move and a subtraction, one more operation
             // per chunk and row.
@@ -303,7 +324,6 @@ macro_rules! kernel {
             // differences need no sums of their own.
             let from_cells = !EXTREMES && !SCALED && KIND != F32;
             let codes = &mut CodeExtremes::new::<KIND>();
-            let mut pending = 0;
             let mut g0 = 0;
             while g0 < rows {
                 // Groups end where the FP8 scale row changes.
@@ -321,16 +341,20 @@ macro_rules! kernel {
                     },
                     _ => &[],
                 };
-                for c0 in (0..cols).step_by(chunk_cols) {
+                let to_page = (PAGE - (data.as_ptr() as usize + g0 * row_bytes) % PAGE) % PAGE;
+                let split = if to_page < row_bytes {
+                    to_page.div_ceil(CHUNK).div_ceil(unit) * unit % nch
+                } else {
+                    0
+                };
+                for k in 0..nch {
+                    let c = if k + split < nch {
+                        k + split
+                    } else {
+                        k + split - nch
+                    };
+                    let c0 = c * chunk_cols;
                     if pending + g > 2 * GROUP {
-                        for v in &mut d2[..nvec] {
-                            s2 = add_f64(s2, *v);
-                            *v = _mm512_setzero_ps();
-                        }
-                        for v in &mut d1[..nvec] {
-                            s1 = add_f64(s1, *v);
-                            *v = _mm512_setzero_ps();
-                        }
                         t.zeros += count::<KIND>(zc);
                         zc = _mm512_setzero_si512();
                         pending = 0;
@@ -433,11 +457,11 @@ macro_rules! kernel {
                         row(unsafe { _mm512_loadu_si512(p.cast()) });
                         p = p.wrapping_add(stride);
                     }
-                    if SCALED {
-                        for v in &mut d1[..nvec] {
-                            s1 = add_f64(s1, *v);
-                            *v = _mm512_setzero_ps();
-                        }
+                    let (at, add) = (8 * (c / per), g0 > 0 || c % per > 0);
+                    let (sq, diff) = band.slots.split_at_mut(8 * slots);
+                    add_to_slot(&mut sq[at..at + 8], to_f64(&mut d2, nvec), add);
+                    if !from_cells {
+                        add_to_slot(&mut diff[at..at + 8], to_f64(&mut d1, nvec), add);
                     }
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
@@ -458,15 +482,11 @@ macro_rules! kernel {
                 }
                 g0 += g;
             }
-            for v in &d2[..nvec] {
-                s2 = add_f64(s2, *v);
-            }
-            for v in &d1[..nvec] {
-                s1 = add_f64(s1, *v);
-            }
             t.zeros += count::<KIND>(zc);
-            t.s1 = _mm512_reduce_add_pd(s1);
-            t.s2 = _mm512_reduce_add_pd(s2);
+            let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
+            // The slots in column order; `total` adds eight lanes at a time.
+            t.s2 = total(sq);
+            t.s1 = total(diff);
             // Cells hold plain sums. Those of values near the ends of the f32 range can
             // overflow where the differences from `b` do not (a constant cell of -2^127, a
             // fuzz finding): then their total is not finite either, and the band is
@@ -637,6 +657,50 @@ fn total(v: &[f64]) -> f64 {
         acc = _mm512_add_pd(acc, unsafe { _mm512_loadu_pd(c.as_ptr()) });
     }
     _mm512_reduce_add_pd(acc) + lanes.remainder().iter().sum::<f64>()
+}
+
+/// Moves the `f32` lanes of a chunk's `n` vectors to `f64` (paired first: each holds at
+/// most `GROUP` values per lane) and clears them.
+#[target_feature(enable = "avx512f,avx512dq")]
+fn to_f64(v: &mut [__m512; 4], n: usize) -> __m512d {
+    let mut acc = _mm512_setzero_pd();
+    for pair in v[..n].chunks_mut(2) {
+        let s = pair
+            .iter()
+            .fold(_mm512_setzero_ps(), |a, &x| _mm512_add_ps(a, x));
+        acc = add_f64(acc, s);
+        pair.fill(_mm512_setzero_ps());
+    }
+    acc
+}
+
+/// Moves a chunk's eight `f64` lanes into its slot, or adds them to it.
+#[target_feature(enable = "avx512f")]
+fn add_to_slot(slot: &mut [f64], v: __m512d, add: bool) {
+    assert!(slot.len() >= 8);
+    let at = slot.as_mut_ptr();
+    // SAFETY: `slot` holds at least 8 `f64` (checked above); the load and store have no
+    // alignment requirement.
+    unsafe {
+        let v = if add {
+            _mm512_add_pd(_mm512_loadu_pd(at), v)
+        } else {
+            v
+        };
+        _mm512_storeu_pd(at, v);
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    a / gcd(a, b) * b
 }
 
 /// Lane operations for [`scan`].
