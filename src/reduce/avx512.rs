@@ -285,30 +285,35 @@ macro_rules! kernel {
             let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; GROUP * CHUNK];
-            // Squares of the differences from `b` summed in `f32` over a chunk's rows, then
-            // (vectors paired: at most `2 · GROUP` values per lane) moved to `f64`, into
-            // the chunk's slot in `band.slots`.
+            // Squares of the differences from `b` summed in `f32`, and zeros counted per
+            // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
+            // chunks per lane, so the counters cannot wrap.
             let mut d2 = [_mm512_setzero_ps(); 4];
-            // The differences themselves, moved with the squares.
+            // The differences themselves, moved with the squares (with FP8 scales, after
+            // each chunk: a lane then sums values of one scale).
             let mut d1 = [_mm512_setzero_ps(); 4];
-            // Zeros counted per lane since the last move to `u64`: at most `2 · GROUP` rows
-            // of chunks per lane, so the counters cannot wrap.
+            let mut s1 = _mm512_setzero_pd();
+            let mut s2 = _mm512_setzero_pd();
             let mut zc = _mm512_setzero_si512();
             let mut pending = 0;
-            // A group's chunks are taken from the first one at or after the page boundary
-            // in its first row, round to the row's start. A row that starts mid-page, as
-            // in most files (the header's length sets the data's place in its pages),
-            // visits each page in column order in two runs, one of its tail and one of
-            // the next row's head, which the hardware prefetchers follow badly; in this
-            // order rows whose length is a multiple of a page (every LLM layer in BF16,
-            // 4096-wide ones in F8) sweep each page once from its start. The first chunk
-            // begins a cell and a slot, and the slots' `f64` sums are added in column order
-            // at the end, so results do not depend on where the data lies.
+            // In bands of at least half a group of rows, a group's chunks are taken from
+            // the first one at or after the page boundary in its first row, round to the
+            // row's start. A row that starts mid-page, as in most files (the header's
+            // length sets the data's place in its pages), visits each page in column
+            // order in two runs, one of its tail and one of the next row's head, which
+            // the hardware prefetchers follow badly; in this order rows whose length is a
+            // multiple of a page (every LLM layer in BF16, 4096-wide ones in F8) sweep
+            // each page once from its start. The first chunk begins a cell and a slot:
+            // the squares (and differences) move to `f64` after each chunk, into its slot
+            // in `band.slots`, and the slots are added in column order at the end, so
+            // results do not depend on where the data lies. (Moving them after each
+            // chunk of a band of 4 rows cost more than the order saved.)
+            let rotate = rows >= GROUP / 2;
             let nch = cols.div_ceil(chunk_cols);
             let per = nch.div_ceil(SLOTS);
             let slots = nch.div_ceil(per);
             let unit = lcm(bw / gcd(bw, chunk_cols), per);
-            if band.slots.len() < 16 * slots {
+            if rotate && band.slots.len() < 16 * slots {
                 band.slots.resize(16 * slots, 0.0);
             }
             // All bits set, hidden from the compiler: seeing -1, it turns each masked
@@ -342,7 +347,7 @@ macro_rules! kernel {
                     _ => &[],
                 };
                 let to_page = (PAGE - (data.as_ptr() as usize + g0 * row_bytes) % PAGE) % PAGE;
-                let split = if to_page < row_bytes {
+                let split = if rotate && to_page < row_bytes {
                     to_page.div_ceil(CHUNK).div_ceil(unit) * unit % nch
                 } else {
                     0
@@ -355,6 +360,16 @@ macro_rules! kernel {
                     };
                     let c0 = c * chunk_cols;
                     if pending + g > 2 * GROUP {
+                        if !rotate {
+                            for v in &mut d2[..nvec] {
+                                s2 = add_f64(s2, *v);
+                                *v = _mm512_setzero_ps();
+                            }
+                            for v in &mut d1[..nvec] {
+                                s1 = add_f64(s1, *v);
+                                *v = _mm512_setzero_ps();
+                            }
+                        }
                         t.zeros += count::<KIND>(zc);
                         zc = _mm512_setzero_si512();
                         pending = 0;
@@ -457,11 +472,18 @@ macro_rules! kernel {
                         row(unsafe { _mm512_loadu_si512(p.cast()) });
                         p = p.wrapping_add(stride);
                     }
-                    let (at, add) = (8 * (c / per), g0 > 0 || c % per > 0);
-                    let (sq, diff) = band.slots.split_at_mut(8 * slots);
-                    add_to_slot(&mut sq[at..at + 8], to_f64(&mut d2, nvec), add);
-                    if !from_cells {
-                        add_to_slot(&mut diff[at..at + 8], to_f64(&mut d1, nvec), add);
+                    if rotate {
+                        let (at, add) = (8 * (c / per), g0 > 0 || c % per > 0);
+                        let (sq, diff) = band.slots.split_at_mut(8 * slots);
+                        add_to_slot(&mut sq[at..at + 8], to_f64(&mut d2, nvec), add);
+                        if !from_cells {
+                            add_to_slot(&mut diff[at..at + 8], to_f64(&mut d1, nvec), add);
+                        }
+                    } else if SCALED {
+                        for v in &mut d1[..nvec] {
+                            s1 = add_f64(s1, *v);
+                            *v = _mm512_setzero_ps();
+                        }
                     }
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
@@ -483,10 +505,21 @@ macro_rules! kernel {
                 g0 += g;
             }
             t.zeros += count::<KIND>(zc);
-            let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
-            // The slots in column order; `total` adds eight lanes at a time.
-            t.s2 = total(sq);
-            t.s1 = total(diff);
+            if rotate {
+                let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
+                // The slots in column order; `total` adds eight lanes at a time.
+                t.s2 = total(sq);
+                t.s1 = total(diff);
+            } else {
+                for v in &d2[..nvec] {
+                    s2 = add_f64(s2, *v);
+                }
+                for v in &d1[..nvec] {
+                    s1 = add_f64(s1, *v);
+                }
+                t.s1 = _mm512_reduce_add_pd(s1);
+                t.s2 = _mm512_reduce_add_pd(s2);
+            }
             // Cells hold plain sums. Those of values near the ends of the f32 range can
             // overflow where the differences from `b` do not (a constant cell of -2^127, a
             // fuzz finding): then their total is not finite either, and the band is
