@@ -452,30 +452,49 @@ fn std_far_from_zero_with_small_outliers() {
     }
 }
 
+/// How [`results_do_not_depend_on_where_the_data_lies`] fills a tensor.
+#[derive(Clone, Copy, PartialEq)]
+enum Fill {
+    /// Values near ±1 in a block's first 32 rows (its first group) and near ±2^40 below
+    /// them (F16: ±2^14, near its limit): the `f64` sums of the chunks' `f32` shares
+    /// round, differently in another order.
+    Wide,
+    /// F32, 48-column cells of three 16-column chunks. A cell's sum is
+    /// ((s + x0) + h) - h = 1 in column order, with s = 1 + 2^-20 from the first group
+    /// and x0 = 3 · 2^-20, h = 2^44 from the second; a group that started at the cell's
+    /// second chunk would make it ((s + h) - h) + x0 = 1 + 3 · 2^-20.
+    Cells48,
+    /// F32 ones with a -0 and a +0 in different chunks: the band's minimum is -0
+    /// whichever chunk comes first.
+    SignedZeros,
+}
+
 /// The kernel starts each group of rows at the chunk where its first row crosses into a
 /// new page, so the order of its work depends on where the data lies in memory; its
-/// results must not. The same tensors placed at 7-chunk steps through a page, and at a
-/// few other places (some unaligned), reduce to the same bits: grid and statistics. Blocks are taller
-/// than a 32-row group (a cell's sum then takes several chunks' shares in turn) and some
-/// widths do not divide a chunk's columns (a group may only start where a cell does).
+/// results must not. The same tensors placed at every 64-byte step of a page, and at a
+/// few unaligned places, reduce to the same bits: grid and statistics. Blocks are taller
+/// than a 32-row group (a cell's sum then takes several chunks' shares in turn), some
+/// widths do not divide a chunk's columns (a group may only start where a cell does),
+/// some rows are shorter than a page and end before the next cell would start (the
+/// group then starts at the row's start), and some rows are longer than 1024 chunks (a
+/// slot sums a run of them), one with cells as wide as the row.
 #[test]
 fn results_do_not_depend_on_where_the_data_lies() {
     const PAGE: usize = 4096;
     let f8 = e4m3_table();
     let mut rng = Rng::new(0x9a6e);
     let block = |bh: usize, bw: usize| Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap());
-    for (dtype, rows, cols, bh, bw) in [
-        (Dtype::F8E4M3, 70, 4096, 40, 16),
-        (Dtype::F8E4M3, 66, 8192, 33, 56),
-        (Dtype::BF16, 70, 2048, 40, 24),
-        (Dtype::F16, 45, 4096, 36, 40),
-        (Dtype::F32, 40, 3072, 36, 48),
-        // Rows of more than `SLOTS` chunks: a slot sums a run of two.
-        (Dtype::BF16, 34, 40_000, 33, 24),
+    for (dtype, rows, cols, bh, bw, fill) in [
+        (Dtype::F8E4M3, 70, 4096, 40, 16, Fill::Wide),
+        (Dtype::F8E4M3, 66, 8192, 33, 56, Fill::Wide),
+        (Dtype::BF16, 70, 2048, 40, 24, Fill::Wide),
+        (Dtype::F16, 45, 4096, 36, 40, Fill::Wide),
+        (Dtype::F32, 40, 3072, 36, 48, Fill::Cells48),
+        (Dtype::F32, 36, 640, 36, 48, Fill::Cells48),
+        (Dtype::F32, 32, 64, 32, 16, Fill::SignedZeros),
+        (Dtype::BF16, 34, 40_000, 33, 24, Fill::Wide),
+        (Dtype::BF16, 32, 40_001, 32, 40_001, Fill::Wide),
     ] {
-        // Values near ±1 in a block's first 32 rows (its first group) and near ±2^40
-        // below them (F16: ±2^14, near its limit): the `f64` sums of the chunks' `f32`
-        // shares round, differently in another order.
         let big = if dtype == Dtype::F16 { 14.0 } else { 40.0f32 }.exp2();
         let mut vals: Vec<f32> = (0..rows * cols)
             .map(|i| {
@@ -487,11 +506,7 @@ fn results_do_not_depend_on_where_the_data_lies() {
                 }
             })
             .collect();
-        if dtype == Dtype::F32 {
-            // Each 48-column cell spans three 16-column chunks. Its sum is
-            // ((s + x0) + h) - h = 1 in column order, with s = 1 + 2^-20 from the first
-            // group and x0 = 3 · 2^-20, h = 2^44 from the second; a group that started
-            // at the cell's second chunk would make it ((s + h) - h) + x0 = 1 + 3 · 2^-20.
+        if fill == Fill::Cells48 {
             vals.fill(0.0);
             for j in (0..cols).step_by(bw) {
                 vals[j] = 1.0 + 2f32.powi(-20);
@@ -499,6 +514,10 @@ fn results_do_not_depend_on_where_the_data_lies() {
                 vals[32 * cols + j + 16] = 2f32.powi(44);
                 vals[32 * cols + j + 32] = -(2f32.powi(44));
             }
+        }
+        if fill == Fill::SignedZeros {
+            vals.fill(1.0);
+            (vals[0], vals[32]) = (-0.0, 0.0);
         }
         let (bytes, exact) = encode(dtype, &vals, &f8);
         let geom = Geometry::new(rows, cols, block(bh, bw), false);
@@ -518,7 +537,7 @@ fn results_do_not_depend_on_where_the_data_lies() {
         let mut buf = vec![0u8; bytes.len() + 2 * PAGE];
         let page = (PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
         let mut first = None;
-        for at in (0..PAGE).step_by(448).chain([8, 24, 64, 2184, 4094]) {
+        for at in (0..PAGE).step_by(64).chain([8, 24, 2184, 4094]) {
             let start = page + at;
             buf[start..start + bytes.len()].copy_from_slice(&bytes);
             let data = &buf[start..start + bytes.len()];
@@ -527,13 +546,14 @@ fn results_do_not_depend_on_where_the_data_lies() {
                 .map(|r| {
                     let g = reduce_scaled(data, dtype, scale, &geom, r);
                     let bits: Vec<u32> = g.grid.iter().map(|v| v.to_bits()).collect();
-                    (bits, g.stats)
+                    // (Debug output tells -0 from +0 and every other two values apart.)
+                    (bits, format!("{:?}", g.stats))
                 })
                 .collect();
             match &first {
                 None => {
                     // And right, without scales: std to a millionth of the data's size.
-                    let s = got[0].1;
+                    let s = reduce(data, dtype, &geom, Reduction::Mean).stats;
                     let mean_abs = exact.iter().map(|v| v.abs()).sum::<f64>() / exact.len() as f64;
                     let std = exact_std(&exact);
                     assert!(
@@ -541,6 +561,9 @@ fn results_do_not_depend_on_where_the_data_lies() {
                         "{dtype:?} {rows}×{cols}: std {:?} vs {std}",
                         s.std
                     );
+                    if fill == Fill::SignedZeros {
+                        assert_eq!(s.min.map(f64::to_bits), Some((-0.0f64).to_bits()));
+                    }
                     first = Some(got);
                 }
                 Some(want) => assert!(
@@ -553,7 +576,8 @@ fn results_do_not_depend_on_where_the_data_lies() {
 }
 
 /// Rows longer than the kernel's 1024 slots of chunks (64 KiB) share a slot between
-/// neighbouring chunks: each chunk's squares must still count.
+/// neighbouring chunks: each chunk's squares must still count. (Blocks of 20 rows: bands
+/// of fewer than 16 rows keep column order and use no slots.)
 #[test]
 fn long_rows_count_every_chunk() {
     let f8 = e4m3_table();
@@ -562,7 +586,7 @@ fn long_rows_count_every_chunk() {
     let geom = Geometry::new(
         rows,
         cols,
-        Size::Block(8.try_into().unwrap(), 100.try_into().unwrap()),
+        Size::Block(20.try_into().unwrap(), 100.try_into().unwrap()),
         false,
     );
     let vals: Vec<f32> = (0..rows * cols).map(|_| 0.5 + rng.normal()).collect();

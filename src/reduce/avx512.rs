@@ -28,6 +28,13 @@ const CHUNK: usize = 64;
 const AHEAD: usize = 256;
 /// Bytes of a memory page.
 const PAGE: usize = 4096;
+/// `vrangeps` as the minimum and maximum with -0 below +0 (`vminps` and `vmaxps` return
+/// their second operand for two zeros, so the band's extremes would take the sign of the
+/// zero seen last, and the order of a rotated band's chunks depends on the data's address).
+/// Bits 1:0 pick the minimum or maximum, bits 3:2 = 01 keep the picked value's sign (00
+/// would give it the first operand's).
+const MIN0: i32 = 0b0100;
+const MAX0: i32 = 0b0101;
 /// Most `f64` slots for a band's sums of squares (and differences): one per chunk of a
 /// row up to this many chunks (64 KiB), one per run of chunks in longer rows.
 const SLOTS: usize = 1024;
@@ -295,6 +302,7 @@ macro_rules! kernel {
             let mut s1 = _mm512_setzero_pd();
             let mut s2 = _mm512_setzero_pd();
             let mut zc = _mm512_setzero_si512();
+            // Rows of chunks since that move (in rotated bands, only the zeros wait for it).
             let mut pending = 0;
             // In bands of at least half a group of rows, a group's chunks are taken from
             // the first one at or after the page boundary in its first row, round to the
@@ -347,11 +355,14 @@ macro_rules! kernel {
                     _ => &[],
                 };
                 let to_page = (PAGE - (data.as_ptr() as usize + g0 * row_bytes) % PAGE) % PAGE;
-                let split = if rotate && to_page < row_bytes {
-                    to_page.div_ceil(CHUNK).div_ceil(unit) * unit % nch
+                // (Past the row's last cell start, the next one is the row's first chunk.)
+                let first = to_page.div_ceil(CHUNK).div_ceil(unit) * unit;
+                let split = if rotate && to_page < row_bytes && first < nch {
+                    first
                 } else {
                     0
                 };
+                debug_assert!(split % per == 0 && split * chunk_cols % bw == 0);
                 for k in 0..nch {
                     let c = if k + split < nch {
                         k + split
@@ -443,8 +454,8 @@ macro_rules! kernel {
                             }
                             d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             if !EXTREMES && !exact && !on_codes {
-                                mn[u] = _mm512_mask_min_ps(mn[u], m, mn[u], x);
-                                mx[u] = _mm512_mask_max_ps(mx[u], m, mx[u], x);
+                                mn[u] = _mm512_mask_range_ps::<MIN0>(mn[u], m, mn[u], x);
+                                mx[u] = _mm512_mask_range_ps::<MAX0>(mx[u], m, mx[u], x);
                             }
                         }
                     };
@@ -488,8 +499,8 @@ macro_rules! kernel {
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
                         for u in 0..nvec {
-                            mn[u] = _mm512_mask_min_ps(mn[u], masks[u], mn[u], lo[u]);
-                            mx[u] = _mm512_mask_max_ps(mx[u], masks[u], mx[u], hi[u]);
+                            mn[u] = _mm512_mask_range_ps::<MIN0>(mn[u], masks[u], mn[u], lo[u]);
+                            mx[u] = _mm512_mask_range_ps::<MAX0>(mx[u], masks[u], mx[u], hi[u]);
                         }
                     }
                     if KIND == E4M3_MEAN {
@@ -509,7 +520,9 @@ macro_rules! kernel {
                 let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
                 // The slots in column order; `total` adds eight lanes at a time.
                 t.s2 = total(sq);
-                t.s1 = total(diff);
+                if !from_cells {
+                    t.s1 = total(diff);
+                }
             } else {
                 for v in &d2[..nvec] {
                     s2 = add_f64(s2, *v);
