@@ -459,13 +459,13 @@ enum Fill {
     /// them (F16: ±2^14, near its limit): the `f64` sums of the chunks' `f32` shares
     /// round, differently in another order.
     Wide,
-    /// F32, 48-column cells of three 16-column chunks. A cell's sum is
-    /// ((s + x0) + h) - h = 1 in column order, with s = 1 + 2^-20 from the first group
-    /// and x0 = 3 · 2^-20, h = 2^44 from the second; a group that started at the cell's
-    /// second chunk would make it ((s + h) - h) + x0 = 1 + 3 · 2^-20.
-    Cells48,
-    /// F32 ones with a -0 and a +0 in different chunks: the band's minimum is -0
-    /// whichever chunk comes first.
+    /// BF16, 96-column cells of three 32-column chunks. A cell's sum is
+    /// ((s + x0) + h) - h = 0 in column order, with s = 1 from the first group and
+    /// x0 = 1, h = 2^60 from the second; a group that started at the cell's second chunk
+    /// would make it ((s + h) - h) + x0 = 1.
+    Cells96,
+    /// F8 ones (times block scales) with a -0 and a +0 in different chunks: the band's
+    /// minimum is -0 whichever chunk comes first.
     SignedZeros,
 }
 
@@ -489,9 +489,10 @@ fn results_do_not_depend_on_where_the_data_lies() {
         (Dtype::F8E4M3, 66, 8192, 33, 56, Fill::Wide),
         (Dtype::BF16, 70, 2048, 40, 24, Fill::Wide),
         (Dtype::F16, 45, 4096, 36, 40, Fill::Wide),
-        (Dtype::F32, 40, 3072, 36, 48, Fill::Cells48),
-        (Dtype::F32, 36, 640, 36, 48, Fill::Cells48),
-        (Dtype::F32, 32, 64, 32, 16, Fill::SignedZeros),
+        (Dtype::F32, 40, 3072, 36, 48, Fill::Wide),
+        (Dtype::BF16, 40, 3072, 36, 96, Fill::Cells96),
+        (Dtype::BF16, 36, 640, 36, 96, Fill::Cells96),
+        (Dtype::F8E4M3, 32, 128, 32, 16, Fill::SignedZeros),
         (Dtype::BF16, 34, 40_000, 33, 24, Fill::Wide),
         (Dtype::BF16, 32, 40_001, 32, 40_001, Fill::Wide),
     ] {
@@ -506,20 +507,25 @@ fn results_do_not_depend_on_where_the_data_lies() {
                 }
             })
             .collect();
-        if fill == Fill::Cells48 {
+        if fill == Fill::Cells96 {
             vals.fill(0.0);
             for j in (0..cols).step_by(bw) {
-                vals[j] = 1.0 + 2f32.powi(-20);
-                vals[32 * cols + j] = 3.0 * 2f32.powi(-20);
-                vals[32 * cols + j + 16] = 2f32.powi(44);
-                vals[32 * cols + j + 32] = -(2f32.powi(44));
+                vals[j] = 1.0;
+                vals[32 * cols + j] = 1.0;
+                for (at, v) in [(j + 32, 2f32.powi(60)), (j + 64, -(2f32.powi(60)))] {
+                    if at < cols {
+                        vals[32 * cols + at] = v;
+                    }
+                }
             }
         }
         if fill == Fill::SignedZeros {
             vals.fill(1.0);
-            (vals[0], vals[32]) = (-0.0, 0.0);
         }
-        let (bytes, exact) = encode(dtype, &vals, &f8);
+        let (mut bytes, exact) = encode(dtype, &vals, &f8);
+        if fill == Fill::SignedZeros {
+            (bytes[0], bytes[64]) = (0x80, 0x00);
+        }
         let geom = Geometry::new(rows, cols, block(bh, bw), false);
         // FP8 block scales too (the kernel's scaled variant).
         let sbytes: Vec<u8> = (0..rows.div_ceil(32) * cols.div_ceil(128))
