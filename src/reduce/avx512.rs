@@ -374,14 +374,8 @@ macro_rules! kernel {
                     let c0 = c * chunk_cols;
                     if pending + g > 2 * GROUP {
                         if !rotate {
-                            for v in &mut d2[..nvec] {
-                                s2 = add_f64(s2, *v);
-                                *v = _mm512_setzero_ps();
-                            }
-                            for v in &mut d1[..nvec] {
-                                s1 = add_f64(s1, *v);
-                                *v = _mm512_setzero_ps();
-                            }
+                            s2 = drain(s2, &mut d2[..nvec]);
+                            s1 = drain(s1, &mut d1[..nvec]);
                         }
                         t.zeros += count::<KIND>(zc);
                         zc = _mm512_setzero_si512();
@@ -493,10 +487,7 @@ macro_rules! kernel {
                             add_to_slot(&mut diff[at..at + 8], to_f64(&mut d1, nvec), add);
                         }
                     } else if SCALED {
-                        for v in &mut d1[..nvec] {
-                            s1 = add_f64(s1, *v);
-                            *v = _mm512_setzero_ps();
-                        }
+                        s1 = drain(s1, &mut d1[..nvec]);
                     }
                     if exact {
                         // The band's extremes from the cells' (padding lanes masked).
@@ -526,14 +517,8 @@ macro_rules! kernel {
                     t.s1 = total(diff);
                 }
             } else {
-                for v in &d2[..nvec] {
-                    s2 = add_f64(s2, *v);
-                }
-                for v in &d1[..nvec] {
-                    s1 = add_f64(s1, *v);
-                }
-                t.s1 = _mm512_reduce_add_pd(s1);
-                t.s2 = _mm512_reduce_add_pd(s2);
+                t.s2 = _mm512_reduce_add_pd(drain(s2, &mut d2[..nvec]));
+                t.s1 = _mm512_reduce_add_pd(drain(s1, &mut d1[..nvec]));
             }
             // Cells hold plain sums. Those of values near the ends of the f32 range can
             // overflow where the differences from `b` do not (a constant cell of -2^127, a
@@ -705,6 +690,16 @@ fn total(v: &[f64]) -> f64 {
         acc = _mm512_add_pd(acc, unsafe { _mm512_loadu_pd(c.as_ptr()) });
     }
     _mm512_reduce_add_pd(acc) + lanes.remainder().iter().sum::<f64>()
+}
+
+/// Adds the `f32` lanes of each of `v`'s vectors to `acc` in `f64`, and clears them.
+#[target_feature(enable = "avx512f,avx512dq")]
+fn drain(acc: __m512d, v: &mut [__m512]) -> __m512d {
+    v.iter_mut().fold(acc, |acc, x| {
+        let acc = add_f64(acc, *x);
+        *x = _mm512_setzero_ps();
+        acc
+    })
 }
 
 /// Moves the `f32` lanes of a chunk's `n` vectors to `f64` (paired first: each holds at
