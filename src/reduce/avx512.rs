@@ -6,9 +6,9 @@
 //! runs down up to [`GROUP`] rows of that column chunk with every accumulator in a
 //! register: per-lane plain sums for the cells (or their extremes) and, for the tensor's
 //! statistics, sums of `(x - b)²` around one typical value `b` of the band (and of
-//! `x - b`, unless the cells' sums give it), the band's extremes (on the codes, for
-//! `mean` of BF16, F16 and F8) and zero count. Each decoded vector costs three to five
-//! instructions and nothing is stored per element, which keeps the loop close to the
+//! `x - b`, unless the cells' sums give it; for `mean` of F8, plain squares re-based at
+//! the end), the band's extremes (on the codes, for `mean` of BF16, F16 and F8) and zero
+//! count. Each decoded vector costs two to five instructions and nothing is stored per element, which keeps the loop close to the
 //! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
 //! sum of squares (or a cell's sum) non-finite, and such a band (like one whose `f32` sums
 //! overflow) is reported back and redone by the general kernel.
@@ -53,9 +53,18 @@ const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the looked-up bytes are paired into BF16 words by
 /// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
 /// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
-/// chunk and group, and the rows' padding masks follow the unpack order); the band's
-/// extremes are found on the codes.
+/// chunk and group); the band's extremes are found on the codes, and the squares are
+/// plain (see [`PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;
+/// [`E4M3_MEAN`] sums plain squares `x²`, not `(x - b)²` (one operation fewer per 16
+/// values: F8 is bound by the kernel's instructions, not by memory), and re-bases them
+/// onto `b` in `f64` at the end. A lane's `f32` sums then round by up to ~64 units in the
+/// last place of the band's mean square, not of its spread about `b`; so a band whose mean
+/// square exceeds this many times its variance (values far from zero for their spread,
+/// where the squares would cancel) is redone with differences ([`E4M3`]). There the
+/// error bound is at most this factor above the differences', which are themselves taken
+/// about one value of the band, not its mean.
+const PLAIN_LIMIT: f64 = 4.0;
 
 /// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -125,7 +134,16 @@ pub(super) fn band(
             (F16, true, _) => run::<F16, true, false>(data, cols, bw, b, None, band),
             (F32, false, _) => run::<F32, false, false>(data, cols, bw, b, None, band),
             (F32, true, _) => run::<F32, true, false>(data, cols, bw, b, None, band),
-            (_, false, None) => run_vbmi::<E4M3_MEAN, false, false>(data, cols, bw, b, None, band),
+            (_, false, None) => {
+                match run_vbmi::<E4M3_MEAN, false, false>(data, cols, bw, b, None, band) {
+                    t if t.cancels => {
+                        // Only the cells' sums were written (and the slots, which start over).
+                        band.s1.fill(0.0);
+                        run_vbmi::<E4M3, false, false>(data, cols, bw, b, None, band)
+                    }
+                    t => t,
+                }
+            }
             (_, true, None) => run_vbmi::<E4M3, true, false>(data, cols, bw, b, None, band),
             (_, false, s) => run_vbmi::<E4M3, false, true>(data, cols, bw, b, s, band),
             (_, true, s) => run_vbmi::<E4M3, true, true>(data, cols, bw, b, s, band),
@@ -233,6 +251,8 @@ struct Totals {
     min: f32,
     max: f32,
     zeros: u64,
+    /// The plain squares of [`E4M3_MEAN`] would cancel: redo the band with differences.
+    cancels: bool,
 }
 
 /// Lanes of a chunk's vector `u`: its first column (from the chunk's start) and the
@@ -285,6 +305,7 @@ macro_rules! kernel {
                 min: f32::INFINITY,
                 max: f32::NEG_INFINITY,
                 zeros: 0,
+                cancels: false,
             };
             // One pair of extremes per vector of a chunk: a single pair would chain
             // every vector's update behind the last one's latency.
@@ -393,18 +414,6 @@ macro_rules! kernel {
                             ((1u32 << n) - 1) as __mmask16
                         })
                     };
-                    // The same for the vectors as decoded: [`E4M3_MEAN`]'s in the unpack order.
-                    let row_masks: [__mmask16; 4] = if KIND == E4M3_MEAN && valid < chunk_cols {
-                        std::array::from_fn(|u| {
-                            let first = (u & 1) + 8 * (u >> 1);
-                            (0..16).fold(0, |k, m| {
-                                let e = 16 * (m / 4) + 2 * (m % 4) + first;
-                                k | (u16::from(e < valid) << m)
-                            })
-                        })
-                    } else {
-                        masks
-                    };
                     // Elements of the chunk that are the tensor's (the rest is padding).
                     let elems = if valid == 64 {
                         u64::MAX
@@ -436,7 +445,7 @@ macro_rules! kernel {
                             } else {
                                 v[u]
                             };
-                            let m = row_masks[u];
+                            let m = masks[u];
                             if EXTREMES || exact {
                                 lo[u] = _mm512_min_ps(lo[u], x);
                                 hi[u] = _mm512_max_ps(hi[u], x);
@@ -444,11 +453,16 @@ macro_rules! kernel {
                             if !EXTREMES {
                                 sum[u] = _mm512_add_ps(sum[u], x);
                             }
-                            let d = _mm512_maskz_sub_ps(m, x, shift);
-                            if !from_cells {
-                                d1[u] = _mm512_add_ps(d1[u], d);
+                            if KIND == E4M3_MEAN {
+                                // (Padding lanes hold +0.)
+                                d2[u] = _mm512_fmadd_ps(x, x, d2[u]);
+                            } else {
+                                let d = _mm512_maskz_sub_ps(m, x, shift);
+                                if !from_cells {
+                                    d1[u] = _mm512_add_ps(d1[u], d);
+                                }
+                                d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             }
-                            d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             if !EXTREMES && !exact && !on_codes {
                                 mn[u] = _mm512_mask_range_ps::<MIN0>(mn[u], m, mn[u], x);
                                 mx[u] = _mm512_mask_range_ps::<MAX0>(mx[u], m, mx[u], x);
@@ -530,6 +544,13 @@ macro_rules! kernel {
             if from_cells {
                 // The cells' plain sums, re-based onto `b`.
                 t.s1 = total(&band.s1) - (rows * cols) as f64 * f64::from(b);
+            }
+            if KIND == E4M3_MEAN {
+                // Plain squares, re-based onto `b` (see [`PLAIN_LIMIT`]).
+                let (n, b) = ((rows * cols) as f64, f64::from(b));
+                let sum = t.s1 + n * b;
+                t.cancels = t.s2 > PLAIN_LIMIT * (t.s2 - sum * sum / n);
+                t.s2 += (n * b - 2.0 * sum) * b;
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>();
