@@ -452,6 +452,57 @@ fn std_far_from_zero_with_small_outliers() {
     }
 }
 
+/// The unscaled F8 `mean` kernel sums plain squares and re-bases them onto the band's
+/// typical value at the end, unless the band's mean square is over twice its variance
+/// (then it sums differences). Bands on either side of that limit (means 0.5 to 1.5
+/// standard deviations from zero, either sign; spreads from 2^-8 to 8, and a few values of
+/// ±2^-9, E4M3's smallest, among them) keep the std within a millionth of itself and the
+/// mean within a millionth of the spread.
+#[test]
+fn f8_std_near_the_plain_squares_limit() {
+    let f8 = e4m3_table();
+    let mut rng = Rng::new(0xf8);
+    let (rows, cols) = (64usize, 320usize);
+    // Trials inside and outside the limit.
+    let mut sides = [0; 2];
+    for trial in 0..40 {
+        let sigma = 2f32.powi((rng.next_u64() % 12) as i32 - 8);
+        let ratio = [0.5f32, 0.9, 0.95, 1.05, 1.5][trial % 5];
+        let mean = if trial % 2 == 0 { ratio } else { -ratio } * sigma;
+        let mut vals: Vec<f32> = (0..rows * cols)
+            .map(|_| mean + sigma * rng.normal())
+            .collect();
+        for _ in 0..4 {
+            let at = (rng.next_u64() as usize) % vals.len();
+            vals[at] = if at.is_multiple_of(2) { 1.0 } else { -1.0 } * 2f32.powi(-9);
+        }
+        let (bytes, exact) = encode(Dtype::F8E4M3, &vals, &f8);
+        // Mean square over variance: the kernel's limit is 2.
+        let n = exact.len() as f64;
+        let q = exact.iter().map(|x| x * x).sum::<f64>() / n / exact_std(&exact).powi(2);
+        sides[usize::from(q > 2.0)] += 1;
+        let bw = [16, 20, 56, 64][trial % 4];
+        let geom = Geometry::new(
+            rows,
+            cols,
+            Size::Block(32.try_into().unwrap(), bw.try_into().unwrap()),
+            false,
+        );
+        let stats = reduce(&bytes, Dtype::F8E4M3, &geom, Reduction::Mean).stats;
+        let (want_mean, want_std) = (exact.iter().sum::<f64>() / n, exact_std(&exact));
+        let (got_mean, got_std) = (stats.mean.unwrap(), stats.std.unwrap());
+        assert!(
+            (got_std - want_std).abs() <= 1e-6 * want_std,
+            "trial {trial} (mean {ratio} sd, bw {bw}): std {got_std} vs {want_std}"
+        );
+        assert!(
+            (got_mean - want_mean).abs() <= 1e-6 * want_std,
+            "trial {trial}: mean {got_mean} vs {want_mean}"
+        );
+    }
+    assert!(sides[0] >= 10 && sides[1] >= 10, "{sides:?}");
+}
+
 /// How [`results_do_not_depend_on_where_the_data_lies`] fills a tensor.
 #[derive(Clone, Copy, PartialEq)]
 enum Fill {

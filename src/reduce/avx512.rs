@@ -6,10 +6,11 @@
 //! runs down up to [`GROUP`] rows of that column chunk with every accumulator in a
 //! register: per-lane plain sums for the cells (or their extremes) and, for the tensor's
 //! statistics, sums of `(x - b)²` around one typical value `b` of the band (and of
-//! `x - b`, unless the cells' sums give it; for `mean` of F8, plain squares re-based at
-//! the end), the band's extremes (on the codes, for `mean` of BF16, F16 and F8) and zero
-//! count. Each decoded vector costs two to five instructions and nothing is stored per element, which keeps the loop close to the
-//! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
+//! `x - b`, unless the cells' sums give it), or for `mean` of F8 plain squares re-based
+//! onto `b` at the end, the band's extremes (on the codes, for `mean` of BF16, F16 and F8)
+//! and zero count. Each decoded vector costs two to five instructions and nothing is
+//! stored per element, which keeps the loop close to the speed at which memory delivers
+//! the bytes. NaN and Inf are not looked for: they make the
 //! sum of squares (or a cell's sum) non-finite, and such a band (like one whose `f32` sums
 //! overflow) is reported back and redone by the general kernel.
 
@@ -59,12 +60,13 @@ const E4M3_MEAN: Kind = 4;
 /// [`E4M3_MEAN`] sums plain squares `x²`, not `(x - b)²` (one operation fewer per 16
 /// values: F8 is bound by the kernel's instructions, not by memory), and re-bases them
 /// onto `b` in `f64` at the end. A lane's `f32` sums then round by up to ~64 units in the
-/// last place of the band's mean square, not of its spread about `b`; so a band whose mean
-/// square exceeds this many times its variance (values far from zero for their spread,
-/// where the squares would cancel) is redone with differences ([`E4M3`]). There the
-/// error bound is at most this factor above the differences', which are themselves taken
-/// about one value of the band, not its mean.
-const PLAIN_LIMIT: f64 = 4.0;
+/// last place of the band's mean square, not of its spread about `b`, and the rounding of
+/// the cells' sums enters the variance times twice the mean, not the mean's distance from
+/// `b`; both cancel badly in data far from zero for its spread. So a band whose mean square
+/// exceeds this many times its variance (its mean farther from zero than its standard
+/// deviation) is redone with differences ([`E4M3`]). (The differences' own bound grows with
+/// the distance between `b`, one value of the band, and its mean.)
+const PLAIN_LIMIT: f64 = 2.0;
 
 /// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -313,9 +315,10 @@ macro_rules! kernel {
             let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
             let shift = _mm512_set1_ps(b);
             let mut pad = [0u8; GROUP * CHUNK];
-            // Squares of the differences from `b` summed in `f32`, and zeros counted per
-            // lane, since the last move to `f64` (and `u64`); at most `2 · GROUP` rows of
-            // chunks per lane, so the counters cannot wrap.
+            // Squares of the differences from `b` (of the values, for [`E4M3_MEAN`]) summed
+            // in `f32`, and zeros counted per lane, since the last move to `f64` (and
+            // `u64`); at most `2 · GROUP` rows of chunks per lane, so the counters cannot
+            // wrap.
             let mut d2 = [_mm512_setzero_ps(); 4];
             // The differences themselves, moved with the squares (with FP8 scales, after
             // each chunk: a lane then sums values of one scale).
@@ -404,7 +407,8 @@ macro_rules! kernel {
                     }
                     pending += g;
                     let valid = chunk_cols.min(cols - c0);
-                    // Lanes of each vector that hold columns of the tensor.
+                    // Lanes of each vector that hold columns of the tensor (for [`E4M3_MEAN`],
+                    // of the vectors put back in [`E4M3`]'s layout: not of the decoded rows).
                     let masks: [__mmask16; 4] = if valid == chunk_cols {
                         [u16::MAX; 4]
                     } else {
