@@ -583,8 +583,10 @@ kernel!(
 #[derive(Clone, Copy)]
 struct Cells {
     bw: usize,
-    /// Lanes of a vector hold every second column and `bw` is even: the two vectors of
-    /// a pair cover the same cells and are combined first.
+    /// `bw` is even and the cells are folded from vectors of column pairs: lanes of a
+    /// BF16 or F8 vector hold every second column, so the two vectors of a pair cover
+    /// the same cells and are combined first; F16's two vectors of 16 neighbouring
+    /// columns are regrouped into such pairs.
     paired: bool,
     /// `log2(bw)` when the cells are whole runs of a power of two lanes, at most 16.
     pow2: Option<u32>,
@@ -592,10 +594,12 @@ struct Cells {
 
 impl Cells {
     fn new(kind: Kind, bw: usize) -> Cells {
-        let step = layout(kind, 1).1;
+        let paired = bw.is_multiple_of(2) && kind != F32;
+        // Columns between neighbouring lanes of the vectors folded.
+        let step = if paired { 2 } else { layout(kind, 1).1 };
         Cells {
             bw,
-            paired: step == 2 && bw.is_multiple_of(2),
+            paired,
             pow2: (bw.is_power_of_two() && bw >= step && bw / step <= 16)
                 .then(|| bw.trailing_zeros()),
         }
@@ -614,11 +618,37 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
     band: &mut Band,
 ) {
     let (_, nvec) = const { shape(KIND) };
-    let Cells { bw, paired, pow2 } = cells;
+    if KIND == F16 && cells.paired {
+        // The chunk's 32 columns as 16 pairs of neighbours (lane `k`: columns `2k` and
+        // `2k + 1`), as a BF16 chunk's paired vectors hold them: one vector of half the
+        // lanes per cell to run into its cells, where two vectors took one run each
+        // (a 4-column cell: one step of the scan, not two per vector). Lanes past the
+        // tensor's columns are left out (an odd last column has no partner).
+        let n = (masks[0].count_ones() + masks[1].count_ones()) as usize;
+        let pairs = ((1u32 << (n / 2)) - 1) as __mmask16;
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let regroup =
+            |v: &[__m512; 4], op: unsafe fn(__m512, __mmask16, __m512, __m512) -> __m512| {
+                let e = _mm512_permutex2var_ps(v[0], even, v[1]);
+                // SAFETY: `op` is a lane-wise AVX-512F operation, enabled here.
+                unsafe { op(e, pairs, e, _mm512_permutex2var_ps(v[0], odd, v[1])) }
+            };
+        let (lo, hi) = if EXTREMES {
+            (
+                regroup(acc, _mm512_mask_min_ps),
+                regroup(acc2, _mm512_mask_max_ps),
+            )
+        } else {
+            (regroup(acc, _mm512_mask_add_ps), acc2[0])
+        };
+        fold_lanes::<EXTREMES>(c0, 2, n.div_ceil(2), cells, lo, hi, band);
+        return;
+    }
     let mut u = 0;
     while u < nvec {
         let (first, step) = layout(KIND, u);
-        let (lo, hi) = if paired {
+        let (lo, hi) = if cells.paired {
             let m = masks[u + 1];
             if EXTREMES {
                 (
@@ -632,45 +662,61 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
             (acc[u], acc2[u])
         };
         let n = masks[u].count_ones() as usize;
-        u += if paired { 2 } else { 1 };
-        let col0 = c0 + first;
-        if n == 0 {
-            continue;
+        u += if cells.paired { 2 } else { 1 };
+        fold_lanes::<EXTREMES>(c0 + first, step, n, cells, lo, hi, band);
+    }
+}
+
+/// Adds the first `n` lanes of `lo` (the cells' sums or minima) and `hi` (maxima) to
+/// their cells; lane `k` holds column `col0 + step·k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+fn fold_lanes<const EXTREMES: bool>(
+    col0: usize,
+    step: usize,
+    n: usize,
+    cells: Cells,
+    lo: __m512,
+    hi: __m512,
+    band: &mut Band,
+) {
+    let Cells { bw, pow2, .. } = cells;
+    if n == 0 {
+        return;
+    }
+    // The first cell, the lanes that begin a cell (and lane 0, which may continue
+    // one), how many cells and the most lanes one has.
+    let (j0, starts, count, longest) = match pow2 {
+        // Whole cells of `q` lanes each: every `q`-th lane begins one.
+        Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
+            let q = bw / step;
+            (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
         }
-        // The first cell, the lanes that begin a cell (and lane 0, which may continue
-        // one), how many cells and the most lanes one has.
-        let (j0, starts, count, longest) = match pow2 {
-            // Whole cells of `q` lanes each: every `q`-th lane begins one.
-            Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
-                let q = bw / step;
-                (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
+        // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
+        // at most 32 columns from a chunk's start (or the column after it), cells are
+        // at least 4 wide, and a vector of column pairs (BF16, F8, regrouped F16; each
+        // starting a multiple of 32 columns into the row) only takes even widths
+        // (checked by simulation over every kind and widths 4..259 in review).
+        _ => {
+            let j0 = col0 / bw;
+            let mut starts = 1u32;
+            let mut next = (j0 + 1) * bw;
+            while next <= col0 + step * (n - 1) {
+                starts |= 1 << (next - col0).div_ceil(step);
+                next += bw;
             }
-            // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
-            // at most 32 columns from a chunk's start (or the column after it), cells are
-            // at least 4 wide, and a vector of column pairs only takes even widths
-            // (checked by simulation over every kind and widths 4..259 in review).
-            _ => {
-                let j0 = col0 / bw;
-                let mut starts = 1u32;
-                let mut next = (j0 + 1) * bw;
-                while next <= col0 + step * (n - 1) {
-                    starts |= 1 << (next - col0).div_ceil(step);
-                    next += bw;
-                }
-                let count = starts.count_ones() as usize;
-                (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
-            }
-        };
-        // Each cell's lanes combined into its first, those gathered at the bottom.
-        if EXTREMES {
-            let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
-            let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
-            update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
-            update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
-        } else {
-            let sums = _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
-            add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
+            let count = starts.count_ones() as usize;
+            (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
         }
+    };
+    // Each cell's lanes combined into its first, those gathered at the bottom.
+    if EXTREMES {
+        let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
+        let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
+        update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
+        update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+    } else {
+        let sums = _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
+        add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
     }
 }
 
