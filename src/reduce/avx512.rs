@@ -618,7 +618,13 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
     band: &mut Band,
 ) {
     let (_, nvec) = const { shape(KIND) };
-    if KIND == F16 && cells.paired {
+    let Cells { bw, paired, pow2 } = cells;
+    // The vectors to run into their cells: the cells' sums (or minima) and maxima, the
+    // first lane's column, the columns between lanes and the lanes that hold the
+    // tensor's columns. (Gathered first, so that one loop folds them all, inlined.)
+    let mut runs = [(_mm512_setzero_ps(), _mm512_setzero_ps(), 0, 0, 0); 4];
+    let mut nruns = 0;
+    if KIND == F16 && paired {
         // The chunk's 32 columns as 16 pairs of neighbours (lane `k`: columns `2k` and
         // `2k + 1`), as a BF16 chunk's paired vectors hold them: one vector of half the
         // lanes per cell to run into its cells, where two vectors took one run each
@@ -634,89 +640,83 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                 // SAFETY: `op` is a lane-wise AVX-512F operation, enabled here.
                 unsafe { op(e, pairs, e, _mm512_permutex2var_ps(v[0], odd, v[1])) }
             };
-        let (lo, hi) = if EXTREMES {
-            (
+        runs[0] = if EXTREMES {
+            let (lo, hi) = (
                 regroup(acc, _mm512_mask_min_ps),
                 regroup(acc2, _mm512_mask_max_ps),
+            );
+            (lo, hi, c0, 2, n.div_ceil(2))
+        } else {
+            (
+                regroup(acc, _mm512_mask_add_ps),
+                acc2[0],
+                c0,
+                2,
+                n.div_ceil(2),
             )
-        } else {
-            (regroup(acc, _mm512_mask_add_ps), acc2[0])
         };
-        fold_lanes::<EXTREMES>(c0, 2, n.div_ceil(2), cells, lo, hi, band);
-        return;
-    }
-    let mut u = 0;
-    while u < nvec {
-        let (first, step) = layout(KIND, u);
-        let (lo, hi) = if cells.paired {
-            let m = masks[u + 1];
-            if EXTREMES {
-                (
-                    _mm512_mask_min_ps(acc[u], m, acc[u], acc[u + 1]),
-                    _mm512_mask_max_ps(acc2[u], m, acc2[u], acc2[u + 1]),
-                )
-            } else {
-                (_mm512_mask_add_ps(acc[u], m, acc[u], acc[u + 1]), acc2[u])
-            }
-        } else {
-            (acc[u], acc2[u])
-        };
-        let n = masks[u].count_ones() as usize;
-        u += if cells.paired { 2 } else { 1 };
-        fold_lanes::<EXTREMES>(c0 + first, step, n, cells, lo, hi, band);
-    }
-}
-
-/// Adds the first `n` lanes of `lo` (the cells' sums or minima) and `hi` (maxima) to
-/// their cells; lane `k` holds column `col0 + step·k`.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn fold_lanes<const EXTREMES: bool>(
-    col0: usize,
-    step: usize,
-    n: usize,
-    cells: Cells,
-    lo: __m512,
-    hi: __m512,
-    band: &mut Band,
-) {
-    let Cells { bw, pow2, .. } = cells;
-    if n == 0 {
-        return;
-    }
-    // The first cell, the lanes that begin a cell (and lane 0, which may continue
-    // one), how many cells and the most lanes one has.
-    let (j0, starts, count, longest) = match pow2 {
-        // Whole cells of `q` lanes each: every `q`-th lane begins one.
-        Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
-            let q = bw / step;
-            (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
-        }
-        // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
-        // at most 32 columns from a chunk's start (or the column after it), cells are
-        // at least 4 wide, and a vector of column pairs (BF16, F8, regrouped F16; each
-        // starting a multiple of 32 columns into the row) only takes even widths
-        // (checked by simulation over every kind and widths 4..259 in review).
-        _ => {
-            let j0 = col0 / bw;
-            let mut starts = 1u32;
-            let mut next = (j0 + 1) * bw;
-            while next <= col0 + step * (n - 1) {
-                starts |= 1 << (next - col0).div_ceil(step);
-                next += bw;
-            }
-            let count = starts.count_ones() as usize;
-            (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
-        }
-    };
-    // Each cell's lanes combined into its first, those gathered at the bottom.
-    if EXTREMES {
-        let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
-        let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
-        update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
-        update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+        nruns = 1;
     } else {
-        let sums = _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
-        add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
+        let mut u = 0;
+        while u < nvec {
+            let (first, step) = layout(KIND, u);
+            let (lo, hi) = if paired {
+                let m = masks[u + 1];
+                if EXTREMES {
+                    (
+                        _mm512_mask_min_ps(acc[u], m, acc[u], acc[u + 1]),
+                        _mm512_mask_max_ps(acc2[u], m, acc2[u], acc2[u + 1]),
+                    )
+                } else {
+                    (_mm512_mask_add_ps(acc[u], m, acc[u], acc[u + 1]), acc2[u])
+                }
+            } else {
+                (acc[u], acc2[u])
+            };
+            runs[nruns] = (lo, hi, c0 + first, step, masks[u].count_ones() as usize);
+            nruns += 1;
+            u += if paired { 2 } else { 1 };
+        }
+    }
+    for &(lo, hi, col0, step, n) in &runs[..nruns] {
+        if n == 0 {
+            continue;
+        }
+        // The first cell, the lanes that begin a cell (and lane 0, which may continue
+        // one), how many cells and the most lanes one has.
+        let (j0, starts, count, longest) = match pow2 {
+            // Whole cells of `q` lanes each: every `q`-th lane begins one.
+            Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
+                let q = bw / step;
+                (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
+            }
+            // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
+            // at most 32 columns from a chunk's start (or the column after it), cells are
+            // at least 4 wide, and a vector of column pairs (BF16, F8, regrouped F16; each
+            // starting a multiple of 32 columns into the row) only takes even widths
+            // (checked by simulation over every kind and widths 4..259 in review).
+            _ => {
+                let j0 = col0 / bw;
+                let mut starts = 1u32;
+                let mut next = (j0 + 1) * bw;
+                while next <= col0 + step * (n - 1) {
+                    starts |= 1 << (next - col0).div_ceil(step);
+                    next += bw;
+                }
+                let count = starts.count_ones() as usize;
+                (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
+            }
+        };
+        // Each cell's lanes combined into its first, those gathered at the bottom.
+        if EXTREMES {
+            let mn = _mm512_maskz_compress_ps(starts, scan::<MIN>(lo, starts, n, longest));
+            let mx = _mm512_maskz_compress_ps(starts, scan::<MAX>(hi, starts, n, longest));
+            update(&mut band.min[j0..j0 + count], mn, _mm512_min_ps);
+            update(&mut band.max[j0..j0 + count], mx, _mm512_max_ps);
+        } else {
+            let sums = _mm512_maskz_compress_ps(starts, scan::<ADD>(lo, starts, n, longest));
+            add_f64_lanes(&mut band.s1[j0..j0 + count], sums);
+        }
     }
 }
 
