@@ -579,7 +579,7 @@ kernel!(
 );
 
 /// How the lanes of a chunk's vectors fall into cells `bw` columns wide, worked out
-/// once per band so that folding a chunk needs no division.
+/// once per band so that folding a chunk of power-of-two cells needs no division.
 #[derive(Clone, Copy)]
 struct Cells {
     bw: usize,
@@ -682,12 +682,15 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         if n == 0 {
             continue;
         }
+        // `step` is 1 or 2: shifts, not divisions, whether or not the loop is unrolled.
+        let log_step = step.trailing_zeros();
+        let lanes = |columns: usize| (columns + step - 1) >> log_step;
         // The first cell, the lanes that begin a cell (and lane 0, which may continue
         // one), how many cells and the most lanes one has.
         let (j0, starts, count, longest) = match pow2 {
             // Whole cells of `q` lanes each: every `q`-th lane begins one.
             Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
-                let q = bw / step;
+                let q = bw >> log_step;
                 (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
             }
             // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
@@ -700,11 +703,11 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                 let mut starts = 1u32;
                 let mut next = (j0 + 1) * bw;
                 while next <= col0 + step * (n - 1) {
-                    starts |= 1 << (next - col0).div_ceil(step);
+                    starts |= 1 << lanes(next - col0);
                     next += bw;
                 }
                 let count = starts.count_ones() as usize;
-                (j0, starts as __mmask16, count, bw.div_ceil(step).min(16))
+                (j0, starts as __mmask16, count, lanes(bw).min(16))
             }
         };
         // Each cell's lanes combined into its first, those gathered at the bottom.
