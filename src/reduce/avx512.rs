@@ -624,6 +624,18 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
     // tensor's columns. (Gathered first, so that one loop folds them all, inlined.)
     let mut runs = [(_mm512_setzero_ps(), _mm512_setzero_ps(), 0, 0, 0); 4];
     let mut nruns = 0;
+    // Two vectors' lanes of the same cells (sums or minima, and maxima) combined; `m`:
+    // the lanes of the second that hold the tensor's columns.
+    let combine = |a: (__m512, __m512), b: (__m512, __m512), m: __mmask16| {
+        if EXTREMES {
+            (
+                _mm512_mask_min_ps(a.0, m, a.0, b.0),
+                _mm512_mask_max_ps(a.1, m, a.1, b.1),
+            )
+        } else {
+            (_mm512_mask_add_ps(a.0, m, a.0, b.0), a.1)
+        }
+    };
     if KIND == F16 && paired {
         // The chunk's 32 columns as 16 pairs of neighbours (lane `k`: columns `2k` and
         // `2k + 1`), as a BF16 chunk's paired vectors hold them: one vector of half the
@@ -631,45 +643,23 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         // (a 4-column cell: one step of the scan, not two per vector). Lanes past the
         // tensor's columns are left out (an odd last column has no partner).
         let n = (masks[0].count_ones() + masks[1].count_ones()) as usize;
-        let pairs = ((1u32 << (n / 2)) - 1) as __mmask16;
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-        let regroup =
-            |v: &[__m512; 4], op: unsafe fn(__m512, __mmask16, __m512, __m512) -> __m512| {
-                let e = _mm512_permutex2var_ps(v[0], even, v[1]);
-                // SAFETY: `op` is a lane-wise AVX-512F operation, enabled here.
-                unsafe { op(e, pairs, e, _mm512_permutex2var_ps(v[0], odd, v[1])) }
-            };
-        runs[0] = if EXTREMES {
-            let (lo, hi) = (
-                regroup(acc, _mm512_mask_min_ps),
-                regroup(acc2, _mm512_mask_max_ps),
-            );
-            (lo, hi, c0, 2, n.div_ceil(2))
-        } else {
+        let pick = |idx| {
             (
-                regroup(acc, _mm512_mask_add_ps),
-                acc2[0],
-                c0,
-                2,
-                n.div_ceil(2),
+                _mm512_permutex2var_ps(acc[0], idx, acc[1]),
+                _mm512_permutex2var_ps(acc2[0], idx, acc2[1]),
             )
         };
+        let (lo, hi) = combine(pick(even), pick(odd), ((1u32 << (n / 2)) - 1) as __mmask16);
+        runs[0] = (lo, hi, c0, 2, n.div_ceil(2));
         nruns = 1;
     } else {
         let mut u = 0;
         while u < nvec {
             let (first, step) = layout(KIND, u);
             let (lo, hi) = if paired {
-                let m = masks[u + 1];
-                if EXTREMES {
-                    (
-                        _mm512_mask_min_ps(acc[u], m, acc[u], acc[u + 1]),
-                        _mm512_mask_max_ps(acc2[u], m, acc2[u], acc2[u + 1]),
-                    )
-                } else {
-                    (_mm512_mask_add_ps(acc[u], m, acc[u], acc[u + 1]), acc2[u])
-                }
+                combine((acc[u], acc2[u]), (acc[u + 1], acc2[u + 1]), masks[u + 1])
             } else {
                 (acc[u], acc2[u])
             };
