@@ -202,8 +202,11 @@ pub fn reduce_scaled(
         );
     }
     let gw = geom.grid_w();
+    // Every band writes all of its row of the grid, so a recycled grid is kept as it is
+    // up to the size wanted (zeroing a 1024 × 1024 grid took ~1.5% of an F8 render with
+    // default options).
     let mut grid = SPARE_GRID.take();
-    grid.clear();
+    grid.truncate(geom.grid_h() * gw);
     grid.resize(geom.grid_h() * gw, 0.0);
     let bands: Vec<Acc> = grid
         .par_chunks_mut(gw)
