@@ -680,8 +680,15 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
         let (j0, starts, count, longest) = match pow2 {
             // Whole cells of `q` lanes each: every `q`-th lane begins one.
             Some(log) if n == 16 && col0 & (bw - 1) == 0 => {
-                let q = bw >> log_step;
-                (col0 >> log, STRIDES[q.trailing_zeros() as usize], 16 / q, q)
+                // (`q` is a power of two: shifts, not an 8-bit division on the path to
+                // the store's mask.)
+                let log_q = log - log_step;
+                (
+                    col0 >> log,
+                    STRIDES[log_q as usize],
+                    16 >> log_q,
+                    1 << log_q,
+                )
             }
             // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
             // at most 32 columns from a chunk's start (or the column after it), cells are
@@ -743,16 +750,24 @@ fn add_f64_lanes(dst: &mut [f64], v: __m512) {
     }
 }
 
-/// The sum of `v`, in eight interleaved partial sums (one chain of dependent additions
-/// through a band's cells took as long as a fifth of an F8 band's reduction).
+/// The sum of `v`, in 32 interleaved partial sums: four vectors of eight, so that four
+/// additions are in flight. (One chain of dependent additions through a band's cells took
+/// as long as a fifth of an F8 band's reduction; one vector's chain still took ~6% of
+/// an F8 band of 4 rows with 4 × 4 cells.)
 #[target_feature(enable = "avx512f")]
 fn total(v: &[f64]) -> f64 {
-    let mut lanes = v.chunks_exact(8);
-    let mut acc = _mm512_setzero_pd();
-    for c in &mut lanes {
-        // SAFETY: `c` holds 8 values (64 bytes); the load has no alignment requirement.
-        acc = _mm512_add_pd(acc, unsafe { _mm512_loadu_pd(c.as_ptr()) });
+    let mut blocks = v.chunks_exact(32);
+    let mut acc = [_mm512_setzero_pd(); 4];
+    for c in &mut blocks {
+        for (a, part) in acc.iter_mut().zip(c.chunks_exact(8)) {
+            *a = _mm512_add_pd(*a, load_pd(part));
+        }
     }
+    let mut lanes = blocks.remainder().chunks_exact(8);
+    for c in &mut lanes {
+        acc[0] = _mm512_add_pd(acc[0], load_pd(c));
+    }
+    let acc = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
     _mm512_reduce_add_pd(acc) + lanes.remainder().iter().sum::<f64>()
 }
 
@@ -861,6 +876,15 @@ fn load(bytes: &[u8]) -> __m512i {
     // SAFETY: the slice holds at least the 64 bytes read (checked above); the load
     // has no alignment requirement.
     unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+}
+
+/// Reads 8 `f64`.
+#[target_feature(enable = "avx512f")]
+fn load_pd(values: &[f64]) -> __m512d {
+    assert!(values.len() >= 8);
+    // SAFETY: the slice holds at least the 8 values read (checked above); the load has
+    // no alignment requirement.
+    unsafe { _mm512_loadu_pd(values.as_ptr()) }
 }
 
 /// Reads 16 `f32`.
