@@ -189,9 +189,21 @@ pub fn choose_range(
     if finite == 0 {
         return None;
     }
-    let mags = magnitudes(grid, finite == grid.len());
+    // The cells' magnitudes as keys: their float bits without the sign bit, read in place
+    // when every cell is finite (a copy was a pass of its own and 4 MiB to write per
+    // 1024 × 1024 grid).
+    let finite_magnitudes;
+    let mags = if finite == grid.len() {
+        Keys {
+            raw: float_bits(grid),
+            mask: 0x7fff_ffff,
+        }
+    } else {
+        finite_magnitudes = magnitudes(grid);
+        Keys::all(&finite_magnitudes)
+    };
     let magnitude = |b: u32| f64::from(f32::from_bits(b));
-    let hi = percentile_of(&mags, clip, magnitude);
+    let hi = percentile_of(mags, clip, magnitude);
     if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
         let v = if hi > 0.0 {
             hi
@@ -204,7 +216,7 @@ pub fn choose_range(
             diverging: true,
         });
     }
-    let lo = percentile_of(&mags, 100.0 - clip, magnitude);
+    let lo = percentile_of(mags, 100.0 - clip, magnitude);
     let lo = if lo > hi / 2.0 { lo } else { 0.0 };
     let (lo, hi) = if gmax <= 0.0 { (-hi, -lo) } else { (lo, hi) };
     Some(Range {
@@ -232,15 +244,52 @@ fn scan(grid: &[f32]) -> (usize, f32, f32) {
     (n, value(lo), value(hi))
 }
 
-/// The magnitudes of the finite cells of `grid` (`all_finite` when every one is) as
-/// bits, which sort like non-negative floats.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2", "x86_64+avx2"))]
-fn magnitudes(grid: &[f32], all_finite: bool) -> Vec<u32> {
-    if all_finite {
-        grid.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect()
-    } else {
-        let finite = grid.iter().filter(|v| v.is_finite());
-        finite.map(|v| v.to_bits() & 0x7fff_ffff).collect()
+/// The magnitudes of the finite cells of `grid` as bits, which sort like non-negative
+/// floats.
+fn magnitudes(grid: &[f32]) -> Vec<u32> {
+    let finite = grid.iter().filter(|v| v.is_finite());
+    finite.map(|v| v.to_bits() & 0x7fff_ffff).collect()
+}
+
+/// The bits of `values`, in place.
+fn float_bits(values: &[f32]) -> &[u32] {
+    // SAFETY: `f32` and `u32` have the same size and alignment, and every bit pattern is
+    // a valid `u32`; the slice borrows `values` for its lifetime.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u32>(), values.len()) }
+}
+
+/// Keys that sort like the values they stand for: the bits of `raw` that `mask` keeps
+/// (a grid's float bits without the sign bit order like its magnitudes).
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    raw: &'a [u32],
+    mask: u32,
+}
+
+impl<'a> Keys<'a> {
+    /// `keys` as they are.
+    fn all(keys: &'a [u32]) -> Keys<'a> {
+        Keys {
+            raw: keys,
+            mask: u32::MAX,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + 'a {
+        let mask = self.mask;
+        self.raw.iter().map(move |&x| x & mask)
+    }
+
+    /// The keys from `at` on.
+    fn tail(&self, at: usize) -> Keys<'a> {
+        Keys {
+            raw: &self.raw[at..],
+            mask: self.mask,
+        }
     }
 }
 
@@ -261,14 +310,14 @@ fn order_key_inverse(k: u32) -> u32 {
 /// `vals` must be non-empty and NaN-free.
 pub fn percentile(vals: &[f32], p: f64) -> f64 {
     let keys: Vec<u32> = vals.iter().map(|v| order_key(v.to_bits())).collect();
-    percentile_of(&keys, p, |k| {
+    percentile_of(Keys::all(&keys), p, |k| {
         f64::from(f32::from_bits(order_key_inverse(k)))
     })
 }
 
 /// [`percentile`] over keys that sort like the values they stand for (`value` turns a
 /// key back).
-fn percentile_of(keys: &[u32], p: f64, value: impl Fn(u32) -> f64) -> f64 {
+fn percentile_of(keys: Keys, p: f64, value: impl Fn(u32) -> f64) -> f64 {
     let n = keys.len();
     let pos = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
     let k = pos.floor() as usize;
@@ -282,7 +331,7 @@ fn percentile_of(keys: &[u32], p: f64, value: impl Fn(u32) -> f64) -> f64 {
 }
 
 /// The `k`-th smallest of `keys` (from 0) and the next one up, if any.
-fn nth_and_next(keys: &[u32], k: usize) -> (u32, Option<u32>) {
+fn nth_and_next(keys: Keys, k: usize) -> (u32, Option<u32>) {
     assert!(k < keys.len(), "rank {k} of {} keys", keys.len());
     bracketed(keys, k).unwrap_or_else(|| by_histogram(keys, k))
 }
@@ -296,14 +345,14 @@ const SAMPLE: usize = 1024;
 /// percentile). One pass counts the keys below the range, keeps those in it (~3%) and
 /// finds the smallest above; a selection among the kept ones ends it. `None` for short
 /// inputs and when the range missed (data laid out in step with the sample).
-fn bracketed(keys: &[u32], k: usize) -> Option<(u32, Option<u32>)> {
+fn bracketed(keys: Keys, k: usize) -> Option<(u32, Option<u32>)> {
     const MARGIN: usize = 16;
     let n = keys.len();
     if n < 64 * SAMPLE {
         return None;
     }
     let step = n / SAMPLE;
-    let mut sample: Vec<u32> = keys.iter().step_by(step).take(SAMPLE).copied().collect();
+    let mut sample: Vec<u32> = keys.iter().step_by(step).take(SAMPLE).collect();
     sample.sort_unstable();
     let r = k / step;
     let lo = sample[r.saturating_sub(MARGIN).min(SAMPLE - 1)];
@@ -326,7 +375,7 @@ fn select(
 
 /// How many `keys` are below `lo`, those from `lo` to `hi` (in their order) and the
 /// smallest above `hi`.
-fn partition(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
+fn partition(keys: Keys, lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("popcnt") {
         // SAFETY: the CPU has both features (checked above).
@@ -337,13 +386,13 @@ fn partition(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
 
 /// [`partition`] one key at a time, continuing from `acc`.
 fn partition_scalar(
-    keys: &[u32],
+    keys: Keys,
     lo: u32,
     hi: u32,
     acc: (usize, Vec<u32>, Option<u32>),
 ) -> (usize, Vec<u32>, Option<u32>) {
     let (mut below, mut inside, mut above) = acc;
-    for &x in keys {
+    for x in keys.iter() {
         if x < lo {
             below += 1;
         } else if x <= hi {
@@ -359,20 +408,22 @@ fn partition_scalar(
 /// keys inside compressed into place.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-fn partition_avx512(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
+fn partition_avx512(keys: Keys, lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u32>) {
     use std::arch::x86_64::*;
     let (vlo, vhi) = (_mm512_set1_epi32(lo as i32), _mm512_set1_epi32(hi as i32));
+    let mask = _mm512_set1_epi32(keys.mask as i32);
     let mut below = 0;
     let mut inside: Vec<u32> = Vec::new();
     let mut above = _mm512_set1_epi32(-1);
     let mut any_above = false;
     let whole = keys.len() / 16 * 16;
     // Room for a block's keys is made before it, so that the loop calls nothing.
-    for block in keys[..whole].chunks(4096) {
+    for block in keys.raw[..whole].chunks(4096) {
         inside.reserve(block.len());
         for c in block.chunks_exact(16) {
             // SAFETY: `c` holds 16 keys (64 bytes); the load has no alignment requirement.
             let v = unsafe { _mm512_loadu_si512(c.as_ptr().cast()) };
+            let v = _mm512_and_si512(v, mask);
             let under = _mm512_cmplt_epu32_mask(v, vlo);
             let over = _mm512_cmpgt_epu32_mask(v, vhi);
             below += under.count_ones() as usize;
@@ -389,25 +440,25 @@ fn partition_avx512(keys: &[u32], lo: u32, hi: u32) -> (usize, Vec<u32>, Option<
         }
     }
     let above = any_above.then(|| _mm512_reduce_min_epu32(above));
-    partition_scalar(&keys[whole..], lo, hi, (below, inside, above))
+    partition_scalar(keys.tail(whole), lo, hi, (below, inside, above))
 }
 
 /// [`nth_and_next`] by a histogram of the top 12 bits, which finds the bucket that holds
 /// the `k`-th key; only that bucket's keys (a small share of a grid's, whose values
 /// spread over many binades) are selected among.
-fn by_histogram(keys: &[u32], k: usize) -> (u32, Option<u32>) {
+fn by_histogram(keys: Keys, k: usize) -> (u32, Option<u32>) {
     const SHIFT: u32 = 20;
     let bucket = |x: u32| (x >> SHIFT) as usize;
     // Four interleaved histograms, so that runs of one bucket do not wait on each other.
     let mut hist = vec![[0u32; 4]; 1 << (32 - SHIFT)];
-    let mut quads = keys.chunks_exact(4);
+    let mut quads = keys.raw.chunks_exact(4);
     for q in &mut quads {
         for (i, &x) in q.iter().enumerate() {
-            hist[bucket(x)][i] += 1;
+            hist[bucket(x & keys.mask)][i] += 1;
         }
     }
     for &x in quads.remainder() {
-        hist[bucket(x)][0] += 1;
+        hist[bucket(x & keys.mask)][0] += 1;
     }
     let mut below = 0;
     let mut b = 0;
@@ -419,9 +470,9 @@ fn by_histogram(keys: &[u32], k: usize) -> (u32, Option<u32>) {
         below += count;
         b += 1;
     }
-    let mut members: Vec<u32> = keys.iter().copied().filter(|&x| bucket(x) == b).collect();
+    let mut members: Vec<u32> = keys.iter().filter(|&x| bucket(x) == b).collect();
     select(&mut members, k - below, || {
-        keys.iter().copied().filter(|&x| bucket(x) > b).min()
+        keys.iter().filter(|&x| bucket(x) > b).min()
     })
 }
 
@@ -505,9 +556,41 @@ mod tests {
             sorted.sort_unstable();
             for k in [0, 1, n / 2, n * 99 / 100, n * 995 / 1000, n - 2, n - 1] {
                 let want = (sorted[k], sorted.get(k + 1).copied());
-                assert_eq!(nth_and_next(keys, k), want, "rank {k}");
+                assert_eq!(nth_and_next(Keys::all(keys), k), want, "rank {k}");
             }
-            assert_eq!(bracketed(keys, n * 99 / 100).is_some(), bracket);
+            assert_eq!(bracketed(Keys::all(keys), n * 99 / 100).is_some(), bracket);
+        }
+    }
+
+    /// Float bits read as magnitudes in place (the sign bit masked off) rank like a copy
+    /// of the magnitudes, in the bracketed search (a grid's size), the histogram (a
+    /// short one) and both partitions.
+    #[test]
+    fn masked_keys_rank_like_the_magnitudes() {
+        for n in [64 * SAMPLE + 5, 1000] {
+            let grid: Vec<f32> = keys(n, |x| (x >> 32) as u32)
+                .iter()
+                .map(|&b| f32::from_bits(b & 0xbfff_ffff) * 1e-30)
+                .collect();
+            let bits = float_bits(&grid);
+            let masked = Keys {
+                raw: bits,
+                mask: 0x7fff_ffff,
+            };
+            let mags = magnitudes(&grid);
+            let mut sorted = mags.clone();
+            sorted.sort_unstable();
+            for k in [0, 1, n / 2, n * 99 / 100, n - 1] {
+                let want = (sorted[k], sorted.get(k + 1).copied());
+                assert_eq!(nth_and_next(masked, k), want, "rank {k} of {n}");
+            }
+            let (lo, hi) = (sorted[n / 4], sorted[n / 2]);
+            let want = partition_scalar(Keys::all(&mags), lo, hi, (0, Vec::new(), None));
+            assert_eq!(partition(masked, lo, hi), want);
+            assert_eq!(
+                partition_scalar(masked, lo, hi, (0, Vec::new(), None)),
+                want
+            );
         }
     }
 
@@ -521,8 +604,8 @@ mod tests {
             (5000, 6000),
             (0, u32::MAX),
         ] {
-            let want = partition_scalar(&all, lo, hi, (0, Vec::new(), None));
-            assert_eq!(partition(&all, lo, hi), want, "{lo}..={hi}");
+            let want = partition_scalar(Keys::all(&all), lo, hi, (0, Vec::new(), None));
+            assert_eq!(partition(Keys::all(&all), lo, hi), want, "{lo}..={hi}");
         }
     }
 
@@ -539,7 +622,7 @@ mod tests {
             let mut sorted = keys.clone();
             sorted.sort_unstable();
             for k in 0..keys.len() {
-                proptest::prop_assert_eq!(nth_and_next(&keys, k), (sorted[k], sorted.get(k + 1).copied()));
+                proptest::prop_assert_eq!(nth_and_next(Keys::all(&keys), k), (sorted[k], sorted.get(k + 1).copied()));
             }
         }
 
