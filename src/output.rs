@@ -249,7 +249,7 @@ fn deflate_pays(pixels: &[u8], row: usize) -> bool {
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn indices(grid: &[f32], range: &Range) -> Option<Vec<u8>> {
     // NaN is looked for in the same pass, without an early exit, so that both vectorise
-    // (a pass of its own read the grid twice: ~2% of an F8 render with default options).
+    // (a pass of its own read the grid twice: ~1.5% of an F8 render with default options).
     let mut nan = false;
     let pixels = grid
         .iter()

@@ -54,7 +54,8 @@ const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the looked-up bytes are paired into BF16 words by
 /// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
 /// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
-/// chunk and group); the band's extremes are found on the codes, and the squares are
+/// chunk and group, except for whole chunks of 4-column cells: [`fold_fours`]); the
+/// band's extremes are found on the codes, and the squares are
 /// plain (see [`PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;
 /// [`E4M3_MEAN`] sums plain squares `x²`, not `(x - b)²` (one operation fewer per 16
@@ -337,7 +338,7 @@ macro_rules! kernel {
             // multiple of a page (every LLM layer in BF16, 4096-wide ones in F8) sweep
             // each page once from its start. The first chunk begins a cell and a slot:
             // the squares (and differences) move to `f64` after each chunk, into its slot
-            // in `band.slots`, and the slots are added in column order at the end, so
+            // in `band.slots`, and the slots are added in one fixed order at the end, so
             // results do not depend on where the data lies. (Moving them after each
             // chunk cost more than the order saved in bands of 4 rows, and for F32, whose
             // chunks hold 16 values and which moves the differences too: 0.78–0.83 of
@@ -533,7 +534,7 @@ macro_rules! kernel {
             t.zeros += count::<KIND>(zc);
             if rotate {
                 let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
-                // The slots in column order; `total` adds eight lanes at a time.
+                // The slots in a fixed order: `total`'s four chains of eight lanes.
                 t.s2 = total(sq);
                 if !from_cells {
                     t.s1 = total(diff);
