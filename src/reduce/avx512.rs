@@ -746,12 +746,7 @@ fn fold_fours(j0: usize, v: &[__m512; 4], band: &mut Band) {
     );
     let s1 = &mut band.s1[j0..j0 + 16];
     for (dst, v) in s1.chunks_exact_mut(8).zip(widen(cells)) {
-        // SAFETY: `dst` holds 8 `f64` (64 bytes); the load and store have no alignment
-        // requirement.
-        unsafe {
-            let at = dst.as_mut_ptr();
-            _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), v));
-        }
+        add_to_slot(dst, v, true);
     }
 }
 
@@ -831,7 +826,8 @@ fn to_f64(v: &mut [__m512; 4], n: usize) -> __m512d {
     acc
 }
 
-/// Moves a chunk's eight `f64` lanes into its slot, or adds them to it.
+/// Moves eight `f64` lanes into `slot` (a chunk's slot of squares, or eight cells' sums),
+/// or adds them to it (`slot + v`).
 #[target_feature(enable = "avx512f")]
 fn add_to_slot(slot: &mut [f64], v: __m512d, add: bool) {
     assert!(slot.len() >= 8);
