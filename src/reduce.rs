@@ -15,11 +15,14 @@
 //! AVX2 as well as the baseline and chosen at run time. On CPUs with AVX-512, the common
 //! case (a clean BF16/F16/F32/F8_E4M3 band, blocks at least 4 columns wide, `mean`,
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
-//! (about three times faster); a band it declines is redone here. Bands are merged in
-//! order, so results do not depend on the thread count.
+//! (about three times faster); on other CPUs, BF16 and F16 `mean` go to the smaller one in
+//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise). A band
+//! either declines is redone here. Bands are merged in order, so results do not depend on
+//! the thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod lanes;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -216,34 +219,17 @@ pub fn reduce_scaled(
             |band, (i, out)| {
                 let rows = geom.row_range(i);
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
-                #[cfg(target_arch = "x86_64")]
                 if geom.bw >= 4 {
                     reset_for_fast(band, rows.len(), geom);
-                    let lanes = std::mem::take(&mut band.lane_scales);
-                    let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start, lanes));
-                    let fast = avx512::band(
-                        bytes,
-                        dtype,
-                        geom.cols,
-                        geom.bw,
-                        reduction,
-                        scales.as_mut(),
-                        band,
-                    );
-                    if let Some(s) = scales {
-                        band.lane_scales = s.into_lanes();
-                    }
+                    let fast = fast_band(bytes, dtype, rows.start, scale, geom, reduction, band);
                     if let Some(acc) = fast {
                         fast_values(band, reduction, rows.len(), geom, out);
                         return acc;
                     }
                 }
                 reset(band, rows.len(), geom);
-                // The portable kernel writes every array.
-                #[cfg(target_arch = "x86_64")]
-                {
-                    band.reset_rows = None;
-                }
+                // The general kernel writes every array.
+                band.reset_rows = None;
                 let src = Source {
                     data: bytes,
                     dtype,
@@ -264,6 +250,35 @@ pub fn reduce_scaled(
     }
 }
 
+/// Reduces a band with the kernel for the common case, if one takes it: the AVX-512
+/// kernel where the CPU has it (unless `TENSORHEAT_NO_AVX512` is set), otherwise the
+/// portable one of `reduce/lanes.rs`. `None`: the band is left to the general kernel.
+fn fast_band(
+    bytes: &[u8],
+    dtype: Dtype,
+    row0: usize,
+    scale: Option<&Scale<'_>>,
+    geom: &Geometry,
+    reduction: Reduction,
+    band: &mut Band,
+) -> Option<Acc> {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::runs(dtype) {
+        let lanes = std::mem::take(&mut band.lane_scales);
+        let mut scales = scale.map(|s| avx512::Scales::new(s, row0, lanes));
+        let (cols, bw) = (geom.cols, geom.bw);
+        let fast = avx512::band(bytes, dtype, cols, bw, reduction, scales.as_mut(), band);
+        if let Some(s) = scales {
+            band.lane_scales = s.into_lanes();
+        }
+        return fast;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row0;
+    let chunk = lanes::chunk(dtype).filter(|_| scale.is_none())?;
+    lanes::band(bytes, dtype, geom.cols, geom.bw, reduction, band, chunk)
+}
+
 /// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's
 /// bookkeeping is as large as its data.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
@@ -275,7 +290,6 @@ fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
 /// extremes: when the band was last fully reset for as many rows and only that kernel
 /// has run since, only those are reset (a full reset writes ~45 bytes per cell, three
 /// times an F8 band's data with 4 × 4 cells).
-#[cfg(target_arch = "x86_64")]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
 fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
     if band.reset_rows == Some(rows) {
@@ -292,7 +306,6 @@ fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
 /// [`Band::fast_values`] compiled for the CPU's vector units, for bands the AVX-512
 /// kernel reduced (the portable kernel's values are computed inside its multiversioned
 /// `reduce_band`).
-#[cfg(target_arch = "x86_64")]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
 fn fast_values(band: &Band, reduction: Reduction, rows: usize, geom: &Geometry, out: &mut [f32]) {
     band.fast_values(reduction, rows, geom, out);
@@ -415,7 +428,6 @@ struct Band {
     rows: Vec<f32>,
     /// The band's height at its last full reset, if only the AVX-512 kernel has run
     /// since (see `reset_for_fast`).
-    #[cfg(target_arch = "x86_64")]
     reset_rows: Option<usize>,
     /// The AVX-512 kernel's sums of squares and differences, eight `f64` lanes of each
     /// per chunk of a row (or run of chunks), in column order.
@@ -449,7 +461,6 @@ impl Band {
             #[cfg(target_arch = "x86_64")]
             lane_scales: ScaleCache::default(),
             rows: Vec::new(),
-            #[cfg(target_arch = "x86_64")]
             reset_rows: None,
             #[cfg(target_arch = "x86_64")]
             slots: Vec::new(),
@@ -593,7 +604,6 @@ impl Band {
     /// values and all of them, `rows × bw` each (the last one maybe narrower), so no
     /// cell's member counts are read (with 4 × 4 cells they were three times the bytes
     /// of an F8 band's data). Same values as [`Band::values`].
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn fast_values(&self, r: Reduction, rows: usize, geom: &Geometry, out: &mut [f32]) {
         let n = out.len();
@@ -1048,6 +1058,38 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
             }
         }
     }
+}
+
+/// A band's typical value, around which the fast kernels sum squared differences: the
+/// median of its first three values, as for a cell; `None` if one of them is not finite.
+fn typical(data: &[u8], dtype: Dtype) -> Option<f32> {
+    let mut first = data
+        .chunks_exact(dtype.size())
+        .map(|b| crate::dtype::decode_one(dtype, b));
+    match (first.next(), first.next(), first.next()) {
+        (Some(a), Some(b), Some(c)) if [a, b, c].iter().all(|v| v.is_finite()) => {
+            Some(median3(a, b, c))
+        }
+        (Some(a), None, _) if a.is_finite() => Some(a),
+        (Some(a), Some(b), None) if a.is_finite() && b.is_finite() => Some(a),
+        _ => None,
+    }
+}
+
+/// The smallest and largest value of a band of sign-magnitude codes (BF16, F16 or
+/// F8_E4M3, at least one), from three extremes of the codes: the largest read as a
+/// signed integer (`smax`, as an unsigned code), and the largest and smallest read as
+/// unsigned. Sign and magnitude order the codes without decoding: `smax` is the largest
+/// value if any value is positive, `umax` the smallest if any is negative, and `umin`
+/// settles the other cases. NaN and Inf codes have the largest magnitudes, so a band
+/// holding one has a non-finite extreme.
+fn code_extremes(dtype: Dtype, smax: u32, umax: u32, umin: u32) -> (f32, f32) {
+    let size = dtype.size();
+    let sign = 1u32 << (8 * size - 1);
+    let max = if smax < sign { smax } else { umin };
+    let min = if umax >= sign { umax } else { umin };
+    let value = |c: u32| crate::dtype::decode_one(dtype, &c.to_le_bytes()[..size]);
+    (value(min), value(max))
 }
 
 /// The middle one of three values.

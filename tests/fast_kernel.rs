@@ -5,7 +5,8 @@
 //! ml_dtypes F8 table): random shapes around the kernel's 64-byte chunks, its 32-row
 //! groups and partial edge cells, sprinkled zeros, an offset far from zero, and one NaN
 //! or Inf that hands the band back to the general kernel. On other CPUs the same
-//! assertions hold for the general kernel.
+//! assertions hold for the general kernel and, for BF16 and F16 `mean`, the portable
+//! fast kernel (also checked here with `TENSORHEAT_NO_AVX512` set).
 
 mod common;
 
@@ -189,6 +190,28 @@ proptest! {
             );
         }
     }
+}
+
+/// CPUs without AVX-512 take clean BF16 and F16 `mean` bands through the portable kernel
+/// of `reduce/lanes.rs`: the test above again, in a child process where
+/// `TENSORHEAT_NO_AVX512` keeps the AVX-512 kernel out (the library reads it once).
+#[test]
+fn without_avx512_the_reference_test_holds() {
+    if std::env::var_os("TENSORHEAT_NO_AVX512").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args(["fast_kernel_matches_the_naive_reference", "--exact"])
+        .env("TENSORHEAT_NO_AVX512", "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 proptest! {

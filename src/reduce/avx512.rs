@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{median3, Acc, Band, Scale, ScaleCache};
+use super::{code_extremes, typical, Acc, Band, Scale, ScaleCache};
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
 
@@ -81,6 +81,15 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 }
 
 /// Whether this CPU runs the kernel for `dtype`.
+/// Whether this kernel runs for `dtype` on this CPU: it is compiled for the dtype, the CPU
+/// has the features and `TENSORHEAT_NO_AVX512` is not set (to measure or test what CPUs
+/// without AVX-512 run).
+pub(super) fn runs(dtype: Dtype) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let disabled = *DISABLED.get_or_init(|| std::env::var_os("TENSORHEAT_NO_AVX512").is_some());
+    !disabled && kind_of(dtype).is_some_and(available)
+}
+
 fn available(kind: Kind) -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
@@ -116,16 +125,7 @@ pub(super) fn band(
     if !available(kind) {
         return None;
     }
-    // The band's typical value: the median of its first three values, as for a cell.
-    let mut first = data
-        .chunks_exact(dtype.size())
-        .map(|b| decode_one(dtype, b));
-    let b = match (first.next(), first.next(), first.next()) {
-        (Some(a), Some(b), Some(c)) if [a, b, c].iter().all(|v| v.is_finite()) => median3(a, b, c),
-        (Some(a), None, _) if a.is_finite() => a,
-        (Some(a), Some(b), None) if a.is_finite() && b.is_finite() => a,
-        _ => return None,
-    };
+    let b = typical(data, dtype)?;
     // With FP8 scales, in the units of the dequantised values.
     let b = scales.as_ref().map_or(b, |s| b * s.first());
     // SAFETY: `available` checked every feature `run` is compiled with.
@@ -1055,12 +1055,8 @@ fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
     ]
 }
 
-/// The extremes of sign-magnitude codes (F8_E4M3 bytes, BF16 or F16 words), kept on
-/// the codes themselves: sign and magnitude order them without decoding. The largest
-/// code read as signed is the largest value if any value is positive; the largest read
-/// as unsigned is the smallest value if any is negative; the smallest unsigned code
-/// settles the other cases. (NaN codes are not told apart: bands holding one are
-/// redone by the general kernel.)
+/// The extremes of sign-magnitude codes (F8_E4M3 bytes, BF16 or F16 words) that
+/// [`code_extremes`] turns into the band's smallest and largest values, kept per lane.
 #[derive(Clone, Copy)]
 struct CodeExtremes {
     signed_max: __m512i,
@@ -1126,10 +1122,7 @@ impl CodeExtremes {
         let smax = codes(&s, size).map(|c| c ^ sign).max().unwrap_or(0) ^ sign;
         let umax = codes(&u, size).max().unwrap_or(0);
         let umin = codes(&m, size).min().unwrap_or(0);
-        let max = if smax < sign { smax } else { umin };
-        let min = if umax >= sign { umax } else { umin };
-        let value = |c: u32| decode_one(dtype, &c.to_le_bytes()[..size]);
-        (value(min), value(max))
+        code_extremes(dtype, smax, umax, umin)
     }
 }
 

@@ -1,0 +1,542 @@
+//! The kernel for the common case where the AVX-512 kernel does not run (CPUs with AVX2
+//! only, ARM): `mean` of a band of BF16 or F16 data with no NaN or Inf, in cells at least
+//! 4 columns wide.
+//!
+//! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
+//! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
+//! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
+//! band's typical value, a zero count and the extremes of its codes; then each cell's
+//! lanes are added to it in `f64`. Nothing is stored per element, where the general
+//! kernel decodes every row into a buffer and reads it back. The rows of a chunk are taken
+//! in with AVX2 intrinsics on x86 CPUs that have AVX2, FMA and F16C ([`avx2`]), and in
+//! plain Rust over fixed-size arrays elsewhere ([`rows`]; NEON, the baseline, on aarch64).
+//! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
+//! non-finite extreme and is redone by the general kernel.
+
+use super::{code_extremes, typical, Acc, Band};
+use crate::config::Reduction;
+use crate::dtype::Dtype;
+
+/// Columns read from each row at once: 32 bytes, one AVX2 register (two NEON ones).
+const W: usize = 16;
+/// Rows run down before the lanes' sums are added to their cells: with at most 64 values
+/// per `f32` lane, as in the other kernels, a cell stays within 1e-5 of `f64`.
+const GROUP: usize = 32;
+/// Bytes ahead of the current chunk that are prefetched in each row.
+const AHEAD: usize = 256;
+
+/// How this machine reduces whole chunks of `dtype`, if this kernel takes the dtype.
+pub(super) fn chunk(dtype: Dtype) -> Option<Chunk> {
+    Some(match dtype {
+        #[cfg(target_arch = "x86_64")]
+        Dtype::BF16 if avx2::available() => avx2::rows::<false>,
+        #[cfg(target_arch = "x86_64")]
+        Dtype::F16 if avx2::available() => avx2::rows::<true>,
+        Dtype::BF16 => rows::<false>,
+        Dtype::F16 => rows::<true>,
+        _ => return None,
+    })
+}
+
+/// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
+/// wide) into `band`'s cells, which must hold zero sums and shifts, whole chunks with
+/// `chunk` (see [`chunk`]). Returns the band's summary, or `None` when this kernel does not
+/// apply (dtype, reduction) or the band holds a NaN, an Inf or values whose `f32` sums
+/// overflow; the cells are then in an unspecified state.
+pub(super) fn band(
+    data: &[u8],
+    dtype: Dtype,
+    cols: usize,
+    bw: usize,
+    reduction: Reduction,
+    band: &mut Band,
+    chunk: Chunk,
+) -> Option<Acc> {
+    let run = match dtype {
+        Dtype::BF16 => run::<false>,
+        Dtype::F16 => run::<true>,
+        _ => return None,
+    };
+    if reduction != Reduction::Mean || bw < 4 {
+        return None;
+    }
+    let b = typical(data, dtype)?;
+    let cells = &mut band.s1[..cols.div_ceil(bw)];
+    let t = run(data, cols, bw, b, cells, chunk);
+    let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
+    let n = (data.len() / 2) as u64;
+    // The band's plain sum is its cells', re-based onto `b`.
+    let s1 = cells.iter().sum::<f64>() - n as f64 * f64::from(b);
+    (min.is_finite() && max.is_finite() && s1.is_finite() && t.s2.is_finite()).then_some(Acc {
+        n,
+        shift: b,
+        s1,
+        s2: t.s2,
+        min,
+        max,
+        nan: 0,
+        inf: 0,
+        zeros: t.zeros,
+    })
+}
+
+/// What [`run`] leaves besides the cells' sums.
+struct Totals {
+    /// Sum of `(x - b)²`.
+    s2: f64,
+    zeros: u64,
+    /// The codes' extremes, for [`code_extremes`].
+    smax: u32,
+    umax: u32,
+    umin: u32,
+}
+
+/// The accumulators that outlive a chunk: one lane per column of a chunk (for the squares,
+/// whose lanes are only ever added up, in whatever order a [`Chunk`] keeps them).
+pub(super) struct Lanes {
+    d2: [f32; W],
+    zeros: [u16; W],
+    smax: [i16; W],
+    umax: [u16; W],
+    umin: [u16; W],
+}
+
+/// Adds a group's rows of one whole chunk into the lanes, the values to `sum` (see
+/// [`rows`]).
+pub(super) type Chunk = fn(&mut Lanes, &[u8], usize, f32, &mut [f32; W]);
+
+/// The kernel proper, for BF16 (`HALF` false) or F16 codes, whole chunks reduced by
+/// `chunk`.
+fn run<const HALF: bool>(
+    data: &[u8],
+    cols: usize,
+    bw: usize,
+    b: f32,
+    cells: &mut [f64],
+    chunk: Chunk,
+) -> Totals {
+    let row_bytes = 2 * cols;
+    let rows = data.len() / row_bytes;
+    let mut l = Lanes {
+        d2: [0.0; W],
+        zeros: [0; W],
+        smax: [i16::MIN; W],
+        umax: [0; W],
+        umin: [u16::MAX; W],
+    };
+    let (mut s2, mut zeros) = (0f64, 0u64);
+    // Rows of chunks since the squares and zeros last moved to `f64` and `u64`: at most
+    // `2 · GROUP` values per lane.
+    let mut pending = 0;
+    for g0 in (0..rows).step_by(GROUP) {
+        let g = GROUP.min(rows - g0);
+        // The cell of the chunk's first column, and where the next one starts.
+        let (mut j, mut next) = (0, bw);
+        for c0 in (0..cols).step_by(W) {
+            if pending + g > 2 * GROUP {
+                s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
+                zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
+                (l.d2, l.zeros) = ([0.0; W], [0; W]);
+                pending = 0;
+            }
+            pending += g;
+            let n = W.min(cols - c0);
+            let mut sum = [0f32; W];
+            let at = g0 * row_bytes + 2 * c0;
+            if n == W {
+                // The group's rows from this chunk on (the last ends with the chunk).
+                chunk(
+                    &mut l,
+                    &data[at..at + (g - 1) * row_bytes + 2 * W],
+                    row_bytes,
+                    b,
+                    &mut sum,
+                );
+            } else {
+                for r in 0..g {
+                    let bytes = &data[at + r * row_bytes..][..2 * n];
+                    let codes = std::array::from_fn(|k| {
+                        bytes
+                            .get(2 * k..2 * k + 2)
+                            .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]))
+                    });
+                    row::<HALF>(&mut l, &mut sum, codes, b, n);
+                }
+            }
+            // Each cell's lanes in the chunk, added in `f32` and then to the cell.
+            let mut k = 0;
+            while k < n {
+                let end = (next - c0).min(n);
+                cells[j] += f64::from(sum[k..end].iter().sum::<f32>());
+                if c0 + end == next {
+                    (j, next) = (j + 1, next + bw);
+                }
+                k = end;
+            }
+        }
+    }
+    s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
+    zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
+    Totals {
+        s2,
+        zeros,
+        smax: u32::from(*l.smax.iter().max().expect("W lanes") as u16),
+        umax: u32::from(*l.umax.iter().max().expect("W lanes")),
+        umin: u32::from(*l.umin.iter().min().expect("W lanes")),
+    }
+}
+
+/// [`Chunk`] in plain Rust: each row that holds the chunk's `2 · W` bytes at its start
+/// (all of `block`'s rows, split `row_bytes` apart) taken in with [`row`].
+fn rows<const HALF: bool>(
+    l: &mut Lanes,
+    block: &[u8],
+    row_bytes: usize,
+    b: f32,
+    sum: &mut [f32; W],
+) {
+    for bytes in block.chunks(row_bytes) {
+        if let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() {
+            prefetch(bytes);
+            let codes =
+                std::array::from_fn(|k| u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]));
+            row::<HALF>(l, sum, codes, b, W);
+        }
+    }
+}
+
+/// Asks for the row's bytes [`AHEAD`] bytes on, on x86 (its hardware prefetchers follow
+/// the rows of a group, each in another page, poorly).
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing and cannot fault.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().wrapping_add(AHEAD).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// Takes in one row's codes, of which the first `n` are the tensor's (the rest are 0).
+#[inline(always)]
+fn row<const HALF: bool>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: f32, n: usize) {
+    for k in 0..W {
+        let (c, inside) = (codes[k], k < n);
+        let x = if HALF {
+            f16(c)
+        } else {
+            f32::from_bits(u32::from(c) << 16)
+        };
+        sum[k] += x;
+        let d = if inside { x - b } else { 0.0 };
+        // (One fused operation where the CPU has it; the C library's `fmaf` otherwise.)
+        l.d2[k] = if cfg!(any(target_feature = "fma", target_arch = "aarch64")) {
+            d.mul_add(d, l.d2[k])
+        } else {
+            l.d2[k] + d * d
+        };
+        l.zeros[k] += u16::from(inside && c & 0x7fff == 0);
+        if inside {
+            l.smax[k] = l.smax[k].max(c as i16);
+            l.umax[k] = l.umax[k].max(c);
+            l.umin[k] = l.umin[k].min(c);
+        }
+    }
+}
+
+/// An F16 code's value, in operations that vectorise (exact; NaN and Inf codes give
+/// finite values, which is why the band's extremes are checked).
+#[inline(always)]
+fn f16(c: u16) -> f32 {
+    let magnitude = u32::from(c & 0x7fff);
+    // The exponent re-biased from 15 to 127.
+    let bits = (magnitude << 13) + (112 << 23);
+    let x = if magnitude < 0x400 {
+        // Zero or subnormal: `m · 2^-24`, as `(1 + m · 2^-10) · 2^-14 - 2^-14` (exact).
+        f32::from_bits(bits + (1 << 23)) - f32::from_bits(113 << 23)
+    } else {
+        f32::from_bits(bits)
+    };
+    f32::from_bits(x.to_bits() | u32::from(c & 0x8000) << 16)
+}
+
+/// [`Chunk`] in AVX2 registers, for x86 CPUs that have AVX2, FMA and F16C but not the
+/// AVX-512 kernel (AMD Zen 2 and 3, most Intel desktop and laptop chips): 16 columns per
+/// register, the lanes' accumulators kept in registers down the group's rows. (What the
+/// compiler made of [`rows`] kept them in memory and ran at ~0.5 of the read ceiling.)
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{prefetch, Lanes, W};
+
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    /// See [`super::Chunk`].
+    pub(super) fn rows<const HALF: bool>(
+        l: &mut Lanes,
+        block: &[u8],
+        row_bytes: usize,
+        b: f32,
+        sum: &mut [f32; W],
+    ) {
+        assert!(available());
+        // SAFETY: the CPU has the features `rows_avx2` is compiled with.
+        unsafe { rows_avx2::<HALF>(l, block, row_bytes, b, sum) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn rows_avx2<const HALF: bool>(
+        l: &mut Lanes,
+        block: &[u8],
+        row_bytes: usize,
+        b: f32,
+        sum: &mut [f32; W],
+    ) {
+        // SAFETY (all loads and stores): each array holds 16 `u16`/`i16` (one register)
+        // or 16 `f32` (two); the loads have no alignment requirement.
+        let codes = |a: *const u16| unsafe { _mm256_loadu_si256(a.cast()) };
+        let (mut zeros, mut umax, mut umin) = (
+            codes(l.zeros.as_ptr()),
+            codes(l.umax.as_ptr()),
+            codes(l.umin.as_ptr()),
+        );
+        let mut smax = codes(l.smax.as_ptr().cast());
+        let halves = |a: &[f32; W]| unsafe {
+            [
+                _mm256_loadu_ps(a.as_ptr()),
+                _mm256_loadu_ps(a[8..].as_ptr()),
+            ]
+        };
+        let mut d2 = halves(&l.d2);
+        let mut s = halves(sum);
+        let shift = _mm256_set1_ps(b);
+        let magnitude = _mm256_set1_epi16(0x7fff);
+        let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+        for bytes in block.chunks(row_bytes) {
+            let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() else {
+                continue;
+            };
+            prefetch(bytes);
+            let v = codes(bytes.as_ptr().cast());
+            let zero = _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
+            zeros = _mm256_sub_epi16(zeros, zero);
+            smax = _mm256_max_epi16(smax, v);
+            umax = _mm256_max_epu16(umax, v);
+            umin = _mm256_min_epu16(umin, v);
+            // F16: columns 0–7 and 8–15; BF16: the even columns and the odd ones.
+            let x = if HALF {
+                [
+                    _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+                ]
+            } else {
+                [
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)),
+                    _mm256_castsi256_ps(_mm256_and_si256(v, high)),
+                ]
+            };
+            for u in 0..2 {
+                s[u] = _mm256_add_ps(s[u], x[u]);
+                let d = _mm256_sub_ps(x[u], shift);
+                d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+            }
+        }
+        if !HALF {
+            // Back in column order: pairs of lanes (even, odd) from each 128-bit half.
+            let (lo, hi) = (
+                _mm256_unpacklo_ps(s[0], s[1]),
+                _mm256_unpackhi_ps(s[0], s[1]),
+            );
+            s = [
+                _mm256_permute2f128_ps::<0x20>(lo, hi),
+                _mm256_permute2f128_ps::<0x31>(lo, hi),
+            ];
+        }
+        let store = |dst: *mut u16, v: __m256i| unsafe { _mm256_storeu_si256(dst.cast(), v) };
+        store(l.zeros.as_mut_ptr(), zeros);
+        store(l.smax.as_mut_ptr().cast(), smax);
+        store(l.umax.as_mut_ptr(), umax);
+        store(l.umin.as_mut_ptr(), umin);
+        let store = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
+            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
+        };
+        store(&mut l.d2, d2);
+        store(sum, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_codes_decode_exactly() {
+        for c in 0..=u16::MAX {
+            let want = half::f16::from_bits(c);
+            if want.is_finite() {
+                assert_eq!(f16(c).to_bits(), want.to_f32().to_bits(), "{c:#06x}");
+            }
+        }
+    }
+
+    /// The ways whole chunks are reduced on this machine, for `dtype`.
+    fn chunks(dtype: Dtype) -> Vec<(&'static str, Chunk)> {
+        let half = dtype == Dtype::F16;
+        let mut all: Vec<(&str, Chunk)> =
+            vec![("plain", if half { rows::<true> } else { rows::<false> })];
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            all.push((
+                "avx2",
+                if half {
+                    avx2::rows::<true>
+                } else {
+                    avx2::rows::<false>
+                },
+            ));
+        }
+        all
+    }
+
+    /// A band's codes and their values (decoded by `half` and bit shifts): with `sign`
+    /// 0, both signs, zeros of both signs and F16 subnormals; with 1 or -1, values of that
+    /// sign only (whose extremes come from other code extremes).
+    fn data(dtype: Dtype, len: usize, sign: f32) -> (Vec<u8>, Vec<f64>) {
+        let mixed = |i: usize| match i % 11 {
+            3 => 0.0,
+            7 => -0.0,
+            5 => 3e-6 * (i as f32 - 800.0),
+            _ => ((i * 37 % 101) as f32 - 40.0) / 16.0,
+        };
+        let value = |i| match sign {
+            0.0 => mixed(i),
+            _ => sign * (mixed(i).abs() + 1.0),
+        };
+        let (codes, exact): (Vec<u16>, Vec<f64>) = (0..len)
+            .map(|i| match dtype {
+                Dtype::BF16 => {
+                    let c = (value(i).to_bits() >> 16) as u16;
+                    (c, f64::from(f32::from_bits(u32::from(c) << 16)))
+                }
+                _ => {
+                    let h = half::f16::from_f32(value(i));
+                    (h.to_bits(), f64::from(h.to_f32()))
+                }
+            })
+            .unzip();
+        (codes.iter().flat_map(|c| c.to_le_bytes()).collect(), exact)
+    }
+
+    /// Whole bands straight through the kernel, with each way of reducing its chunks (the
+    /// integration tests reach it with `TENSORHEAT_NO_AVX512` set, where they cannot tell
+    /// it from the general kernel and only one way runs): shapes around its 16-column
+    /// chunks and 32-row groups, partial chunks and cells, against sums in `f64`.
+    #[test]
+    fn clean_bands_match_sums_in_f64() {
+        for dtype in [Dtype::BF16, Dtype::F16] {
+            for ((name, chunk), sign) in iproduct(chunks(dtype), [0.0, 1.0, -1.0]) {
+                let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
+                for ((rows, cols), bw) in iproduct(shapes, [4usize, 6, 16, 19]) {
+                    let (bytes, exact) = data(dtype, rows * cols, sign);
+                    let gw = cols.div_ceil(bw);
+                    let mut cells = Band::new(gw);
+                    let what = format!("{dtype:?} {name} sign {sign} {rows}×{cols} in {bw}");
+                    let acc = band(&bytes, dtype, cols, bw, Reduction::Mean, &mut cells, chunk)
+                        .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
+                    for (j, &got) in cells.s1[..gw].iter().enumerate() {
+                        let members = (0..rows).flat_map(|r| {
+                            let row = &exact[r * cols..(r + 1) * cols];
+                            row[j * bw..((j + 1) * bw).min(cols)].to_vec()
+                        });
+                        let (sum, size) =
+                            members.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+                        assert!(
+                            (got - sum).abs() <= 1e-6 * size,
+                            "{what} cell {j}: {got} vs {sum}"
+                        );
+                    }
+                    assert_eq!(acc.n, (rows * cols) as u64, "{what}");
+                    let zeros = exact.iter().filter(|&&v| v == 0.0).count() as u64;
+                    assert_eq!(acc.zeros, zeros, "{what}");
+                    let min = exact.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    assert_eq!(
+                        (f64::from(acc.min), f64::from(acc.max)),
+                        (min, max),
+                        "{what}"
+                    );
+                    let b = f64::from(acc.shift);
+                    let (s1, s2) = exact.iter().fold((0.0, 0.0), |(s1, s2), v| {
+                        (s1 + (v - b), s2 + (v - b) * (v - b))
+                    });
+                    let size: f64 = exact.iter().map(|v| v.abs() + b.abs()).sum();
+                    assert!(
+                        (acc.s1 - s1).abs() <= 1e-6 * size,
+                        "{what}: {} vs {s1}",
+                        acc.s1
+                    );
+                    assert!(
+                        (acc.s2 - s2).abs() <= 1e-6 * s2,
+                        "{what}: {} vs {s2}",
+                        acc.s2
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every pair of an item of `a` and one of `b`.
+    fn iproduct<A: Clone, B: Clone>(
+        a: impl IntoIterator<Item = A>,
+        b: impl IntoIterator<Item = B> + Clone,
+    ) -> Vec<(A, B)> {
+        a.into_iter()
+            .flat_map(|x| b.clone().into_iter().map(move |y| (x.clone(), y)))
+            .collect()
+    }
+
+    /// Left to the general kernel: a NaN or an Inf of either sign anywhere (in a whole
+    /// chunk or the partial last one), other reductions, narrower cells, other dtypes.
+    #[test]
+    fn other_bands_are_left() {
+        let (rows, cols, bw): (usize, usize, usize) = (45, 37, 6);
+        let gw = cols.div_ceil(bw);
+        for dtype in [Dtype::BF16, Dtype::F16] {
+            let (bytes, _) = data(dtype, rows * cols, 0.0);
+            let specials: &[u16] = match dtype {
+                Dtype::BF16 => &[0x7fc0, 0x7f80, 0xff80, 0xffc1],
+                _ => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
+            };
+            for (name, chunk) in chunks(dtype) {
+                for &s in specials {
+                    // Column 3 (a whole chunk) and column 36 (the partial one).
+                    for at in [10 * cols + 3, 20 * cols + 36] {
+                        let mut bad = bytes.clone();
+                        bad[2 * at..2 * at + 2].copy_from_slice(&s.to_le_bytes());
+                        let mut cells = Band::new(gw);
+                        let taken = band(&bad, dtype, cols, bw, Reduction::Mean, &mut cells, chunk);
+                        assert!(taken.is_none(), "{dtype:?} {name} {s:#06x} at {at}");
+                    }
+                }
+            }
+            for (r, w) in [
+                (Reduction::Max, bw),
+                (Reduction::Rms, bw),
+                (Reduction::Mean, 3),
+            ] {
+                let mut cells = Band::new(cols.div_ceil(w));
+                let taken = band(&bytes, dtype, cols, w, r, &mut cells, chunk(dtype).unwrap());
+                assert!(taken.is_none(), "{dtype:?} {r:?} {w}");
+            }
+        }
+        assert!(chunk(Dtype::F32).is_none());
+    }
+}
