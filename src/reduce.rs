@@ -220,8 +220,7 @@ pub fn reduce_scaled(
                 let rows = geom.row_range(i);
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
                 if geom.bw >= 4 {
-                    reset_for_fast(band, rows.len(), geom);
-                    let fast = fast_band(bytes, dtype, rows.start, scale, geom, reduction, band);
+                    let fast = fast_band(bytes, dtype, &rows, scale, geom, reduction, band);
                     if let Some(acc) = fast {
                         fast_values(band, reduction, rows.len(), geom, out);
                         return acc;
@@ -250,47 +249,67 @@ pub fn reduce_scaled(
     }
 }
 
-/// Reduces a band with the kernel for the common case, if one takes it: the AVX-512
-/// kernel where the CPU has it (unless `TENSORHEAT_NO_AVX512` is set), otherwise the
-/// portable one of `reduce/lanes.rs`. `None`: the band is left to the general kernel.
+/// Reduces a band (tensor rows `rows`) with a kernel for the common case, if one takes it:
+/// the AVX-512 kernel where the CPU has it (unless `TENSORHEAT_NO_AVX512` is set),
+/// otherwise the one of `reduce/lanes.rs`. The band is readied for the kernel only once
+/// one is chosen. `None`: the band is left to the general kernel.
 fn fast_band(
     bytes: &[u8],
     dtype: Dtype,
-    row0: usize,
+    rows: &std::ops::Range<usize>,
     scale: Option<&Scale<'_>>,
     geom: &Geometry,
     reduction: Reduction,
     band: &mut Band,
 ) -> Option<Acc> {
+    let (cols, bw) = (geom.cols, geom.bw);
     #[cfg(target_arch = "x86_64")]
-    if avx512::runs(dtype) {
+    if avx512::runs(dtype, reduction) {
+        reset_for_fast(band, rows.len(), geom);
         let lanes = std::mem::take(&mut band.lane_scales);
-        let mut scales = scale.map(|s| avx512::Scales::new(s, row0, lanes));
-        let (cols, bw) = (geom.cols, geom.bw);
+        let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start, lanes));
         let fast = avx512::band(bytes, dtype, cols, bw, reduction, scales.as_mut(), band);
         if let Some(s) = scales {
             band.lane_scales = s.into_lanes();
         }
         return fast;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row0;
-    let chunk = lanes::chunk(dtype).filter(|_| scale.is_none())?;
+    lanes_band(bytes, dtype, rows, scale, geom, reduction, band)
+}
+
+/// [`fast_band`] with the kernel of `reduce/lanes.rs`.
+fn lanes_band(
+    bytes: &[u8],
+    dtype: Dtype,
+    rows: &std::ops::Range<usize>,
+    scale: Option<&Scale<'_>>,
+    geom: &Geometry,
+    reduction: Reduction,
+    band: &mut Band,
+) -> Option<Acc> {
+    let chunk = lanes::chunk(dtype, reduction).filter(|_| scale.is_none())?;
+    reset_for_fast(band, rows.len(), geom);
     lanes::band(bytes, dtype, geom.cols, geom.bw, reduction, band, chunk)
 }
 
 /// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's
 /// bookkeeping is as large as its data.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
     band.reset(rows, geom);
 }
 
-/// Readies `band` for the AVX-512 kernel, which writes only the cells' sums, shifts and
-/// extremes: when the band was last fully reset for as many rows and only that kernel
-/// has run since, only those are reset (a full reset writes ~45 bytes per cell, three
-/// times an F8 band's data with 4 × 4 cells).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
+/// Readies `band` for a kernel of [`fast_band`], which writes only the cells' sums,
+/// shifts and extremes: when the band was last fully reset for as many rows and only
+/// those kernels have run since, only these are reset (a full reset writes ~45 bytes per
+/// cell, three times an F8 band's data with 4 × 4 cells).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
     if band.reset_rows == Some(rows) {
         band.shift.fill(0.0);
@@ -303,10 +322,13 @@ fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
     }
 }
 
-/// [`Band::fast_values`] compiled for the CPU's vector units, for bands the AVX-512
-/// kernel reduced (the portable kernel's values are computed inside its multiversioned
-/// `reduce_band`).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma"))]
+/// [`Band::fast_values`] compiled for the CPU's vector units, for bands a kernel of
+/// [`fast_band`] reduced (the general kernel's values are computed inside its
+/// multiversioned `reduce_band`).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn fast_values(band: &Band, reduction: Reduction, rows: usize, geom: &Geometry, out: &mut [f32]) {
     band.fast_values(reduction, rows, geom, out);
 }
@@ -426,7 +448,7 @@ struct Band {
     lane_scales: ScaleCache,
     /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
     rows: Vec<f32>,
-    /// The band's height at its last full reset, if only the AVX-512 kernel has run
+    /// The band's height at its last full reset, if only kernels of `fast_band` have run
     /// since (see `reset_for_fast`).
     reset_rows: Option<usize>,
     /// The AVX-512 kernel's sums of squares and differences, eight `f64` lanes of each
@@ -600,7 +622,7 @@ impl Band {
         }
     }
 
-    /// [`Band::values`] for a band the AVX-512 kernel reduced: its cells hold only finite
+    /// [`Band::values`] for a band a kernel of `fast_band` reduced: its cells hold only finite
     /// values and all of them, `rows × bw` each (the last one maybe narrower), so no
     /// cell's member counts are read (with 4 × 4 cells they were three times the bytes
     /// of an F8 band's data). Same values as [`Band::values`].
@@ -1119,10 +1141,37 @@ mod tests {
     use super::*;
     use crate::config::Size;
 
+    /// Clean BF16 and F16 `mean` bands with cells at least 4 columns wide go to a kernel
+    /// of [`fast_band`] on every CPU, and the one of `reduce/lanes.rs` (where CPUs without
+    /// the AVX-512 kernel send them) takes them.
+    #[test]
+    fn fast_bands_are_taken() {
+        let (rows, cols) = (4usize, 64usize);
+        let size = Size::Block(4.try_into().unwrap(), 4.try_into().unwrap());
+        let geom = Geometry::new(rows, cols, size, false);
+        for dtype in [Dtype::BF16, Dtype::F16] {
+            let bytes: Vec<u8> = (0..rows * cols)
+                .flat_map(|i| {
+                    let v = (i % 7) as f32 - 3.0;
+                    match dtype {
+                        Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes(),
+                        _ => half::f16::from_f32(v).to_bits().to_le_bytes(),
+                    }
+                })
+                .collect();
+            for kernel in [fast_band, lanes_band] {
+                let mut band = Band::new(geom.grid_w());
+                let r = Reduction::Mean;
+                let taken = kernel(&bytes, dtype, &(0..rows), None, &geom, r, &mut band);
+                assert!(taken.is_some(), "{dtype:?}");
+            }
+        }
+    }
+
     /// A grid handed back for reuse keeps its old values until the bands overwrite them:
     /// a larger grid full of NaN, recycled before each reduction, must leave nothing in a
     /// smaller one, whichever kernel reduces the bands (the fast one for `mean` of 4-column
-    /// blocks where the CPU has it, the portable one for `rms` and 2-column blocks).
+    /// blocks where the CPU has it, the general one for `rms` and 2-column blocks).
     #[test]
     fn recycled_grids_are_overwritten() {
         let (rows, cols) = (24, 64);

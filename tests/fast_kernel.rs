@@ -5,8 +5,8 @@
 //! ml_dtypes F8 table): random shapes around the kernel's 64-byte chunks, its 32-row
 //! groups and partial edge cells, sprinkled zeros, an offset far from zero, and one NaN
 //! or Inf that hands the band back to the general kernel. On other CPUs the same
-//! assertions hold for the general kernel and, for BF16 and F16 `mean`, the portable
-//! fast kernel (also checked here with `TENSORHEAT_NO_AVX512` set).
+//! assertions hold for the general kernel and, for BF16 and F16 `mean`, the kernel of
+//! `reduce/lanes.rs` (also checked here with `TENSORHEAT_NO_AVX512` set).
 
 mod common;
 
@@ -192,8 +192,8 @@ proptest! {
     }
 }
 
-/// CPUs without AVX-512 take clean BF16 and F16 `mean` bands through the portable kernel
-/// of `reduce/lanes.rs`: the test above again, in a child process where
+/// CPUs without AVX-512 take clean BF16 and F16 `mean` bands through the kernel of
+/// `reduce/lanes.rs`: the test above again, in a child process where
 /// `TENSORHEAT_NO_AVX512` keeps the AVX-512 kernel out (the library reads it once).
 #[test]
 fn without_avx512_the_reference_test_holds() {
@@ -208,7 +208,7 @@ fn without_avx512_the_reference_test_holds() {
         .expect("the test binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("1 passed"),
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -419,7 +419,7 @@ fn cells_reused_across_bands_start_clean() {
 }
 
 /// Plain sums of values near the f32 limit overflow even when their differences from the
-/// band's typical value are zero: the band must go to the portable kernel, which sums in
+/// band's typical value are zero: the band must go to the general kernel, which sums in
 /// f64 (a fuzz finding: a constant cell of -2^127 came out as -inf).
 #[test]
 fn sums_near_the_f32_limit_do_not_overflow() {

@@ -80,16 +80,21 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     }
 }
 
-/// Whether this CPU runs the kernel for `dtype`.
-/// Whether this kernel runs for `dtype` on this CPU: it is compiled for the dtype, the CPU
-/// has the features and `TENSORHEAT_NO_AVX512` is not set (to measure or test what CPUs
-/// without AVX-512 run).
-pub(super) fn runs(dtype: Dtype) -> bool {
+/// Whether this kernel runs for `dtype` and `reduction` on this CPU: it is compiled for
+/// them, the CPU has the features and `TENSORHEAT_NO_AVX512` is not set (set to any
+/// value, it sends these bands to the kernel CPUs without AVX-512 run, to measure or test
+/// it there).
+pub(super) fn runs(dtype: Dtype, reduction: Reduction) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let disabled = *DISABLED.get_or_init(|| std::env::var_os("TENSORHEAT_NO_AVX512").is_some());
-    !disabled && kind_of(dtype).is_some_and(available)
+    let takes = matches!(
+        reduction,
+        Reduction::Mean | Reduction::Max | Reduction::Min | Reduction::AbsMax
+    );
+    !disabled && takes && kind_of(dtype).is_some_and(available)
 }
 
+/// Whether this CPU has every feature the kernel for `kind` is compiled with.
 fn available(kind: Kind) -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
@@ -214,7 +219,7 @@ impl<'a> Scales<'a> {
 
     /// The lane scales for band row `r`, or `None` when one of them is not a normal
     /// number above 2^-100 (zero, tiny, NaN or Inf scales would make zeros or
-    /// non-finite values this kernel does not count; the portable one does).
+    /// non-finite values this kernel does not count; the general one does).
     fn lanes(&mut self, r: usize, cols: usize) -> Option<&[f32]> {
         let s = self.scale;
         let sr = (self.row0 + r) / s.bh;

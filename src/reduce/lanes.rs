@@ -6,7 +6,7 @@
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
 //! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
 //! band's typical value, a zero count and the extremes of its codes; then each cell's
-//! lanes are added to it in `f64`. Nothing is stored per element, where the general
+//! lanes are added together in `f32` and to the cell in `f64`. Nothing is stored per element, where the general
 //! kernel decodes every row into a buffer and reads it back. The rows of a chunk are taken
 //! in with AVX2 intrinsics on x86 CPUs that have AVX2, FMA and F16C ([`avx2`]), and in
 //! plain Rust over fixed-size arrays elsewhere ([`rows`]; NEON, the baseline, on aarch64).
@@ -19,14 +19,20 @@ use crate::dtype::Dtype;
 
 /// Columns read from each row at once: 32 bytes, one AVX2 register (two NEON ones).
 const W: usize = 16;
-/// Rows run down before the lanes' sums are added to their cells: with at most 64 values
-/// per `f32` lane, as in the other kernels, a cell stays within 1e-5 of `f64`.
+/// Rows run down before the lanes' sums are added to their cells (in `f32`, then to the
+/// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
+/// most 64, as in the other kernels, so a cell stays within 1e-5 of `f64`.
 const GROUP: usize = 32;
 /// Bytes ahead of the current chunk that are prefetched in each row.
+#[cfg(target_arch = "x86_64")]
 const AHEAD: usize = 256;
 
-/// How this machine reduces whole chunks of `dtype`, if this kernel takes the dtype.
-pub(super) fn chunk(dtype: Dtype) -> Option<Chunk> {
+/// How this machine reduces whole chunks of `dtype`, if this kernel takes the dtype and
+/// `reduction`.
+pub(super) fn chunk(dtype: Dtype, reduction: Reduction) -> Option<Chunk> {
+    if reduction != Reduction::Mean {
+        return None;
+    }
     Some(match dtype {
         #[cfg(target_arch = "x86_64")]
         Dtype::BF16 if avx2::available() => avx2::rows::<false>,
@@ -96,13 +102,14 @@ struct Totals {
 pub(super) struct Lanes {
     d2: [f32; W],
     zeros: [u16; W],
-    smax: [i16; W],
+    /// (Two's complement codes, kept as `u16`.)
+    smax: [u16; W],
     umax: [u16; W],
     umin: [u16; W],
 }
 
-/// Adds a group's rows of one whole chunk into the lanes, the values to `sum` (see
-/// [`rows`]).
+/// Takes a group's rows of one whole chunk into the lanes, and the sums of the values of
+/// each column into `sum` (zero on entry) (see [`rows`]).
 pub(super) type Chunk = fn(&mut Lanes, &[u8], usize, f32, &mut [f32; W]);
 
 /// The kernel proper, for BF16 (`HALF` false) or F16 codes, whole chunks reduced by
@@ -120,7 +127,7 @@ fn run<const HALF: bool>(
     let mut l = Lanes {
         d2: [0.0; W],
         zeros: [0; W],
-        smax: [i16::MIN; W],
+        smax: [0x8000; W],
         umax: [0; W],
         umin: [u16::MAX; W],
     };
@@ -180,14 +187,15 @@ fn run<const HALF: bool>(
     Totals {
         s2,
         zeros,
-        smax: u32::from(*l.smax.iter().max().expect("W lanes") as u16),
+        smax: u32::from(*l.smax.iter().max_by_key(|&&c| c as i16).expect("W lanes")),
         umax: u32::from(*l.umax.iter().max().expect("W lanes")),
         umin: u32::from(*l.umin.iter().min().expect("W lanes")),
     }
 }
 
 /// [`Chunk`] in plain Rust: each row that holds the chunk's `2 · W` bytes at its start
-/// (all of `block`'s rows, split `row_bytes` apart) taken in with [`row`].
+/// (all of `block`'s rows, split `row_bytes` apart) taken in with [`row`], which adds to
+/// `sum`.
 fn rows<const HALF: bool>(
     l: &mut Lanes,
     block: &[u8],
@@ -239,7 +247,7 @@ fn row<const HALF: bool>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: 
         };
         l.zeros[k] += u16::from(inside && c & 0x7fff == 0);
         if inside {
-            l.smax[k] = l.smax[k].max(c as i16);
+            l.smax[k] = (l.smax[k] as i16).max(c as i16) as u16;
             l.umax[k] = l.umax[k].max(c);
             l.umin[k] = l.umin[k].min(c);
         }
@@ -299,15 +307,11 @@ mod avx2 {
         b: f32,
         sum: &mut [f32; W],
     ) {
-        // SAFETY (all loads and stores): each array holds 16 `u16`/`i16` (one register)
-        // or 16 `f32` (two); the loads have no alignment requirement.
-        let codes = |a: *const u16| unsafe { _mm256_loadu_si256(a.cast()) };
-        let (mut zeros, mut umax, mut umin) = (
-            codes(l.zeros.as_ptr()),
-            codes(l.umax.as_ptr()),
-            codes(l.umin.as_ptr()),
-        );
-        let mut smax = codes(l.smax.as_ptr().cast());
+        // SAFETY (all loads and stores): each array is 32 bytes (one register) or 16 `f32`
+        // (two); the loads and stores have no alignment requirement.
+        let codes = |a: &[u16; W]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
+        let (mut zeros, mut umax, mut umin) = (codes(&l.zeros), codes(&l.umax), codes(&l.umin));
+        let mut smax = codes(&l.smax);
         let halves = |a: &[f32; W]| unsafe {
             [
                 _mm256_loadu_ps(a.as_ptr()),
@@ -315,7 +319,7 @@ mod avx2 {
             ]
         };
         let mut d2 = halves(&l.d2);
-        let mut s = halves(sum);
+        let mut s = [_mm256_setzero_ps(); 2];
         let shift = _mm256_set1_ps(b);
         let magnitude = _mm256_set1_epi16(0x7fff);
         let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
@@ -324,7 +328,8 @@ mod avx2 {
                 continue;
             };
             prefetch(bytes);
-            let v = codes(bytes.as_ptr().cast());
+            // SAFETY: 32 bytes; no alignment requirement.
+            let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
             let zero = _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
             zeros = _mm256_sub_epi16(zeros, zero);
             smax = _mm256_max_epi16(smax, v);
@@ -359,11 +364,12 @@ mod avx2 {
                 _mm256_permute2f128_ps::<0x31>(lo, hi),
             ];
         }
-        let store = |dst: *mut u16, v: __m256i| unsafe { _mm256_storeu_si256(dst.cast(), v) };
-        store(l.zeros.as_mut_ptr(), zeros);
-        store(l.smax.as_mut_ptr().cast(), smax);
-        store(l.umax.as_mut_ptr(), umax);
-        store(l.umin.as_mut_ptr(), umin);
+        let store =
+            |dst: &mut [u16; W], v| unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
+        store(&mut l.zeros, zeros);
+        store(&mut l.smax, smax);
+        store(&mut l.umax, umax);
+        store(&mut l.umin, umin);
         let store = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
             _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
             _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
@@ -390,20 +396,19 @@ mod tests {
     /// The ways whole chunks are reduced on this machine, for `dtype`.
     fn chunks(dtype: Dtype) -> Vec<(&'static str, Chunk)> {
         let half = dtype == Dtype::F16;
-        let mut all: Vec<(&str, Chunk)> =
-            vec![("plain", if half { rows::<true> } else { rows::<false> })];
+        let plain: Chunk = if half { rows::<true> } else { rows::<false> };
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            all.push((
-                "avx2",
-                if half {
-                    avx2::rows::<true>
-                } else {
-                    avx2::rows::<false>
-                },
-            ));
-        }
-        all
+        let avx2 = avx2::available().then(|| {
+            let avx2: Chunk = if half {
+                avx2::rows::<true>
+            } else {
+                avx2::rows::<false>
+            };
+            ("avx2", avx2)
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = None;
+        std::iter::once(("plain", plain)).chain(avx2).collect()
     }
 
     /// A band's codes and their values (decoded by `half` and bit shifts): with `sign`
@@ -503,6 +508,37 @@ mod tests {
             .collect()
     }
 
+    /// The lanes' zero counts and squares move to `u64` and `f64` before they can wrap
+    /// or lose the band's small values: a band of zeros 32 rows by 2100 chunks (67200
+    /// values per lane, more than a `u16` counts) with one value of 1 in its last row.
+    #[test]
+    fn long_bands_count_every_zero() {
+        let (rows, cols) = (32, 16 * 2100);
+        for dtype in [Dtype::BF16, Dtype::F16] {
+            let mut bytes = vec![0u8; 2 * rows * cols];
+            let one = match dtype {
+                Dtype::BF16 => 0x3f80u16,
+                _ => 0x3c00,
+            };
+            let at = 2 * (rows * cols - 5);
+            bytes[at..at + 2].copy_from_slice(&one.to_le_bytes());
+            for (name, chunk) in chunks(dtype) {
+                let mut cells = Band::new(cols / 16);
+                let acc = band(&bytes, dtype, cols, 16, Reduction::Mean, &mut cells, chunk)
+                    .expect("a clean band is taken");
+                assert_eq!(acc.zeros, (rows * cols - 1) as u64, "{dtype:?} {name}");
+                assert_eq!((acc.min, acc.max), (0.0, 1.0), "{dtype:?} {name}");
+                assert_eq!(cells.s1[cols / 16 - 1], 1.0, "{dtype:?} {name}");
+                let b = f64::from(acc.shift);
+                let s2 = (rows * cols - 1) as f64 * b * b + (1.0 - b) * (1.0 - b);
+                assert!(
+                    (acc.s2 - s2).abs() <= 1e-9 * s2.max(1.0),
+                    "{dtype:?} {name}"
+                );
+            }
+        }
+    }
+
     /// Left to the general kernel: a NaN or an Inf of either sign anywhere (in a whole
     /// chunk or the partial last one), other reductions, narrower cells, other dtypes.
     #[test]
@@ -533,10 +569,18 @@ mod tests {
                 (Reduction::Mean, 3),
             ] {
                 let mut cells = Band::new(cols.div_ceil(w));
-                let taken = band(&bytes, dtype, cols, w, r, &mut cells, chunk(dtype).unwrap());
+                let taken = band(
+                    &bytes,
+                    dtype,
+                    cols,
+                    w,
+                    r,
+                    &mut cells,
+                    chunk(dtype, Reduction::Mean).unwrap(),
+                );
                 assert!(taken.is_none(), "{dtype:?} {r:?} {w}");
             }
         }
-        assert!(chunk(Dtype::F32).is_none());
+        assert!(chunk(Dtype::F32, Reduction::Mean).is_none());
     }
 }
