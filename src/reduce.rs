@@ -287,9 +287,9 @@ fn lanes_band(
     reduction: Reduction,
     band: &mut Band,
 ) -> Option<Acc> {
-    let chunk = lanes::chunk(dtype, reduction).filter(|_| scale.is_none())?;
+    let group = lanes::group(dtype, reduction).filter(|_| scale.is_none())?;
     reset_for_fast(band, rows.len(), geom);
-    lanes::band(bytes, dtype, geom.cols, geom.bw, reduction, band, chunk)
+    lanes::band(bytes, dtype, geom.cols, geom.bw, reduction, band, group)
 }
 
 /// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's

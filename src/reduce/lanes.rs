@@ -27,26 +27,26 @@ const GROUP: usize = 32;
 #[cfg(target_arch = "x86_64")]
 const AHEAD: usize = 256;
 
-/// How this machine reduces whole chunks of `dtype`, if this kernel takes the dtype and
-/// `reduction`.
-pub(super) fn chunk(dtype: Dtype, reduction: Reduction) -> Option<Chunk> {
+/// How this machine takes in a group's whole chunks of `dtype`, if this kernel takes the
+/// dtype and `reduction`.
+pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
     if reduction != Reduction::Mean {
         return None;
     }
     Some(match dtype {
         #[cfg(target_arch = "x86_64")]
-        Dtype::BF16 if avx2::available() => avx2::rows::<false>,
+        Dtype::BF16 if avx2::available() => avx2::chunks::<false>,
         #[cfg(target_arch = "x86_64")]
-        Dtype::F16 if avx2::available() => avx2::rows::<true>,
-        Dtype::BF16 => rows::<false>,
-        Dtype::F16 => rows::<true>,
+        Dtype::F16 if avx2::available() => avx2::chunks::<true>,
+        Dtype::BF16 => chunks::<false>,
+        Dtype::F16 => chunks::<true>,
         _ => return None,
     })
 }
 
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
 /// wide) into `band`'s cells, which must hold zero sums and shifts, whole chunks with
-/// `chunk` (see [`chunk`]). Returns the band's summary, or `None` when this kernel does not
+/// `group` (see [`group`]). Returns the band's summary, or `None` when this kernel does not
 /// apply (dtype, reduction) or the band holds a NaN, an Inf or values whose `f32` sums
 /// overflow; the cells are then in an unspecified state.
 pub(super) fn band(
@@ -56,7 +56,7 @@ pub(super) fn band(
     bw: usize,
     reduction: Reduction,
     band: &mut Band,
-    chunk: Chunk,
+    group: Group,
 ) -> Option<Acc> {
     let run = match dtype {
         Dtype::BF16 => run::<false>,
@@ -68,11 +68,18 @@ pub(super) fn band(
     }
     let b = typical(data, dtype)?;
     let cells = &mut band.s1[..cols.div_ceil(bw)];
-    let t = run(data, cols, bw, b, cells, chunk);
+    let t = run(data, cols, bw, b, cells, group);
     let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
     let n = (data.len() / 2) as u64;
-    // The band's plain sum is its cells', re-based onto `b`.
-    let s1 = cells.iter().sum::<f64>() - n as f64 * f64::from(b);
+    // The band's plain sum is its cells', re-based onto `b`: added in four chains (one
+    // chain of dependent additions took ~7% of a band of 4 rows in 4 × 4 cells).
+    let mut four = cells.chunks_exact(4);
+    let chains = four
+        .by_ref()
+        .fold([0f64; 4], |a, c| std::array::from_fn(|k| a[k] + c[k]));
+    let total =
+        (chains[0] + chains[1]) + (chains[2] + chains[3]) + four.remainder().iter().sum::<f64>();
+    let s1 = total - n as f64 * f64::from(b);
     (min.is_finite() && max.is_finite() && s1.is_finite() && t.s2.is_finite()).then_some(Acc {
         n,
         shift: b,
@@ -98,8 +105,8 @@ struct Totals {
 }
 
 /// The accumulators that outlive a chunk: one lane per column of a chunk (for the squares,
-/// whose lanes are only ever added up, in whatever order a [`Chunk`] keeps them).
-pub(super) struct Lanes {
+/// whose lanes are only ever added up, in whatever order a [`Group`] keeps them).
+struct Lanes {
     d2: [f32; W],
     zeros: [u16; W],
     /// (Two's complement codes, kept as `u16`.)
@@ -108,108 +115,174 @@ pub(super) struct Lanes {
     umin: [u16; W],
 }
 
-/// Takes a group's rows of one whole chunk into the lanes, and the sums of the values of
-/// each column into `sum` (zero on entry) (see [`rows`]).
-pub(super) type Chunk = fn(&mut Lanes, &[u8], usize, f32, &mut [f32; W]);
+/// A band's reduction in progress: the lanes, what has moved out of them, and the walk
+/// over the cells that each chunk's sums are added to.
+pub(super) struct State<'a> {
+    lanes: Lanes,
+    s2: f64,
+    zeros: u64,
+    /// Rows of chunks since the squares and zeros last moved to `s2` and `zeros`: at
+    /// most `2 · GROUP` values per lane.
+    pending: usize,
+    cells: &'a mut [f64],
+    bw: usize,
+    /// The cell of the next chunk's first column, and the column where the cell after it
+    /// starts.
+    j: usize,
+    next: usize,
+}
 
-/// The kernel proper, for BF16 (`HALF` false) or F16 codes, whole chunks reduced by
-/// `chunk`.
+impl State<'_> {
+    /// Readies the lanes for a chunk of `g` more rows; `true` when the squares and zeros
+    /// are to move out of the lanes first (with [`State::drain`]).
+    #[inline(always)]
+    fn full(&self, g: usize) -> bool {
+        self.pending + g > 2 * GROUP
+    }
+
+    /// Moves the squares and zeros out of the lanes.
+    #[inline(always)]
+    fn drain(&mut self) {
+        let l = &mut self.lanes;
+        self.s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
+        self.zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
+        (l.d2, l.zeros) = ([0.0; W], [0; W]);
+        self.pending = 0;
+    }
+
+    /// Adds the sums of the first `n` columns of the chunk at column `c0` (a multiple of
+    /// `W`) to their cells: added in `f32` and then to the cell, in pairs and fours first
+    /// where every cell's lanes in a whole chunk are whole pairs or fours, and straight
+    /// into the cells for 4-column cells (every 4096-column tensor at the default size, in
+    /// bands of 4 rows: a walk over single lanes took a third as long as reducing the
+    /// bytes).
+    #[inline(always)]
+    fn fold(&mut self, c0: usize, n: usize, sum: &[f32; W]) {
+        let pairs: [f32; W / 2] = std::array::from_fn(|i| sum[2 * i] + sum[2 * i + 1]);
+        let fours: [f32; W / 4] = std::array::from_fn(|i| pairs[2 * i] + pairs[2 * i + 1]);
+        let bw = self.bw;
+        if bw == 4 && n == W {
+            let j0 = c0 / 4;
+            for (cell, &v) in self.cells[j0..j0 + W / 4].iter_mut().zip(&fours) {
+                *cell += f64::from(v);
+            }
+            (self.j, self.next) = (j0 + W / 4, c0 + W + 4);
+            return;
+        }
+        let (units, width) = match bw % 4 {
+            _ if n < W => (&sum[..n], 1),
+            0 => (&fours[..], 4),
+            2 => (&pairs[..], 2),
+            _ => (&sum[..], 1),
+        };
+        let mut k = 0;
+        while k < units.len() {
+            let end = ((self.next - c0) / width).min(units.len());
+            self.cells[self.j] += f64::from(units[k..end].iter().sum::<f32>());
+            if c0 + end * width == self.next {
+                (self.j, self.next) = (self.j + 1, self.next + bw);
+            }
+            k = end;
+        }
+    }
+}
+
+/// Takes a group's whole chunks into a band's state: `rows` holds the group's `g` rows,
+/// `row_bytes` apart, up to the end of the last one's whole chunks, and the squares are
+/// of differences from the band's typical value `b` (see [`chunks`]).
+pub(super) type Group = fn(&mut State<'_>, &[u8], usize, usize, f32);
+
+/// The kernel proper, for BF16 (`HALF` false) or F16 codes, each group's whole chunks
+/// taken in by `group`.
 fn run<const HALF: bool>(
     data: &[u8],
     cols: usize,
     bw: usize,
     b: f32,
     cells: &mut [f64],
-    chunk: Chunk,
+    group: Group,
 ) -> Totals {
     let row_bytes = 2 * cols;
     let rows = data.len() / row_bytes;
-    let mut l = Lanes {
-        d2: [0.0; W],
-        zeros: [0; W],
-        smax: [0x8000; W],
-        umax: [0; W],
-        umin: [u16::MAX; W],
+    let whole = cols / W * W;
+    let mut st = State {
+        lanes: Lanes {
+            d2: [0.0; W],
+            zeros: [0; W],
+            smax: [0x8000; W],
+            umax: [0; W],
+            umin: [u16::MAX; W],
+        },
+        s2: 0.0,
+        zeros: 0,
+        pending: 0,
+        cells,
+        bw,
+        j: 0,
+        next: bw,
     };
-    let (mut s2, mut zeros) = (0f64, 0u64);
-    // Rows of chunks since the squares and zeros last moved to `f64` and `u64`: at most
-    // `2 · GROUP` values per lane.
-    let mut pending = 0;
     for g0 in (0..rows).step_by(GROUP) {
         let g = GROUP.min(rows - g0);
-        // The cell of the chunk's first column, and where the next one starts.
-        let (mut j, mut next) = (0, bw);
-        for c0 in (0..cols).step_by(W) {
-            if pending + g > 2 * GROUP {
-                s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
-                zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
-                (l.d2, l.zeros) = ([0.0; W], [0; W]);
-                pending = 0;
+        (st.j, st.next) = (0, bw);
+        let at = g0 * row_bytes;
+        if whole > 0 {
+            group(
+                &mut st,
+                &data[at..at + (g - 1) * row_bytes + 2 * whole],
+                row_bytes,
+                g,
+                b,
+            );
+        }
+        if whole < cols {
+            // The last chunk, partial.
+            let n = cols - whole;
+            if st.full(g) {
+                st.drain();
             }
-            pending += g;
-            let n = W.min(cols - c0);
+            st.pending += g;
             let mut sum = [0f32; W];
-            let at = g0 * row_bytes + 2 * c0;
-            if n == W {
-                // The group's rows from this chunk on (the last ends with the chunk).
-                chunk(
-                    &mut l,
-                    &data[at..at + (g - 1) * row_bytes + 2 * W],
-                    row_bytes,
-                    b,
-                    &mut sum,
-                );
-            } else {
-                for r in 0..g {
-                    let bytes = &data[at + r * row_bytes..][..2 * n];
-                    let codes = std::array::from_fn(|k| {
-                        bytes
-                            .get(2 * k..2 * k + 2)
-                            .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]))
-                    });
-                    row::<HALF>(&mut l, &mut sum, codes, b, n);
-                }
+            for r in 0..g {
+                let bytes = &data[at + r * row_bytes + 2 * whole..][..2 * n];
+                let codes = std::array::from_fn(|k| {
+                    bytes
+                        .get(2 * k..2 * k + 2)
+                        .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]))
+                });
+                row::<HALF>(&mut st.lanes, &mut sum, codes, b, n);
             }
-            // Each cell's lanes in the chunk, added in `f32` and then to the cell.
-            let mut k = 0;
-            while k < n {
-                let end = (next - c0).min(n);
-                cells[j] += f64::from(sum[k..end].iter().sum::<f32>());
-                if c0 + end == next {
-                    (j, next) = (j + 1, next + bw);
-                }
-                k = end;
-            }
+            st.fold(whole, n, &sum);
         }
     }
-    s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
-    zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
+    st.drain();
+    let l = &st.lanes;
     Totals {
-        s2,
-        zeros,
+        s2: st.s2,
+        zeros: st.zeros,
         smax: u32::from(*l.smax.iter().max_by_key(|&&c| c as i16).expect("W lanes")),
         umax: u32::from(*l.umax.iter().max().expect("W lanes")),
         umin: u32::from(*l.umin.iter().min().expect("W lanes")),
     }
 }
 
-/// [`Chunk`] in plain Rust: each row that holds the chunk's `2 · W` bytes at its start
-/// (all of `block`'s rows, split `row_bytes` apart) taken in with [`row`], which adds to
-/// `sum`.
-fn rows<const HALF: bool>(
-    l: &mut Lanes,
-    block: &[u8],
-    row_bytes: usize,
-    b: f32,
-    sum: &mut [f32; W],
-) {
-    for bytes in block.chunks(row_bytes) {
-        if let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() {
-            prefetch(bytes);
-            let codes =
-                std::array::from_fn(|k| u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]));
-            row::<HALF>(l, sum, codes, b, W);
+/// [`Group`] in plain Rust: each row's `2 · W` bytes of each chunk taken in with [`row`].
+fn chunks<const HALF: bool>(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
+    let whole = (rows.len() - (g - 1) * row_bytes) / (2 * W);
+    for c in 0..whole {
+        if st.full(g) {
+            st.drain();
         }
+        st.pending += g;
+        let mut sum = [0f32; W];
+        for bytes in rows[2 * W * c..].chunks(row_bytes).take(g) {
+            if let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() {
+                prefetch(bytes);
+                let codes =
+                    std::array::from_fn(|k| u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]));
+                row::<HALF>(&mut st.lanes, &mut sum, codes, b, W);
+            }
+        }
+        st.fold(c * W, W, &sum);
     }
 }
 
@@ -270,15 +343,16 @@ fn f16(c: u16) -> f32 {
     f32::from_bits(x.to_bits() | u32::from(c & 0x8000) << 16)
 }
 
-/// [`Chunk`] in AVX2 registers, for x86 CPUs that have AVX2, FMA and F16C but not the
+/// [`Group`] in AVX2 registers, for x86 CPUs that have AVX2, FMA and F16C but not the
 /// AVX-512 kernel (AMD Zen 2 and 3, most Intel desktop and laptop chips): 16 columns per
-/// register, the lanes' accumulators kept in registers down the group's rows. (What the
-/// compiler made of [`rows`] kept them in memory and ran at ~0.5 of the read ceiling.)
+/// register, the lanes' accumulators kept in registers across the group's chunks. (What
+/// the compiler made of [`chunks`] kept them in memory and ran at ~0.5 of the read
+/// ceiling.)
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch, Lanes, W};
+    use super::{prefetch, State, W};
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
@@ -286,96 +360,111 @@ mod avx2 {
             && is_x86_feature_detected!("f16c")
     }
 
-    /// See [`super::Chunk`].
-    pub(super) fn rows<const HALF: bool>(
-        l: &mut Lanes,
-        block: &[u8],
+    /// See [`super::Group`].
+    pub(super) fn chunks<const HALF: bool>(
+        st: &mut State<'_>,
+        rows: &[u8],
         row_bytes: usize,
+        g: usize,
         b: f32,
-        sum: &mut [f32; W],
     ) {
         assert!(available());
-        // SAFETY: the CPU has the features `rows_avx2` is compiled with.
-        unsafe { rows_avx2::<HALF>(l, block, row_bytes, b, sum) }
+        // SAFETY: the CPU has the features `chunks_avx2` is compiled with.
+        unsafe { chunks_avx2::<HALF>(st, rows, row_bytes, g, b) }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn rows_avx2<const HALF: bool>(
-        l: &mut Lanes,
-        block: &[u8],
+    fn chunks_avx2<const HALF: bool>(
+        st: &mut State<'_>,
+        rows: &[u8],
         row_bytes: usize,
+        g: usize,
         b: f32,
-        sum: &mut [f32; W],
     ) {
         // SAFETY (all loads and stores): each array is 32 bytes (one register) or 16 `f32`
         // (two); the loads and stores have no alignment requirement.
-        let codes = |a: &[u16; W]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
-        let (mut zeros, mut umax, mut umin) = (codes(&l.zeros), codes(&l.umax), codes(&l.umin));
-        let mut smax = codes(&l.smax);
-        let halves = |a: &[f32; W]| unsafe {
+        let load = |a: &[u16; W]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
+        let store =
+            |dst: &mut [u16; W], v| unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
+        let load_ps = |a: &[f32; W]| unsafe {
             [
                 _mm256_loadu_ps(a.as_ptr()),
                 _mm256_loadu_ps(a[8..].as_ptr()),
             ]
         };
-        let mut d2 = halves(&l.d2);
-        let mut s = [_mm256_setzero_ps(); 2];
+        let store_ps = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
+            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
+        };
+        let l = &st.lanes;
+        let (mut zeros, mut smax, mut umax, mut umin) =
+            (load(&l.zeros), load(&l.smax), load(&l.umax), load(&l.umin));
+        let mut d2 = load_ps(&l.d2);
         let shift = _mm256_set1_ps(b);
         let magnitude = _mm256_set1_epi16(0x7fff);
         let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
-        for bytes in block.chunks(row_bytes) {
-            let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() else {
-                continue;
-            };
-            prefetch(bytes);
-            // SAFETY: 32 bytes; no alignment requirement.
-            let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
-            let zero = _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
-            zeros = _mm256_sub_epi16(zeros, zero);
-            smax = _mm256_max_epi16(smax, v);
-            umax = _mm256_max_epu16(umax, v);
-            umin = _mm256_min_epu16(umin, v);
-            // F16: columns 0–7 and 8–15; BF16: the even columns and the odd ones.
-            let x = if HALF {
-                [
-                    _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
-                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
-                ]
-            } else {
-                [
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)),
-                    _mm256_castsi256_ps(_mm256_and_si256(v, high)),
-                ]
-            };
-            for u in 0..2 {
-                s[u] = _mm256_add_ps(s[u], x[u]);
-                let d = _mm256_sub_ps(x[u], shift);
-                d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+        let whole = (rows.len() - (g - 1) * row_bytes) / (2 * W);
+        let mut sum = [0f32; W];
+        for c in 0..whole {
+            if st.full(g) {
+                store_ps(&mut st.lanes.d2, d2);
+                store(&mut st.lanes.zeros, zeros);
+                st.drain();
+                (d2, zeros) = ([_mm256_setzero_ps(); 2], _mm256_setzero_si256());
             }
+            st.pending += g;
+            let mut s = [_mm256_setzero_ps(); 2];
+            for bytes in rows[2 * W * c..].chunks(row_bytes).take(g) {
+                let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() else {
+                    continue;
+                };
+                prefetch(bytes);
+                // SAFETY: 32 bytes; no alignment requirement.
+                let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                let zero =
+                    _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
+                zeros = _mm256_sub_epi16(zeros, zero);
+                smax = _mm256_max_epi16(smax, v);
+                umax = _mm256_max_epu16(umax, v);
+                umin = _mm256_min_epu16(umin, v);
+                // F16: columns 0–7 and 8–15; BF16: the even columns and the odd ones.
+                let x = if HALF {
+                    [
+                        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+                        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+                    ]
+                } else {
+                    [
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)),
+                        _mm256_castsi256_ps(_mm256_and_si256(v, high)),
+                    ]
+                };
+                for u in 0..2 {
+                    s[u] = _mm256_add_ps(s[u], x[u]);
+                    let d = _mm256_sub_ps(x[u], shift);
+                    d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+                }
+            }
+            if !HALF {
+                // Back in column order: pairs of lanes (even, odd) from each 128-bit half.
+                let (lo, hi) = (
+                    _mm256_unpacklo_ps(s[0], s[1]),
+                    _mm256_unpackhi_ps(s[0], s[1]),
+                );
+                s = [
+                    _mm256_permute2f128_ps::<0x20>(lo, hi),
+                    _mm256_permute2f128_ps::<0x31>(lo, hi),
+                ];
+            }
+            store_ps(&mut sum, s);
+            st.fold(c * W, W, &sum);
         }
-        if !HALF {
-            // Back in column order: pairs of lanes (even, odd) from each 128-bit half.
-            let (lo, hi) = (
-                _mm256_unpacklo_ps(s[0], s[1]),
-                _mm256_unpackhi_ps(s[0], s[1]),
-            );
-            s = [
-                _mm256_permute2f128_ps::<0x20>(lo, hi),
-                _mm256_permute2f128_ps::<0x31>(lo, hi),
-            ];
-        }
-        let store =
-            |dst: &mut [u16; W], v| unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
+        let l = &mut st.lanes;
         store(&mut l.zeros, zeros);
         store(&mut l.smax, smax);
         store(&mut l.umax, umax);
         store(&mut l.umin, umin);
-        let store = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
-            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
-            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
-        };
-        store(&mut l.d2, d2);
-        store(sum, s);
+        store_ps(&mut l.d2, d2);
     }
 }
 
@@ -394,15 +483,19 @@ mod tests {
     }
 
     /// The ways whole chunks are reduced on this machine, for `dtype`.
-    fn chunks(dtype: Dtype) -> Vec<(&'static str, Chunk)> {
+    fn groups(dtype: Dtype) -> Vec<(&'static str, Group)> {
         let half = dtype == Dtype::F16;
-        let plain: Chunk = if half { rows::<true> } else { rows::<false> };
+        let plain: Group = if half {
+            chunks::<true>
+        } else {
+            chunks::<false>
+        };
         #[cfg(target_arch = "x86_64")]
         let avx2 = avx2::available().then(|| {
-            let avx2: Chunk = if half {
-                avx2::rows::<true>
+            let avx2: Group = if half {
+                avx2::chunks::<true>
             } else {
-                avx2::rows::<false>
+                avx2::chunks::<false>
             };
             ("avx2", avx2)
         });
@@ -447,14 +540,14 @@ mod tests {
     #[test]
     fn clean_bands_match_sums_in_f64() {
         for dtype in [Dtype::BF16, Dtype::F16] {
-            for ((name, chunk), sign) in iproduct(chunks(dtype), [0.0, 1.0, -1.0]) {
+            for ((name, group), sign) in iproduct(groups(dtype), [0.0, 1.0, -1.0]) {
                 let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
                 for ((rows, cols), bw) in iproduct(shapes, [4usize, 6, 16, 19]) {
                     let (bytes, exact) = data(dtype, rows * cols, sign);
                     let gw = cols.div_ceil(bw);
                     let mut cells = Band::new(gw);
                     let what = format!("{dtype:?} {name} sign {sign} {rows}×{cols} in {bw}");
-                    let acc = band(&bytes, dtype, cols, bw, Reduction::Mean, &mut cells, chunk)
+                    let acc = band(&bytes, dtype, cols, bw, Reduction::Mean, &mut cells, group)
                         .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
                     for (j, &got) in cells.s1[..gw].iter().enumerate() {
                         let members = (0..rows).flat_map(|r| {
@@ -522,9 +615,9 @@ mod tests {
             };
             let at = 2 * (rows * cols - 5);
             bytes[at..at + 2].copy_from_slice(&one.to_le_bytes());
-            for (name, chunk) in chunks(dtype) {
+            for (name, group) in groups(dtype) {
                 let mut cells = Band::new(cols / 16);
-                let acc = band(&bytes, dtype, cols, 16, Reduction::Mean, &mut cells, chunk)
+                let acc = band(&bytes, dtype, cols, 16, Reduction::Mean, &mut cells, group)
                     .expect("a clean band is taken");
                 assert_eq!(acc.zeros, (rows * cols - 1) as u64, "{dtype:?} {name}");
                 assert_eq!((acc.min, acc.max), (0.0, 1.0), "{dtype:?} {name}");
@@ -551,14 +644,14 @@ mod tests {
                 Dtype::BF16 => &[0x7fc0, 0x7f80, 0xff80, 0xffc1],
                 _ => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
             };
-            for (name, chunk) in chunks(dtype) {
+            for (name, group) in groups(dtype) {
                 for &s in specials {
                     // Column 3 (a whole chunk) and column 36 (the partial one).
                     for at in [10 * cols + 3, 20 * cols + 36] {
                         let mut bad = bytes.clone();
                         bad[2 * at..2 * at + 2].copy_from_slice(&s.to_le_bytes());
                         let mut cells = Band::new(gw);
-                        let taken = band(&bad, dtype, cols, bw, Reduction::Mean, &mut cells, chunk);
+                        let taken = band(&bad, dtype, cols, bw, Reduction::Mean, &mut cells, group);
                         assert!(taken.is_none(), "{dtype:?} {name} {s:#06x} at {at}");
                     }
                 }
@@ -576,11 +669,11 @@ mod tests {
                     w,
                     r,
                     &mut cells,
-                    chunk(dtype, Reduction::Mean).unwrap(),
+                    group(dtype, Reduction::Mean).unwrap(),
                 );
                 assert!(taken.is_none(), "{dtype:?} {r:?} {w}");
             }
         }
-        assert!(chunk(Dtype::F32, Reduction::Mean).is_none());
+        assert!(group(Dtype::F32, Reduction::Mean).is_none());
     }
 }
