@@ -1,6 +1,6 @@
 //! The kernel for the common case where the AVX-512 kernel does not run (CPUs with AVX2
-//! only, ARM): `mean` of a band of BF16 or F16 data with no NaN or Inf, in cells at least
-//! 4 columns wide.
+//! only, ARM; F8 on AVX-512 CPUs without VBMI): `mean` of a band of BF16, F16 or F8_E4M3
+//! (without block scales) data with no NaN or Inf, in cells at least 4 columns wide.
 //!
 //! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
@@ -28,6 +28,44 @@ const GROUP: usize = 32;
 #[cfg(target_arch = "x86_64")]
 const AHEAD: usize = 256;
 
+/// The codes a band holds: BF16, F16, or F8_E4M3, which is taken in as F16 codes of its
+/// values scaled by 2^-8 (exact: its magnitude's 7 bits moved up by 7 are the F16 code of
+/// `|x| / 256`, subnormals included), so that it shares F16's lanes and decoding.
+type Kind = u8;
+const BF16: Kind = 0;
+const F16: Kind = 1;
+const E4M3: Kind = 2;
+
+/// Bytes per element of `kind`.
+const fn size(kind: Kind) -> usize {
+    if kind == E4M3 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The F16 code of an F8_E4M3 code's value over 256 (see [`Kind`]).
+#[inline(always)]
+fn e4m3_as_f16(c: u8) -> u16 {
+    u16::from(c & 0x7f) << 7 | u16::from(c & 0x80) << 8
+}
+
+/// The F8_E4M3 code whose value over 256 has the F16 code `c` ([`e4m3_as_f16`] undone).
+fn f16_as_e4m3(c: u16) -> u32 {
+    u32::from(c >> 7 & 0x7f | c >> 8 & 0x80)
+}
+
+/// The first `n` codes of `bytes` (elements of `KIND`), as the lanes take them; 0 after.
+#[inline(always)]
+fn codes<const KIND: Kind>(bytes: &[u8], n: usize) -> [u16; W] {
+    std::array::from_fn(|k| match KIND {
+        _ if k >= n => 0,
+        E4M3 => e4m3_as_f16(bytes[k]),
+        _ => u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]),
+    })
+}
+
 /// How this machine takes in a group's whole chunks of `dtype`, if this kernel takes the
 /// dtype and `reduction`.
 pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
@@ -36,11 +74,14 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
     }
     Some(match dtype {
         #[cfg(target_arch = "x86_64")]
-        Dtype::BF16 if avx2::available() => avx2::chunks::<false>,
+        Dtype::BF16 if avx2::available() => avx2::chunks::<BF16>,
         #[cfg(target_arch = "x86_64")]
-        Dtype::F16 if avx2::available() => avx2::chunks::<true>,
-        Dtype::BF16 => chunks::<false>,
-        Dtype::F16 => chunks::<true>,
+        Dtype::F16 if avx2::available() => avx2::chunks::<F16>,
+        #[cfg(target_arch = "x86_64")]
+        Dtype::F8E4M3 if avx2::available() => avx2::chunks::<E4M3>,
+        Dtype::BF16 => chunks::<BF16>,
+        Dtype::F16 => chunks::<F16>,
+        Dtype::F8E4M3 => chunks::<E4M3>,
         _ => return None,
     })
 }
@@ -60,8 +101,9 @@ pub(super) fn band(
     group: Group,
 ) -> Option<Acc> {
     let run = match dtype {
-        Dtype::BF16 => run::<false>,
-        Dtype::F16 => run::<true>,
+        Dtype::BF16 => run::<BF16>,
+        Dtype::F16 => run::<F16>,
+        Dtype::F8E4M3 => run::<E4M3>,
         _ => return None,
     };
     if reduction != Reduction::Mean || bw < 4 {
@@ -69,9 +111,21 @@ pub(super) fn band(
     }
     let b = typical(data, dtype)?;
     let cells = &mut band.s1[..cols.div_ceil(bw)];
-    let t = run(data, cols, bw, b, cells, group);
+    let e4m3 = dtype == Dtype::F8E4M3;
+    // F8_E4M3 is reduced in units of 2^-8 (see [`Kind`]), and scaled back (exactly).
+    let unit = if e4m3 { 256.0 } else { 1.0 };
+    let mut t = run(data, cols, bw, b / unit, cells, group);
+    if e4m3 {
+        cells.iter_mut().for_each(|c| *c *= f64::from(unit));
+        t.s2 *= f64::from(unit * unit);
+        (t.smax, t.umax, t.umin) = (
+            f16_as_e4m3(t.smax as u16),
+            f16_as_e4m3(t.umax as u16),
+            f16_as_e4m3(t.umin as u16),
+        );
+    }
     let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
-    let n = (data.len() / 2) as u64;
+    let n = (data.len() / dtype.size()) as u64;
     // The band's plain sum is its cells', re-based onto `b`: added in four chains (one
     // chain of dependent additions took ~7% of a band of 4 rows in 4 × 4 cells).
     let mut four = cells.chunks_exact(4);
@@ -194,9 +248,9 @@ impl State<'_> {
 /// of differences from the band's typical value `b` (see [`chunks`]).
 pub(super) type Group = fn(&mut State<'_>, &[u8], usize, usize, f32);
 
-/// The kernel proper, for BF16 (`HALF` false) or F16 codes, each group's whole chunks
+/// The kernel proper, for codes of `KIND`, each group's whole chunks
 /// taken in by `group`.
-fn run<const HALF: bool>(
+fn run<const KIND: Kind>(
     data: &[u8],
     cols: usize,
     bw: usize,
@@ -204,7 +258,7 @@ fn run<const HALF: bool>(
     cells: &mut [f64],
     group: Group,
 ) -> Totals {
-    let row_bytes = 2 * cols;
+    let row_bytes = size(KIND) * cols;
     let rows = data.len() / row_bytes;
     let whole = cols / W * W;
     let mut st = State {
@@ -230,7 +284,7 @@ fn run<const HALF: bool>(
         if whole > 0 {
             group(
                 &mut st,
-                &data[at..at + (g - 1) * row_bytes + 2 * whole],
+                &data[at..at + (g - 1) * row_bytes + size(KIND) * whole],
                 row_bytes,
                 g,
                 b,
@@ -245,13 +299,8 @@ fn run<const HALF: bool>(
             st.pending += g;
             let mut sum = [0f32; W];
             for r in 0..g {
-                let bytes = &data[at + r * row_bytes + 2 * whole..][..2 * n];
-                let codes = std::array::from_fn(|k| {
-                    bytes
-                        .get(2 * k..2 * k + 2)
-                        .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]))
-                });
-                row::<HALF>(&mut st.lanes, &mut sum, codes, b, n);
+                let bytes = &data[at + r * row_bytes + size(KIND) * whole..][..size(KIND) * n];
+                row::<KIND>(&mut st.lanes, &mut sum, codes::<KIND>(bytes, n), b, n);
             }
             st.fold(whole, n, &sum);
         }
@@ -267,21 +316,20 @@ fn run<const HALF: bool>(
     }
 }
 
-/// [`Group`] in plain Rust: each row's `2 · W` bytes of each chunk taken in with [`row`].
-fn chunks<const HALF: bool>(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
-    let count = (rows.len() - (g - 1) * row_bytes) / (2 * W);
+/// [`Group`] in plain Rust: each row's `W` elements of each chunk taken in with [`row`].
+fn chunks<const KIND: Kind>(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
+    let step = size(KIND) * W;
+    let count = (rows.len() - (g - 1) * row_bytes) / step;
     for c in 0..count {
         if st.full(g) {
             st.drain();
         }
         st.pending += g;
         let mut sum = [0f32; W];
-        for bytes in rows[2 * W * c..].chunks(row_bytes).take(g) {
-            if let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() {
+        for bytes in rows[step * c..].chunks(row_bytes).take(g) {
+            if let Some(bytes) = bytes.get(..step) {
                 prefetch(bytes);
-                let codes =
-                    std::array::from_fn(|k| u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]));
-                row::<HALF>(&mut st.lanes, &mut sum, codes, b, W);
+                row::<KIND>(&mut st.lanes, &mut sum, codes::<KIND>(bytes, W), b, W);
             }
         }
         st.fold(c * W, W, &sum);
@@ -304,10 +352,10 @@ fn prefetch(bytes: &[u8]) {
 
 /// Takes in one row's codes, of which the first `n` are the tensor's (the rest are 0).
 #[inline(always)]
-fn row<const HALF: bool>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: f32, n: usize) {
+fn row<const KIND: Kind>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: f32, n: usize) {
     for k in 0..W {
         let (c, inside) = (codes[k], k < n);
-        let x = if HALF {
+        let x = if KIND != BF16 {
             f16(c)
         } else {
             f32::from_bits(u32::from(c) << 16)
@@ -355,7 +403,7 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch, State, W};
+    use super::{prefetch, size, Kind, State, BF16, E4M3, W};
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
@@ -364,7 +412,7 @@ mod avx2 {
     }
 
     /// See [`super::Group`].
-    pub(super) fn chunks<const HALF: bool>(
+    pub(super) fn chunks<const KIND: Kind>(
         st: &mut State<'_>,
         rows: &[u8],
         row_bytes: usize,
@@ -373,11 +421,11 @@ mod avx2 {
     ) {
         assert!(available());
         // SAFETY: the CPU has the features `chunks_avx2` is compiled with.
-        unsafe { chunks_avx2::<HALF>(st, rows, row_bytes, g, b) }
+        unsafe { chunks_avx2::<KIND>(st, rows, row_bytes, g, b) }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn chunks_avx2<const HALF: bool>(
+    fn chunks_avx2<const KIND: Kind>(
         st: &mut State<'_>,
         rows: &[u8],
         row_bytes: usize,
@@ -406,7 +454,9 @@ mod avx2 {
         let shift = _mm256_set1_ps(b);
         let magnitude = _mm256_set1_epi16(0x7fff);
         let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
-        let count = (rows.len() - (g - 1) * row_bytes) / (2 * W);
+        let (seven_bits, sign_bit) = (_mm256_set1_epi16(0x7f), _mm256_set1_epi16(0x80));
+        let step = size(KIND) * W;
+        let count = (rows.len() - (g - 1) * row_bytes) / step;
         let mut sum = [0f32; W];
         for c in 0..count {
             if st.full(g) {
@@ -417,13 +467,22 @@ mod avx2 {
             }
             st.pending += g;
             let mut s = [_mm256_setzero_ps(); 2];
-            for bytes in rows[2 * W * c..].chunks(row_bytes).take(g) {
-                let Some(bytes) = bytes.first_chunk::<{ 2 * W }>() else {
+            for bytes in rows[step * c..].chunks(row_bytes).take(g) {
+                let Some(bytes) = bytes.get(..step) else {
                     continue;
                 };
                 prefetch(bytes);
-                // SAFETY: 32 bytes; no alignment requirement.
-                let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                // SAFETY: `step` bytes (16 codes); no alignment requirement.
+                let v = if KIND == E4M3 {
+                    // F8 codes widened to the F16 codes of their values over 256.
+                    let w = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
+                    _mm256_or_si256(
+                        _mm256_slli_epi16::<7>(_mm256_and_si256(w, seven_bits)),
+                        _mm256_slli_epi16::<8>(_mm256_and_si256(w, sign_bit)),
+                    )
+                } else {
+                    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+                };
                 let zero =
                     _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
                 zeros = _mm256_sub_epi16(zeros, zero);
@@ -431,7 +490,7 @@ mod avx2 {
                 umax = _mm256_max_epu16(umax, v);
                 umin = _mm256_min_epu16(umin, v);
                 // F16: columns 0–7 and 8–15; BF16: the even columns and the odd ones.
-                let x = if HALF {
+                let x = if KIND != BF16 {
                     [
                         _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
                         _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
@@ -448,7 +507,7 @@ mod avx2 {
                     d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
                 }
             }
-            if !HALF {
+            if KIND == BF16 {
                 // Back in column order: pairs of lanes (even, odd) from each 128-bit half.
                 let (lo, hi) = (
                     _mm256_unpacklo_ps(s[0], s[1]),
@@ -475,6 +534,19 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    /// Every F8_E4M3 code as the F16 code of its value over 256, and back.
+    #[test]
+    fn e4m3_codes_are_f16_codes_of_a_256th() {
+        for c in 0..=u8::MAX {
+            let want = crate::dtype::decode_one(Dtype::F8E4M3, &[c]);
+            let h = e4m3_as_f16(c);
+            if !want.is_nan() {
+                assert_eq!(half::f16::from_bits(h).to_f32() * 256.0, want, "{c:#04x}");
+            }
+            assert_eq!(f16_as_e4m3(h), u32::from(c), "{c:#04x}");
+        }
+    }
+
     #[test]
     fn f16_codes_decode_exactly() {
         for c in 0..=u16::MAX {
@@ -487,18 +559,17 @@ mod tests {
 
     /// The ways whole chunks are reduced on this machine, for `dtype`.
     fn groups(dtype: Dtype) -> Vec<(&'static str, Group)> {
-        let half = dtype == Dtype::F16;
-        let plain: Group = if half {
-            chunks::<true>
-        } else {
-            chunks::<false>
+        let plain: Group = match dtype {
+            Dtype::BF16 => chunks::<BF16>,
+            Dtype::F16 => chunks::<F16>,
+            _ => chunks::<E4M3>,
         };
         #[cfg(target_arch = "x86_64")]
         let avx2 = avx2::available().then(|| {
-            let avx2: Group = if half {
-                avx2::chunks::<true>
-            } else {
-                avx2::chunks::<false>
+            let avx2: Group = match dtype {
+                Dtype::BF16 => avx2::chunks::<BF16>,
+                Dtype::F16 => avx2::chunks::<F16>,
+                _ => avx2::chunks::<E4M3>,
             };
             ("avx2", avx2)
         });
@@ -507,8 +578,9 @@ mod tests {
         std::iter::once(("plain", plain)).chain(avx2).collect()
     }
 
-    /// A band's codes and their values (decoded by `half` and bit shifts): with `sign`
-    /// 0, both signs, zeros of both signs and F16 subnormals; with 1 or -1, values of that
+    /// A band's codes and their values (decoded by `half`, bit shifts and, for F8_E4M3,
+    /// the library's decoder, checked against ml_dtypes' table in `tests/`): with `sign`
+    /// 0, both signs, zeros of both signs and subnormals; with 1 or -1, values of that
     /// sign only (whose extremes come from other code extremes).
     fn data(dtype: Dtype, len: usize, sign: f32) -> (Vec<u8>, Vec<f64>) {
         let mixed = |i: usize| match i % 11 {
@@ -521,6 +593,21 @@ mod tests {
             0.0 => mixed(i),
             _ => sign * (mixed(i).abs() + 1.0),
         };
+        if dtype == Dtype::F8E4M3 {
+            // Every finite magnitude (0x7f is NaN) in turn, zeros where `mixed` has them.
+            let (codes, exact) = (0..len)
+                .map(|i| {
+                    let magnitude = (i * 37 % 0x7f) as u8;
+                    let c = match sign {
+                        0.0 if mixed(i) == 0.0 => (mixed(i).is_sign_negative() as u8) << 7,
+                        0.0 => magnitude | ((i * 13 % 3 == 0) as u8) << 7,
+                        _ => magnitude.max(1) | ((sign < 0.0) as u8) << 7,
+                    };
+                    (c, f64::from(crate::dtype::decode_one(dtype, &[c])))
+                })
+                .unzip();
+            return (codes, exact);
+        }
         let (codes, exact): (Vec<u16>, Vec<f64>) = (0..len)
             .map(|i| match dtype {
                 Dtype::BF16 => {
@@ -542,7 +629,7 @@ mod tests {
     /// chunks and 32-row groups, partial chunks and cells, against sums in `f64`.
     #[test]
     fn clean_bands_match_sums_in_f64() {
-        for dtype in [Dtype::BF16, Dtype::F16] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
             for ((name, group), sign) in iproduct(groups(dtype), [0.0, 1.0, -1.0]) {
                 let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
                 let widths = [4usize, 6, 8, 12, 14, 16, 19, 20, 32];
@@ -611,14 +698,16 @@ mod tests {
     #[test]
     fn long_bands_count_every_zero() {
         let (rows, cols) = (32, 16 * 2100);
-        for dtype in [Dtype::BF16, Dtype::F16] {
-            let mut bytes = vec![0u8; 2 * rows * cols];
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+            let z = dtype.size();
+            let mut bytes = vec![0u8; z * rows * cols];
             let one = match dtype {
                 Dtype::BF16 => 0x3f80u16,
-                _ => 0x3c00,
+                Dtype::F16 => 0x3c00,
+                _ => 0x38,
             };
-            let at = 2 * (rows * cols - 5);
-            bytes[at..at + 2].copy_from_slice(&one.to_le_bytes());
+            let at = z * (rows * cols - 5);
+            bytes[at..at + z].copy_from_slice(&one.to_le_bytes()[..z]);
             for (name, group) in groups(dtype) {
                 let mut cells = Band::new(cols / 16);
                 let acc = band(&bytes, dtype, cols, 16, Reduction::Mean, &mut cells, group)
@@ -642,18 +731,21 @@ mod tests {
     fn other_bands_are_left() {
         let (rows, cols, bw): (usize, usize, usize) = (45, 37, 6);
         let gw = cols.div_ceil(bw);
-        for dtype in [Dtype::BF16, Dtype::F16] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
             let (bytes, _) = data(dtype, rows * cols, 0.0);
+            // (E4M3 has no Inf: 0x7f and 0xff are its NaNs.)
             let specials: &[u16] = match dtype {
                 Dtype::BF16 => &[0x7fc0, 0x7f80, 0xff80, 0xffc1],
-                _ => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
+                Dtype::F16 => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
+                _ => &[0x7f, 0xff],
             };
+            let z = dtype.size();
             for (name, group) in groups(dtype) {
                 for &s in specials {
                     // Column 3 (a whole chunk) and column 36 (the partial one).
                     for at in [10 * cols + 3, 20 * cols + 36] {
                         let mut bad = bytes.clone();
-                        bad[2 * at..2 * at + 2].copy_from_slice(&s.to_le_bytes());
+                        bad[z * at..z * (at + 1)].copy_from_slice(&s.to_le_bytes()[..z]);
                         let mut cells = Band::new(gw);
                         let taken = band(&bad, dtype, cols, bw, Reduction::Mean, &mut cells, group);
                         assert!(taken.is_none(), "{dtype:?} {name} {s:#06x} at {at}");
