@@ -15,8 +15,9 @@
 //! AVX2 as well as the baseline and chosen at run time. On CPUs with AVX-512, the common
 //! case (a clean BF16/F16/F32/F8_E4M3 band, blocks at least 4 columns wide, `mean`,
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
-//! (about three times faster); on other CPUs, BF16 and F16 `mean` go to the smaller one in
-//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise). A band
+//! (about three times faster); on other CPUs, BF16, F16 and unscaled F8_E4M3 `mean` go to
+//! the smaller one in `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust
+//! otherwise). A band
 //! either declines is redone here. Bands are merged in order, so results do not depend on
 //! the thread count.
 
@@ -1149,13 +1150,15 @@ mod tests {
         let (rows, cols) = (4usize, 64usize);
         let size = Size::Block(4.try_into().unwrap(), 4.try_into().unwrap());
         let geom = Geometry::new(rows, cols, size, false);
-        for dtype in [Dtype::BF16, Dtype::F16] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
             let bytes: Vec<u8> = (0..rows * cols)
                 .flat_map(|i| {
                     let v = (i % 7) as f32 - 3.0;
                     match dtype {
-                        Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes(),
-                        _ => half::f16::from_f32(v).to_bits().to_le_bytes(),
+                        Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+                        Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
+                        // (E4M3: ±0, ±1, ±2, 3 as 0x44.)
+                        _ => vec![[0xc4, 0xc0, 0xb8, 0x00, 0x38, 0x40, 0x44][i % 7]],
                     }
                 })
                 .collect();
@@ -1166,6 +1169,20 @@ mod tests {
                 assert!(taken.is_some(), "{dtype:?}");
             }
         }
+        // FP8 with block scales: not that kernel's.
+        let (one, codes) = (1f32.to_le_bytes(), vec![0x38u8; rows * cols]);
+        let scale = Scale {
+            data: &one,
+            dtype: Dtype::F32,
+            rows: 1,
+            cols: 1,
+            bh: rows,
+            bw: cols,
+        };
+        let mut band = Band::new(geom.grid_w());
+        let r = Reduction::Mean;
+        let f8 = Dtype::F8E4M3;
+        assert!(lanes_band(&codes, f8, &(0..rows), Some(&scale), &geom, r, &mut band).is_none());
     }
 
     /// A grid handed back for reuse keeps its old values until the bands overwrite them:

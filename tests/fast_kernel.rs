@@ -5,7 +5,7 @@
 //! ml_dtypes F8 table): random shapes around the kernel's 64-byte chunks, its 32-row
 //! groups and partial edge cells, sprinkled zeros, an offset far from zero, and one NaN
 //! or Inf that hands the band back to the general kernel. On other CPUs the same
-//! assertions hold for the general kernel and, for BF16 and F16 `mean`, the kernel of
+//! assertions hold for the general kernel and, for BF16, F16 and F8 `mean`, the kernel of
 //! `reduce/lanes.rs` (also checked here with `TENSORHEAT_NO_AVX512` set).
 
 mod common;
@@ -192,7 +192,7 @@ proptest! {
     }
 }
 
-/// CPUs without AVX-512 take clean BF16 and F16 `mean` bands through the kernel of
+/// CPUs without AVX-512 take clean BF16, F16 and F8 `mean` bands through the kernel of
 /// `reduce/lanes.rs`: the test above again, in a child process where
 /// `TENSORHEAT_NO_AVX512` keeps the AVX-512 kernel out (the library reads it once).
 #[test]

@@ -18,7 +18,8 @@ use super::{code_extremes, typical, Acc, Band};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
-/// Columns read from each row at once: 32 bytes, one AVX2 register (two NEON ones).
+/// Columns read from each row at once: 32 bytes of BF16 or F16, one AVX2 register (two
+/// NEON ones); 16 bytes of F8_E4M3, widened into one.
 const W: usize = 16;
 /// Rows run down before the lanes' sums are added to their cells (in `f32`, then to the
 /// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
@@ -454,7 +455,7 @@ mod avx2 {
         let shift = _mm256_set1_ps(b);
         let magnitude = _mm256_set1_epi16(0x7fff);
         let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
-        let (seven_bits, sign_bit) = (_mm256_set1_epi16(0x7f), _mm256_set1_epi16(0x80));
+        let e4m3_bits = _mm256_set1_epi16(0xbf80_u16 as i16);
         let step = size(KIND) * W;
         let count = (rows.len() - (g - 1) * row_bytes) / step;
         let mut sum = [0f32; W];
@@ -474,12 +475,11 @@ mod avx2 {
                 prefetch(bytes);
                 // SAFETY: `step` bytes (16 codes); no alignment requirement.
                 let v = if KIND == E4M3 {
-                    // F8 codes widened to the F16 codes of their values over 256.
-                    let w = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
-                    _mm256_or_si256(
-                        _mm256_slli_epi16::<7>(_mm256_and_si256(w, seven_bits)),
-                        _mm256_slli_epi16::<8>(_mm256_and_si256(w, sign_bit)),
-                    )
+                    // F8 codes widened to the F16 codes of their values over 256: sign-
+                    // extended, the magnitude moved up 7 bits and the sign's copies
+                    // between them cleared.
+                    let w = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
+                    _mm256_and_si256(_mm256_slli_epi16::<7>(w), e4m3_bits)
                 } else {
                     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
                 };
@@ -541,9 +541,17 @@ mod tests {
             let want = crate::dtype::decode_one(Dtype::F8E4M3, &[c]);
             let h = e4m3_as_f16(c);
             if !want.is_nan() {
-                assert_eq!(half::f16::from_bits(h).to_f32() * 256.0, want, "{c:#04x}");
+                let got = half::f16::from_bits(h).to_f32() * 256.0;
+                assert_eq!(got.to_bits(), want.to_bits(), "{c:#04x}");
             }
             assert_eq!(f16_as_e4m3(h), u32::from(c), "{c:#04x}");
+            // Ordered as the codes are, read as unsigned and as signed integers (the
+            // band's extremes are taken on them).
+            if c > 0 {
+                let (a, b) = (c - 1, e4m3_as_f16(c - 1));
+                assert!(b < h, "{c:#04x}");
+                assert_eq!((a as i8) < (c as i8), (b as i16) < (h as i16), "{c:#04x}");
+            }
         }
     }
 
