@@ -1150,15 +1150,16 @@ mod tests {
         let (rows, cols) = (4usize, 64usize);
         let size = Size::Block(4.try_into().unwrap(), 4.try_into().unwrap());
         let geom = Geometry::new(rows, cols, size, false);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
             let bytes: Vec<u8> = (0..rows * cols)
                 .flat_map(|i| {
                     let v = (i % 7) as f32 - 3.0;
                     match dtype {
                         Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
                         Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
-                        // (E4M3: ±0, ±1, ±2, 3 as 0x44.)
-                        _ => vec![[0xc4, 0xc0, 0xb8, 0x00, 0x38, 0x40, 0x44][i % 7]],
+                        // (E4M3: ±0, ±1, ±2, 3 as 0x44; E5M2: 3 as 0x42.)
+                        Dtype::F8E4M3 => vec![[0xc4, 0xc0, 0xb8, 0x00, 0x38, 0x40, 0x44][i % 7]],
+                        _ => vec![[0xc2, 0xc0, 0xbc, 0x00, 0x3c, 0x40, 0x42][i % 7]],
                     }
                 })
                 .collect();

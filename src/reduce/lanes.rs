@@ -1,6 +1,7 @@
 //! The kernel for the common case where the AVX-512 kernel does not run (CPUs with AVX2
-//! only, ARM; F8 on AVX-512 CPUs without VBMI): `mean` of a band of BF16, F16 or F8_E4M3
-//! (without block scales) data with no NaN or Inf, in cells at least 4 columns wide.
+//! only, ARM; F8 on AVX-512 CPUs without VBMI, F8_E5M2 on all): `mean` of a band of BF16,
+//! F16, F8_E4M3 (without block scales) or F8_E5M2 data with no NaN or Inf, in cells at
+//! least 4 columns wide.
 //!
 //! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
@@ -19,7 +20,7 @@ use crate::config::Reduction;
 use crate::dtype::Dtype;
 
 /// Columns read from each row at once: 32 bytes of BF16 or F16, one AVX2 register (two
-/// NEON ones); 16 bytes of F8_E4M3, widened into one.
+/// NEON ones); 16 bytes of F8, widened into one.
 const W: usize = 16;
 /// Rows run down before the lanes' sums are added to their cells (in `f32`, then to the
 /// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
@@ -29,17 +30,19 @@ const GROUP: usize = 32;
 #[cfg(target_arch = "x86_64")]
 const AHEAD: usize = 256;
 
-/// The codes a band holds: BF16, F16, or F8_E4M3, which is taken in as F16 codes of its
-/// values scaled by 2^-8 (exact: its magnitude's 7 bits moved up by 7 are the F16 code of
-/// `|x| / 256`, subnormals included), so that it shares F16's lanes and decoding.
+/// The codes a band holds: BF16, F16, or F8, which is taken in as F16 codes: F8_E5M2's
+/// code is the top byte of its value's F16 code, and F8_E4M3 is taken in as the F16 codes
+/// of its values scaled by 2^-8 (exact: its magnitude's 7 bits moved up by 7 are the F16
+/// code of `|x| / 256`, subnormals included), so that both share F16's lanes and decoding.
 type Kind = u8;
 const BF16: Kind = 0;
 const F16: Kind = 1;
 const E4M3: Kind = 2;
+const E5M2: Kind = 3;
 
 /// Bytes per element of `kind`.
 const fn size(kind: Kind) -> usize {
-    if kind == E4M3 {
+    if kind == E4M3 || kind == E5M2 {
         1
     } else {
         2
@@ -63,6 +66,7 @@ fn codes<const KIND: Kind>(bytes: &[u8], n: usize) -> [u16; W] {
     std::array::from_fn(|k| match KIND {
         _ if k >= n => 0,
         E4M3 => e4m3_as_f16(bytes[k]),
+        E5M2 => u16::from(bytes[k]) << 8,
         _ => u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]),
     })
 }
@@ -80,9 +84,12 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
         Dtype::F16 if avx2::available() => avx2::chunks::<F16>,
         #[cfg(target_arch = "x86_64")]
         Dtype::F8E4M3 if avx2::available() => avx2::chunks::<E4M3>,
+        #[cfg(target_arch = "x86_64")]
+        Dtype::F8E5M2 if avx2::available() => avx2::chunks::<E5M2>,
         Dtype::BF16 => chunks::<BF16>,
         Dtype::F16 => chunks::<F16>,
         Dtype::F8E4M3 => chunks::<E4M3>,
+        Dtype::F8E5M2 => chunks::<E5M2>,
         _ => return None,
     })
 }
@@ -105,6 +112,7 @@ pub(super) fn band(
         Dtype::BF16 => run::<BF16>,
         Dtype::F16 => run::<F16>,
         Dtype::F8E4M3 => run::<E4M3>,
+        Dtype::F8E5M2 => run::<E5M2>,
         _ => return None,
     };
     if reduction != Reduction::Mean || bw < 4 {
@@ -124,6 +132,8 @@ pub(super) fn band(
             f16_as_e4m3(t.umax as u16),
             f16_as_e4m3(t.umin as u16),
         );
+    } else if dtype == Dtype::F8E5M2 {
+        (t.smax, t.umax, t.umin) = (t.smax >> 8, t.umax >> 8, t.umin >> 8);
     }
     let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
     let n = (data.len() / dtype.size()) as u64;
@@ -404,7 +414,7 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch, size, Kind, State, BF16, E4M3, W};
+    use super::{prefetch, size, Kind, State, BF16, E4M3, E5M2, W};
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
@@ -480,6 +490,10 @@ mod avx2 {
                     // between them cleared.
                     let w = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
                     _mm256_and_si256(_mm256_slli_epi16::<7>(w), e4m3_bits)
+                } else if KIND == E5M2 {
+                    // F8_E5M2 codes as the top bytes of F16 codes.
+                    let w = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
+                    _mm256_slli_epi16::<8>(w)
                 } else {
                     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
                 };
@@ -555,6 +569,19 @@ mod tests {
         }
     }
 
+    /// Every F8_E5M2 code is the top byte of its value's F16 code.
+    #[test]
+    fn e5m2_codes_are_f16_top_bytes() {
+        for c in 0..=u8::MAX {
+            let want = crate::dtype::decode_one(Dtype::F8E5M2, &[c]);
+            let got = half::f16::from_bits(u16::from(c) << 8).to_f32();
+            assert!(
+                got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                "{c:#04x}"
+            );
+        }
+    }
+
     #[test]
     fn f16_codes_decode_exactly() {
         for c in 0..=u16::MAX {
@@ -570,14 +597,16 @@ mod tests {
         let plain: Group = match dtype {
             Dtype::BF16 => chunks::<BF16>,
             Dtype::F16 => chunks::<F16>,
-            _ => chunks::<E4M3>,
+            Dtype::F8E4M3 => chunks::<E4M3>,
+            _ => chunks::<E5M2>,
         };
         #[cfg(target_arch = "x86_64")]
         let avx2 = avx2::available().then(|| {
             let avx2: Group = match dtype {
                 Dtype::BF16 => avx2::chunks::<BF16>,
                 Dtype::F16 => avx2::chunks::<F16>,
-                _ => avx2::chunks::<E4M3>,
+                Dtype::F8E4M3 => avx2::chunks::<E4M3>,
+                _ => avx2::chunks::<E5M2>,
             };
             ("avx2", avx2)
         });
@@ -601,11 +630,13 @@ mod tests {
             0.0 => mixed(i),
             _ => sign * (mixed(i).abs() + 1.0),
         };
-        if dtype == Dtype::F8E4M3 {
-            // Every finite magnitude (0x7f is NaN) in turn, zeros where `mixed` has them.
+        if let Dtype::F8E4M3 | Dtype::F8E5M2 = dtype {
+            // Every finite magnitude (E4M3: below 0x7f, its NaN; E5M2: below 0x7c, its
+            // Inf) in turn, zeros where `mixed` has them.
+            let finite = if dtype == Dtype::F8E4M3 { 0x7f } else { 0x7c };
             let (codes, exact) = (0..len)
                 .map(|i| {
-                    let magnitude = (i * 37 % 0x7f) as u8;
+                    let magnitude = (i * 37 % finite) as u8;
                     let c = match sign {
                         0.0 if mixed(i) == 0.0 => (mixed(i).is_sign_negative() as u8) << 7,
                         0.0 => magnitude | ((i * 13 % 3 == 0) as u8) << 7,
@@ -637,7 +668,7 @@ mod tests {
     /// chunks and 32-row groups, partial chunks and cells, against sums in `f64`.
     #[test]
     fn clean_bands_match_sums_in_f64() {
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
             for ((name, group), sign) in iproduct(groups(dtype), [0.0, 1.0, -1.0]) {
                 let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
                 let widths = [4usize, 6, 8, 12, 14, 16, 19, 20, 32];
@@ -706,13 +737,14 @@ mod tests {
     #[test]
     fn long_bands_count_every_zero() {
         let (rows, cols) = (32, 16 * 2100);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
             let z = dtype.size();
             let mut bytes = vec![0u8; z * rows * cols];
             let one = match dtype {
                 Dtype::BF16 => 0x3f80u16,
                 Dtype::F16 => 0x3c00,
-                _ => 0x38,
+                Dtype::F8E4M3 => 0x38,
+                _ => 0x3c,
             };
             let at = z * (rows * cols - 5);
             bytes[at..at + z].copy_from_slice(&one.to_le_bytes()[..z]);
@@ -739,13 +771,14 @@ mod tests {
     fn other_bands_are_left() {
         let (rows, cols, bw): (usize, usize, usize) = (45, 37, 6);
         let gw = cols.div_ceil(bw);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
             let (bytes, _) = data(dtype, rows * cols, 0.0);
             // (E4M3 has no Inf: 0x7f and 0xff are its NaNs.)
             let specials: &[u16] = match dtype {
                 Dtype::BF16 => &[0x7fc0, 0x7f80, 0xff80, 0xffc1],
                 Dtype::F16 => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
-                _ => &[0x7f, 0xff],
+                Dtype::F8E4M3 => &[0x7f, 0xff],
+                _ => &[0x7e, 0x7c, 0xfc, 0xfd],
             };
             let z = dtype.size();
             for (name, group) in groups(dtype) {
