@@ -15,11 +15,10 @@
 //! AVX2 as well as the baseline and chosen at run time. On CPUs with AVX-512, the common
 //! case (a clean BF16/F16/F32/F8_E4M3 band, blocks at least 4 columns wide, `mean`,
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
-//! (about three times faster); on other CPUs, BF16, F16 and unscaled F8_E4M3 `mean` go to
-//! the smaller one in `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust
-//! otherwise). A band
-//! either declines is redone here. Bands are merged in order, so results do not depend on
-//! the thread count.
+//! (about three times faster); on other CPUs, BF16, F16 and unscaled F8_E4M3 `mean`, and
+//! F8_E5M2 `mean` on all, go to the smaller one in `reduce/lanes.rs` (AVX2 intrinsics
+//! where the CPU has them, plain Rust otherwise). A band either declines is redone here.
+//! Bands are merged in order, so results do not depend on the thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -290,7 +289,7 @@ fn lanes_band(
 ) -> Option<Acc> {
     let group = lanes::group(dtype, reduction).filter(|_| scale.is_none())?;
     reset_for_fast(band, rows.len(), geom);
-    lanes::band(bytes, dtype, geom.cols, geom.bw, reduction, band, group)
+    lanes::band(bytes, dtype, geom.cols, geom.bw, band, group)
 }
 
 /// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's
@@ -1099,8 +1098,8 @@ fn typical(data: &[u8], dtype: Dtype) -> Option<f32> {
     }
 }
 
-/// The smallest and largest value of a band of sign-magnitude codes (BF16, F16 or
-/// F8_E4M3, at least one), from three extremes of the codes: the largest read as a
+/// The smallest and largest value of a band of sign-magnitude codes (BF16, F16 or F8, at
+/// least one), from three extremes of the codes: the largest read as a
 /// signed integer (`smax`, as an unsigned code), and the largest and smallest read as
 /// unsigned. Sign and magnitude order the codes without decoding: `smax` is the largest
 /// value if any value is positive, `umax` the smallest if any is negative, and `umin`

@@ -87,11 +87,17 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 pub(super) fn runs(dtype: Dtype, reduction: Reduction) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let disabled = *DISABLED.get_or_init(|| std::env::var_os("TENSORHEAT_NO_AVX512").is_some());
-    let takes = matches!(
-        reduction,
-        Reduction::Mean | Reduction::Max | Reduction::Min | Reduction::AbsMax
-    );
-    !disabled && takes && kind_of(dtype).is_some_and(available)
+    !disabled && keeps_extremes(reduction).is_some() && kind_of(dtype).is_some_and(available)
+}
+
+/// Whether the kernel's cells keep extremes (`max`, `min`, `absmax`) or sums (`mean`);
+/// `None` for the reductions it does not take.
+fn keeps_extremes(reduction: Reduction) -> Option<bool> {
+    match reduction {
+        Reduction::Mean => Some(false),
+        Reduction::Max | Reduction::Min | Reduction::AbsMax => Some(true),
+        _ => None,
+    }
 }
 
 /// Whether this CPU has every feature the kernel for `kind` is compiled with.
@@ -121,12 +127,7 @@ pub(super) fn band(
     if scales.is_some() && kind != E4M3 {
         return None;
     }
-    // Cells keep sums (`mean`) or extremes (`max`, `min`, `absmax`).
-    let extremes = match reduction {
-        Reduction::Mean => false,
-        Reduction::Max | Reduction::Min | Reduction::AbsMax => true,
-        _ => return None,
-    };
+    let extremes = keeps_extremes(reduction)?;
     if !available(kind) {
         return None;
     }

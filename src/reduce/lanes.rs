@@ -96,15 +96,15 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
 
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
 /// wide) into `band`'s cells, which must hold zero sums and shifts, whole chunks with
-/// `group` (see [`group`]). Returns the band's summary, or `None` when this kernel does not
-/// apply (dtype, reduction) or the band holds a NaN, an Inf or values whose `f32` sums
-/// overflow; the cells are then in an unspecified state.
+/// `group` (which [`group`] gives only for the reductions this kernel takes). Returns the
+/// band's summary, or `None` when this kernel does not apply (dtype, cells narrower than
+/// 4 columns) or the band holds a NaN, an Inf or values whose `f32` sums overflow; the
+/// cells are then in an unspecified state.
 pub(super) fn band(
     data: &[u8],
     dtype: Dtype,
     cols: usize,
     bw: usize,
-    reduction: Reduction,
     band: &mut Band,
     group: Group,
 ) -> Option<Acc> {
@@ -115,7 +115,7 @@ pub(super) fn band(
         Dtype::F8E5M2 => run::<E5M2>,
         _ => return None,
     };
-    if reduction != Reduction::Mean || bw < 4 {
+    if bw < 4 {
         return None;
     }
     let b = typical(data, dtype)?;
@@ -677,7 +677,7 @@ mod tests {
                     let gw = cols.div_ceil(bw);
                     let mut cells = Band::new(gw);
                     let what = format!("{dtype:?} {name} sign {sign} {rows}×{cols} in {bw}");
-                    let acc = band(&bytes, dtype, cols, bw, Reduction::Mean, &mut cells, group)
+                    let acc = band(&bytes, dtype, cols, bw, &mut cells, group)
                         .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
                     for (j, &got) in cells.s1[..gw].iter().enumerate() {
                         let members = (0..rows).flat_map(|r| {
@@ -750,7 +750,7 @@ mod tests {
             bytes[at..at + z].copy_from_slice(&one.to_le_bytes()[..z]);
             for (name, group) in groups(dtype) {
                 let mut cells = Band::new(cols / 16);
-                let acc = band(&bytes, dtype, cols, 16, Reduction::Mean, &mut cells, group)
+                let acc = band(&bytes, dtype, cols, 16, &mut cells, group)
                     .expect("a clean band is taken");
                 assert_eq!(acc.zeros, (rows * cols - 1) as u64, "{dtype:?} {name}");
                 assert_eq!((acc.min, acc.max), (0.0, 1.0), "{dtype:?} {name}");
@@ -788,28 +788,20 @@ mod tests {
                         let mut bad = bytes.clone();
                         bad[z * at..z * (at + 1)].copy_from_slice(&s.to_le_bytes()[..z]);
                         let mut cells = Band::new(gw);
-                        let taken = band(&bad, dtype, cols, bw, Reduction::Mean, &mut cells, group);
+                        let taken = band(&bad, dtype, cols, bw, &mut cells, group);
                         assert!(taken.is_none(), "{dtype:?} {name} {s:#06x} at {at}");
                     }
                 }
             }
-            for (r, w) in [
-                (Reduction::Max, bw),
-                (Reduction::Rms, bw),
-                (Reduction::Mean, 3),
-            ] {
-                let mut cells = Band::new(cols.div_ceil(w));
-                let taken = band(
-                    &bytes,
-                    dtype,
-                    cols,
-                    w,
-                    r,
-                    &mut cells,
-                    group(dtype, Reduction::Mean).unwrap(),
-                );
-                assert!(taken.is_none(), "{dtype:?} {r:?} {w}");
+            for r in Reduction::ALL.into_iter().filter(|&r| r != Reduction::Mean) {
+                assert!(group(dtype, r).is_none(), "{dtype:?} {r:?}");
             }
+            let mut cells = Band::new(cols.div_ceil(3));
+            let mean = group(dtype, Reduction::Mean).unwrap();
+            assert!(
+                band(&bytes, dtype, cols, 3, &mut cells, mean).is_none(),
+                "{dtype:?}"
+            );
         }
         assert!(group(Dtype::F32, Reduction::Mean).is_none());
     }
