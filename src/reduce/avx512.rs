@@ -25,7 +25,11 @@ use crate::dtype::{decode_one, Dtype};
 const GROUP: usize = 32;
 /// Bytes of one row read at once (one register).
 const CHUNK: usize = 64;
-/// Bytes ahead of the current chunk that are prefetched in each row.
+/// Bytes ahead of the current chunk that are prefetched in each row, counted in the order
+/// the group visits its chunks: past the group's last chunk, they are the first chunks of
+/// the same row of the next group, so that each group starts on bytes already on their
+/// way (at a band's end, those of the next band, which the same worker usually takes
+/// next; a prefetch never faults, whatever the address).
 const AHEAD: usize = 256;
 /// Bytes of a memory page.
 const PAGE: usize = 4096;
@@ -387,14 +391,19 @@ macro_rules! kernel {
                     },
                     _ => &[],
                 };
-                let to_page = (PAGE - (data.as_ptr() as usize + g0 * row_bytes) % PAGE) % PAGE;
-                // (Past the row's last cell start, the next one is the row's first chunk.)
-                let first = to_page.div_ceil(CHUNK).div_ceil(unit) * unit;
-                let split = if rotate && to_page < row_bytes && first < nch {
-                    first
-                } else {
-                    0
+                let split_at = |row0: usize| {
+                    let to_page =
+                        (PAGE - (data.as_ptr() as usize + row0 * row_bytes) % PAGE) % PAGE;
+                    // (Past the row's last cell start, the next one is the row's first chunk.)
+                    let first = to_page.div_ceil(CHUNK).div_ceil(unit) * unit;
+                    if rotate && to_page < row_bytes && first < nch {
+                        first
+                    } else {
+                        0
+                    }
                 };
+                let split = split_at(g0);
+                let split_next = split_at(g0 + g);
                 debug_assert!(split % per == 0 && split * chunk_cols % bw == 0);
                 for k in 0..nch {
                     let c = if k + split < nch {
@@ -496,8 +505,25 @@ macro_rules! kernel {
                         }
                         (pad.as_ptr(), CHUNK)
                     };
+                    let steps = AHEAD / CHUNK;
+                    let mut q = if nch < steps {
+                        data[start..].as_ptr().wrapping_add(AHEAD)
+                    } else {
+                        let (row0, kk, sp) = if k + steps < nch {
+                            (g0, k + steps, split)
+                        } else {
+                            (g0 + g, k + steps - nch, split_next)
+                        };
+                        let cc = if kk + sp < nch {
+                            kk + sp
+                        } else {
+                            kk + sp - nch
+                        };
+                        data.as_ptr().wrapping_add(row0 * row_bytes + cc * CHUNK)
+                    };
                     for _ in 0..g {
-                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(q.cast());
+                        q = q.wrapping_add(row_bytes);
                         // SAFETY: the 64 bytes at `p` are inside `data` (asserted above)
                         // or inside `pad` (`GROUP` rows of 64 bytes); the load has no
                         // alignment requirement.
