@@ -17,6 +17,7 @@ use tensorheat::model::{Access, Model};
 use tensorheat::render::{Progress, TensorOutcome};
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => run_render(&args),
@@ -33,6 +34,23 @@ fn main() -> ExitCode {
             error!("{e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Asks glibc's allocator to keep freed memory for reuse instead of handing it back to
+/// the kernel. A render allocates and frees a few megabytes per tensor (its grid, the
+/// PNG's pixels and the encoder's buffers), and by default glibc unmaps or trims them,
+/// so every tensor faulted fresh zeroed pages in again: ~30,000 page faults and ~8% of
+/// the time of a render of a 2 GiB FP8 model with default options. (Blocks of 32 MiB
+/// and more are still mapped on their own, and a heap still shrinks when 256 MiB at
+/// its top are free.)
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets the allocator's parameters, before any other thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
 
