@@ -1141,7 +1141,7 @@ mod tests {
     use super::*;
     use crate::config::Size;
 
-    /// Clean BF16 and F16 `mean` bands with cells at least 4 columns wide go to a kernel
+    /// Clean BF16, F16, F32 and F8 `mean` bands with cells at least 4 columns wide go to a kernel
     /// of [`fast_band`] on every CPU, and the one of `reduce/lanes.rs` (where CPUs without
     /// the AVX-512 kernel send them) takes them.
     #[test]
@@ -1149,11 +1149,18 @@ mod tests {
         let (rows, cols) = (4usize, 64usize);
         let size = Size::Block(4.try_into().unwrap(), 4.try_into().unwrap());
         let geom = Geometry::new(rows, cols, size, false);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
+        for dtype in [
+            Dtype::BF16,
+            Dtype::F16,
+            Dtype::F32,
+            Dtype::F8E4M3,
+            Dtype::F8E5M2,
+        ] {
             let bytes: Vec<u8> = (0..rows * cols)
                 .flat_map(|i| {
                     let v = (i % 7) as f32 - 3.0;
                     match dtype {
+                        Dtype::F32 => v.to_le_bytes().to_vec(),
                         Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
                         Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
                         // (E4M3: ±0, ±1, ±2, 3 as 0x44; E5M2: 3 as 0x42.)

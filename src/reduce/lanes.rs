@@ -1,13 +1,15 @@
 //! The kernel for the common case where the AVX-512 kernel does not run (CPUs with AVX2
 //! only, ARM; F8 on AVX-512 CPUs without VBMI, F8_E5M2 on all): `mean` of a band of BF16,
-//! F16, F8_E4M3 (without block scales) or F8_E5M2 data with no NaN or Inf, in cells at
-//! least 4 columns wide.
+//! F16, F32, F8_E4M3 (without block scales) or F8_E5M2 data with no NaN or Inf, in cells
+//! at least 4 columns wide.
 //!
 //! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
 //! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
-//! band's typical value, a zero count and the extremes of its codes; then each cell's
-//! lanes are added together in `f32` and to the cell in `f64`. Nothing is stored per
+//! band's typical value, a zero count and the extremes of its codes (for F32, which has
+//! no short codes, the extremes of its values, kept per cell, and the differences' sum;
+//! see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
+//! `f64`. Nothing is stored per
 //! element, where the general kernel decodes every row into a buffer and reads it back. A
 //! group's whole chunks are taken in with AVX2 intrinsics on x86 CPUs that have AVX2, FMA
 //! and F16C ([`avx2`]), and in plain Rust over fixed-size arrays elsewhere ([`chunks`];
@@ -39,13 +41,18 @@ const BF16: Kind = 0;
 const F16: Kind = 1;
 const E4M3: Kind = 2;
 const E5M2: Kind = 3;
+/// Values, not codes: the band's extremes are its cells', which are kept so that a
+/// constant cell comes out exactly (plain `f32` sums of a long-mantissa value round), and
+/// the band's sum is one of differences from its typical value (the cells' `f32` sums
+/// round by more than the spread of data far from zero), as in the AVX-512 kernel.
+const F32: Kind = 4;
 
 /// Bytes per element of `kind`.
 const fn size(kind: Kind) -> usize {
-    if kind == E4M3 || kind == E5M2 {
-        1
-    } else {
-        2
+    match kind {
+        E4M3 | E5M2 => 1,
+        F32 => 4,
+        _ => 2,
     }
 }
 
@@ -86,16 +93,20 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
         Dtype::F8E4M3 if avx2::available() => avx2::chunks::<E4M3>,
         #[cfg(target_arch = "x86_64")]
         Dtype::F8E5M2 if avx2::available() => avx2::chunks::<E5M2>,
+        #[cfg(target_arch = "x86_64")]
+        Dtype::F32 if avx2::available() => avx2::f32_chunks,
         Dtype::BF16 => chunks::<BF16>,
         Dtype::F16 => chunks::<F16>,
         Dtype::F8E4M3 => chunks::<E4M3>,
         Dtype::F8E5M2 => chunks::<E5M2>,
+        Dtype::F32 => chunks::<F32>,
         _ => return None,
     })
 }
 
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
-/// wide) into `band`'s cells, which must hold zero sums and shifts, whole chunks with
+/// wide) into `band`'s cells, which must hold zero sums and shifts (and, for F32, no
+/// extremes: infinities), whole chunks with
 /// `group` (which [`group`] gives only for the reductions this kernel takes). Returns the
 /// band's summary, or `None` when this kernel does not apply (dtype, cells narrower than
 /// 4 columns) or the band holds a NaN, an Inf or values whose `f32` sums overflow; the
@@ -113,17 +124,27 @@ pub(super) fn band(
         Dtype::F16 => run::<F16>,
         Dtype::F8E4M3 => run::<E4M3>,
         Dtype::F8E5M2 => run::<E5M2>,
+        Dtype::F32 => run::<F32>,
         _ => return None,
     };
     if bw < 4 {
         return None;
     }
     let b = typical(data, dtype)?;
-    let cells = &mut band.s1[..cols.div_ceil(bw)];
+    let gw = cols.div_ceil(bw);
+    let cells = Cells {
+        sums: &mut band.s1[..gw],
+        min: &mut band.min[..gw],
+        max: &mut band.max[..gw],
+    };
     let e4m3 = dtype == Dtype::F8E4M3;
     // F8_E4M3 is reduced in units of 2^-8 (see [`Kind`]), and scaled back (exactly).
     let unit = if e4m3 { 256.0 } else { 1.0 };
     let mut t = run(data, cols, bw, b / unit, cells, group);
+    if dtype == Dtype::F32 {
+        return f32_band(band, gw, b, &t, (data.len() / 4) as u64);
+    }
+    let cells = &mut band.s1[..gw];
     if e4m3 {
         cells.iter_mut().for_each(|c| *c *= f64::from(unit));
         t.s2 *= f64::from(unit * unit);
@@ -159,8 +180,48 @@ pub(super) fn band(
     })
 }
 
+/// [`band`]'s ending for F32 (see [`F32`]): the band's extremes from its cells', each
+/// constant cell made its value exactly, and the band's sum the differences'.
+fn f32_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option<Acc> {
+    // Plain sums near the ends of the `f32` range can overflow where the differences do
+    // not (a constant cell of -2^127): then the band is the general kernel's.
+    if !band.s1[..gw].iter().all(|s| s.is_finite()) {
+        return None;
+    }
+    let min = band.min[..gw].iter().copied().fold(f32::INFINITY, f32::min);
+    let max = band.max[..gw]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for j in 0..gw {
+        if band.min[j] == band.max[j] {
+            (band.shift[j], band.s1[j]) = (band.min[j], 0.0);
+        }
+    }
+    (min.is_finite() && max.is_finite() && t.s1.is_finite() && t.s2.is_finite()).then_some(Acc {
+        n,
+        shift: b,
+        s1: t.s1,
+        s2: t.s2,
+        min,
+        max,
+        nan: 0,
+        inf: 0,
+        zeros: t.zeros,
+    })
+}
+
+/// The cells a band's chunks are folded into: their sums, and for F32 their extremes.
+pub(super) struct Cells<'a> {
+    sums: &'a mut [f64],
+    min: &'a mut [f32],
+    max: &'a mut [f32],
+}
+
 /// What [`run`] leaves besides the cells' sums.
 struct Totals {
+    /// Sum of `x - b` (F32 only: the other kinds' comes from their cells).
+    s1: f64,
     /// Sum of `(x - b)²`.
     s2: f64,
     zeros: u64,
@@ -174,6 +235,8 @@ struct Totals {
 /// registers meanwhile): one lane per column of a chunk (for the squares,
 /// whose lanes are only ever added up, in whatever order a [`Group`] keeps them).
 struct Lanes {
+    /// (F32 only, see [`F32`].)
+    d1: [f32; W],
     d2: [f32; W],
     zeros: [u16; W],
     /// (Two's complement codes, kept as `u16`.)
@@ -186,12 +249,13 @@ struct Lanes {
 /// over the cells that each chunk's sums are added to.
 pub(super) struct State<'a> {
     lanes: Lanes,
+    s1: f64,
     s2: f64,
     zeros: u64,
     /// Rows of chunks since the squares and zeros last moved to `s2` and `zeros`: at
     /// most `2 · GROUP` values per lane.
     pending: usize,
-    cells: &'a mut [f64],
+    cells: Cells<'a>,
     bw: usize,
     /// The cell of the next chunk's first column, and the column where the cell after it
     /// starts.
@@ -211,9 +275,10 @@ impl State<'_> {
     #[inline(always)]
     fn drain(&mut self) {
         let l = &mut self.lanes;
+        self.s1 += l.d1.iter().map(|&v| f64::from(v)).sum::<f64>();
         self.s2 += l.d2.iter().map(|&v| f64::from(v)).sum::<f64>();
         self.zeros += l.zeros.iter().map(|&z| u64::from(z)).sum::<u64>();
-        (l.d2, l.zeros) = ([0.0; W], [0; W]);
+        (l.d1, l.d2, l.zeros) = ([0.0; W], [0.0; W], [0; W]);
         self.pending = 0;
     }
 
@@ -222,22 +287,23 @@ impl State<'_> {
     /// where every cell's lanes in a whole chunk are whole pairs or fours, and straight
     /// into the cells for 4-column cells (every 4096-column tensor at the default size, in
     /// bands of 4 rows: a walk over single lanes took a third as long as reducing the
-    /// bytes).
+    /// bytes). For F32, `extremes` holds the lanes' minima and maxima, taken into the
+    /// cells' (by single lanes).
     #[inline(always)]
-    fn fold(&mut self, c0: usize, n: usize, sum: &[f32; W]) {
+    fn fold(&mut self, c0: usize, n: usize, sum: &[f32; W], extremes: Option<[&[f32; W]; 2]>) {
         let pairs: [f32; W / 2] = std::array::from_fn(|i| sum[2 * i] + sum[2 * i + 1]);
         let fours: [f32; W / 4] = std::array::from_fn(|i| pairs[2 * i] + pairs[2 * i + 1]);
         let bw = self.bw;
-        if bw == 4 && n == W {
+        if bw == 4 && n == W && extremes.is_none() {
             let j0 = c0 / 4;
-            for (cell, &v) in self.cells[j0..j0 + W / 4].iter_mut().zip(&fours) {
+            for (cell, &v) in self.cells.sums[j0..j0 + W / 4].iter_mut().zip(&fours) {
                 *cell += f64::from(v);
             }
             (self.j, self.next) = (j0 + W / 4, c0 + W + 4);
             return;
         }
         let (units, width) = match bw % 4 {
-            _ if n < W => (&sum[..n], 1),
+            _ if n < W || extremes.is_some() => (&sum[..n], 1),
             0 => (&fours[..], 4),
             2 => (&pairs[..], 2),
             _ => (&sum[..], 1),
@@ -245,7 +311,12 @@ impl State<'_> {
         let mut k = 0;
         while k < units.len() {
             let end = ((self.next - c0) / width).min(units.len());
-            self.cells[self.j] += f64::from(units[k..end].iter().sum::<f32>());
+            self.cells.sums[self.j] += f64::from(units[k..end].iter().sum::<f32>());
+            if let Some([lo, hi]) = extremes {
+                let (min, max) = (&mut self.cells.min[self.j], &mut self.cells.max[self.j]);
+                *min = lo[k..end].iter().fold(*min, |a, &v| a.min(v));
+                *max = hi[k..end].iter().fold(*max, |a, &v| a.max(v));
+            }
             if c0 + end * width == self.next {
                 (self.j, self.next) = (self.j + 1, self.next + bw);
             }
@@ -266,7 +337,7 @@ fn run<const KIND: Kind>(
     cols: usize,
     bw: usize,
     b: f32,
-    cells: &mut [f64],
+    cells: Cells<'_>,
     group: Group,
 ) -> Totals {
     let row_bytes = size(KIND) * cols;
@@ -274,12 +345,14 @@ fn run<const KIND: Kind>(
     let whole = cols / W * W;
     let mut st = State {
         lanes: Lanes {
+            d1: [0.0; W],
             d2: [0.0; W],
             zeros: [0; W],
             smax: [0x8000; W],
             umax: [0; W],
             umin: [u16::MAX; W],
         },
+        s1: 0.0,
         s2: 0.0,
         zeros: 0,
         pending: 0,
@@ -308,17 +381,14 @@ fn run<const KIND: Kind>(
                 st.drain();
             }
             st.pending += g;
-            let mut sum = [0f32; W];
-            for r in 0..g {
-                let bytes = &data[at + r * row_bytes + size(KIND) * whole..][..size(KIND) * n];
-                row::<KIND>(&mut st.lanes, &mut sum, codes::<KIND>(bytes, n), b, n);
-            }
-            st.fold(whole, n, &sum);
+            let rows = (0..g).map(|r| &data[at + r * row_bytes + size(KIND) * whole..]);
+            take_rows::<KIND>(&mut st, rows, whole, n, b);
         }
     }
     st.drain();
     let l = &st.lanes;
     Totals {
+        s1: st.s1,
         s2: st.s2,
         zeros: st.zeros,
         smax: u32::from(*l.smax.iter().max_by_key(|&&c| c as i16).expect("W lanes")),
@@ -336,14 +406,43 @@ fn chunks<const KIND: Kind>(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g
             st.drain();
         }
         st.pending += g;
-        let mut sum = [0f32; W];
-        for bytes in rows[step * c..].chunks(row_bytes).take(g) {
-            if let Some(bytes) = bytes.get(..step) {
-                prefetch(bytes);
-                row::<KIND>(&mut st.lanes, &mut sum, codes::<KIND>(bytes, W), b, W);
-            }
+        let rows = rows[step * c..].chunks(row_bytes).take(g);
+        take_rows::<KIND>(
+            st,
+            rows.filter(|r| r.len() >= step).inspect(|r| prefetch(r)),
+            c * W,
+            W,
+            b,
+        );
+    }
+}
+
+/// Takes the first `n` elements of each of `rows` (the chunk at column `c0`) into the
+/// lanes with [`row`] (F32: [`values`]) and folds their sums into the cells.
+#[inline(always)]
+fn take_rows<'a, const KIND: Kind>(
+    st: &mut State<'_>,
+    rows: impl Iterator<Item = &'a [u8]>,
+    c0: usize,
+    n: usize,
+    b: f32,
+) {
+    let mut sum = [0f32; W];
+    if KIND == F32 {
+        let (mut lo, mut hi) = ([f32::INFINITY; W], [f32::NEG_INFINITY; W]);
+        for bytes in rows {
+            let x = std::array::from_fn(|k| match bytes.get(4 * k..4 * k + 4) {
+                Some(v) if k < n => f32::from_le_bytes(v.try_into().expect("4 bytes")),
+                _ => 0.0,
+            });
+            values(&mut st.lanes, [&mut sum, &mut lo, &mut hi], x, b, n);
         }
-        st.fold(c * W, W, &sum);
+        st.fold(c0, n, &sum, Some([&lo, &hi]));
+    } else {
+        for bytes in rows {
+            row::<KIND>(&mut st.lanes, &mut sum, codes::<KIND>(bytes, n), b, n);
+        }
+        st.fold(c0, n, &sum, None);
     }
 }
 
@@ -384,6 +483,30 @@ fn row<const KIND: Kind>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: 
             l.smax[k] = (l.smax[k] as i16).max(c as i16) as u16;
             l.umax[k] = l.umax[k].max(c);
             l.umin[k] = l.umin[k].min(c);
+        }
+    }
+}
+
+/// Takes in one row's F32 values `x`, of which the first `n` are the tensor's (the rest
+/// are 0): into the lanes' sums, squares, differences and zero counts, and the chunk's
+/// per-lane `sum`, minima and maxima (`acc`).
+#[inline(always)]
+fn values(l: &mut Lanes, acc: [&mut [f32; W]; 3], x: [f32; W], b: f32, n: usize) {
+    let [sum, lo, hi] = acc;
+    for k in 0..W {
+        let inside = k < n;
+        sum[k] += x[k];
+        let d = if inside { x[k] - b } else { 0.0 };
+        l.d1[k] += d;
+        l.d2[k] = if cfg!(any(target_feature = "fma", target_arch = "aarch64")) {
+            d.mul_add(d, l.d2[k])
+        } else {
+            l.d2[k] + d * d
+        };
+        l.zeros[k] += u16::from(inside && x[k] == 0.0);
+        if inside {
+            lo[k] = lo[k].min(x[k]);
+            hi[k] = hi[k].max(x[k]);
         }
     }
 }
@@ -533,7 +656,7 @@ mod avx2 {
                 ];
             }
             store_ps(&mut sum, s);
-            st.fold(c * W, W, &sum);
+            st.fold(c * W, W, &sum, None);
         }
         let l = &mut st.lanes;
         store(&mut l.zeros, zeros);
@@ -541,6 +664,88 @@ mod avx2 {
         store(&mut l.umax, umax);
         store(&mut l.umin, umin);
         store_ps(&mut l.d2, d2);
+    }
+
+    /// [`super::Group`] for F32 (see [`super::F32`]): 16 values of a row in two registers;
+    /// the lanes' sums, differences and squares, and zero counts in 32-bit lanes, kept in
+    /// registers across the group's chunks, and each chunk's sums and extremes.
+    pub(super) fn f32_chunks(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
+        assert!(available());
+        // SAFETY: the CPU has the features `f32_chunks_avx2` is compiled with.
+        unsafe { f32_chunks_avx2(st, rows, row_bytes, g, b) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn f32_chunks_avx2(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
+        // SAFETY (all loads and stores): 16 `f32` (two registers); no alignment
+        // requirement.
+        let load_ps = |a: &[f32; W]| unsafe {
+            [
+                _mm256_loadu_ps(a.as_ptr()),
+                _mm256_loadu_ps(a[8..].as_ptr()),
+            ]
+        };
+        let store_ps = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
+            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
+        };
+        // The zero counts' 32-bit lanes, added to the band's count where the lanes' `u16`
+        // counts would be (`W` of them: at most `2 · GROUP` each).
+        let count = |z: [__m256i; 2]| -> u64 {
+            let mut lanes = [0u32; W];
+            // SAFETY: 16 `u32`, two registers; no alignment requirement.
+            unsafe {
+                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), z[0]);
+                _mm256_storeu_si256(lanes[8..].as_mut_ptr().cast(), z[1]);
+            }
+            lanes.iter().map(|&c| u64::from(c)).sum()
+        };
+        let (mut d1, mut d2) = (load_ps(&st.lanes.d1), load_ps(&st.lanes.d2));
+        let mut zeros = [_mm256_setzero_si256(); 2];
+        let (shift, zero) = (_mm256_set1_ps(b), _mm256_setzero_ps());
+        let step = 4 * W;
+        let chunks = (rows.len() - (g - 1) * row_bytes) / step;
+        let (mut sum, mut lo, mut hi) = ([0f32; W], [0f32; W], [0f32; W]);
+        for c in 0..chunks {
+            if st.full(g) {
+                store_ps(&mut st.lanes.d1, d1);
+                store_ps(&mut st.lanes.d2, d2);
+                st.zeros += count(zeros);
+                st.drain();
+                (d1, d2) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
+                zeros = [_mm256_setzero_si256(); 2];
+            }
+            st.pending += g;
+            let mut s = [_mm256_setzero_ps(); 2];
+            let mut mn = [_mm256_set1_ps(f32::INFINITY); 2];
+            let mut mx = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
+            for bytes in rows[step * c..].chunks(row_bytes).take(g) {
+                let Some(bytes) = bytes.get(..step) else {
+                    continue;
+                };
+                prefetch(bytes);
+                for u in 0..2 {
+                    // SAFETY: 8 `f32` of the row's 16; no alignment requirement.
+                    let x = unsafe { _mm256_loadu_ps(bytes[32 * u..].as_ptr().cast()) };
+                    s[u] = _mm256_add_ps(s[u], x);
+                    let d = _mm256_sub_ps(x, shift);
+                    d1[u] = _mm256_add_ps(d1[u], d);
+                    d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+                    // All bits set where `x` is ±0: minus one, counted up.
+                    let z = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, zero));
+                    zeros[u] = _mm256_sub_epi32(zeros[u], z);
+                    mn[u] = _mm256_min_ps(mn[u], x);
+                    mx[u] = _mm256_max_ps(mx[u], x);
+                }
+            }
+            store_ps(&mut sum, s);
+            store_ps(&mut lo, mn);
+            store_ps(&mut hi, mx);
+            st.fold(c * W, W, &sum, Some([&lo, &hi]));
+        }
+        store_ps(&mut st.lanes.d1, d1);
+        store_ps(&mut st.lanes.d2, d2);
+        st.zeros += count(zeros);
     }
 }
 
@@ -597,6 +802,7 @@ mod tests {
         let plain: Group = match dtype {
             Dtype::BF16 => chunks::<BF16>,
             Dtype::F16 => chunks::<F16>,
+            Dtype::F32 => chunks::<F32>,
             Dtype::F8E4M3 => chunks::<E4M3>,
             _ => chunks::<E5M2>,
         };
@@ -605,6 +811,7 @@ mod tests {
             let avx2: Group = match dtype {
                 Dtype::BF16 => avx2::chunks::<BF16>,
                 Dtype::F16 => avx2::chunks::<F16>,
+                Dtype::F32 => avx2::f32_chunks,
                 Dtype::F8E4M3 => avx2::chunks::<E4M3>,
                 _ => avx2::chunks::<E5M2>,
             };
@@ -618,7 +825,8 @@ mod tests {
     /// A band's codes and their values (decoded by `half`, bit shifts and, for F8_E4M3,
     /// the library's decoder, checked against ml_dtypes' table in `tests/`): with `sign`
     /// 0, both signs, zeros of both signs and subnormals; with 1 or -1, values of that
-    /// sign only (whose extremes come from other code extremes).
+    /// sign only (whose extremes come from other code extremes). F32 values are those
+    /// times 1.1, so that most have long mantissas.
     fn data(dtype: Dtype, len: usize, sign: f32) -> (Vec<u8>, Vec<f64>) {
         let mixed = |i: usize| match i % 11 {
             3 => 0.0,
@@ -647,6 +855,13 @@ mod tests {
                 .unzip();
             return (codes, exact);
         }
+        if dtype == Dtype::F32 {
+            let x = (0..len).map(|i| value(i) * 1.1);
+            return (
+                x.clone().flat_map(f32::to_le_bytes).collect(),
+                x.map(f64::from).collect(),
+            );
+        }
         let (codes, exact): (Vec<u16>, Vec<f64>) = (0..len)
             .map(|i| match dtype {
                 Dtype::BF16 => {
@@ -668,7 +883,7 @@ mod tests {
     /// chunks and 32-row groups, partial chunks and cells, against sums in `f64`.
     #[test]
     fn clean_bands_match_sums_in_f64() {
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
+        for dtype in DTYPES {
             for ((name, group), sign) in iproduct(groups(dtype), [0.0, 1.0, -1.0]) {
                 let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
                 let widths = [4usize, 6, 8, 12, 14, 16, 19, 20, 32];
@@ -679,13 +894,17 @@ mod tests {
                     let what = format!("{dtype:?} {name} sign {sign} {rows}×{cols} in {bw}");
                     let acc = band(&bytes, dtype, cols, bw, &mut cells, group)
                         .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
-                    for (j, &got) in cells.s1[..gw].iter().enumerate() {
+                    for j in 0..gw {
                         let members = (0..rows).flat_map(|r| {
                             let row = &exact[r * cols..(r + 1) * cols];
                             row[j * bw..((j + 1) * bw).min(cols)].to_vec()
                         });
-                        let (sum, size) =
-                            members.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+                        let (sum, size, count) = members.fold((0.0, 0.0, 0.0), |(s, a, n), v| {
+                            (s + v, a + v.abs(), n + 1.0)
+                        });
+                        // (Sums of differences from the cell's shift: 0, or for a constant
+                        // F32 cell its value.)
+                        let got = cells.s1[j] + count * f64::from(cells.shift[j]);
                         assert!(
                             (got - sum).abs() <= 1e-6 * size,
                             "{what} cell {j}: {got} vs {sum}"
@@ -737,11 +956,12 @@ mod tests {
     #[test]
     fn long_bands_count_every_zero() {
         let (rows, cols) = (32, 16 * 2100);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
+        for dtype in DTYPES {
             let z = dtype.size();
             let mut bytes = vec![0u8; z * rows * cols];
             let one = match dtype {
-                Dtype::BF16 => 0x3f80u16,
+                Dtype::F32 => 0x3f80_0000u32,
+                Dtype::BF16 => 0x3f80,
                 Dtype::F16 => 0x3c00,
                 Dtype::F8E4M3 => 0x38,
                 _ => 0x3c,
@@ -755,6 +975,10 @@ mod tests {
                 assert_eq!(acc.zeros, (rows * cols - 1) as u64, "{dtype:?} {name}");
                 assert_eq!((acc.min, acc.max), (0.0, 1.0), "{dtype:?} {name}");
                 assert_eq!(cells.s1[cols / 16 - 1], 1.0, "{dtype:?} {name}");
+                if dtype == Dtype::F32 {
+                    // Constant cells of zeros, made so exactly.
+                    assert_eq!((cells.shift[0], cells.s1[0]), (0.0, 0.0), "{name}");
+                }
                 let b = f64::from(acc.shift);
                 let s2 = (rows * cols - 1) as f64 * b * b + (1.0 - b) * (1.0 - b);
                 assert!(
@@ -771,10 +995,11 @@ mod tests {
     fn other_bands_are_left() {
         let (rows, cols, bw): (usize, usize, usize) = (45, 37, 6);
         let gw = cols.div_ceil(bw);
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3, Dtype::F8E5M2] {
+        for dtype in DTYPES {
             let (bytes, _) = data(dtype, rows * cols, 0.0);
             // (E4M3 has no Inf: 0x7f and 0xff are its NaNs.)
-            let specials: &[u16] = match dtype {
+            let specials: &[u32] = match dtype {
+                Dtype::F32 => &[0x7fc0_0000, 0x7f80_0000, 0xff80_0000, 0xffc0_0001],
                 Dtype::BF16 => &[0x7fc0, 0x7f80, 0xff80, 0xffc1],
                 Dtype::F16 => &[0x7e00, 0x7c00, 0xfc00, 0xfe01],
                 Dtype::F8E4M3 => &[0x7f, 0xff],
@@ -803,6 +1028,57 @@ mod tests {
                 "{dtype:?}"
             );
         }
-        assert!(group(Dtype::F32, Reduction::Mean).is_none());
+        assert!(group(Dtype::F64, Reduction::Mean).is_none());
     }
+
+    /// F32 cells that hold one value come out as exactly that value (their `f32` sums
+    /// round: 0.1 twelve times is not 1.2 in `f32`), with the band's extremes; a band
+    /// whose plain sums overflow where its differences do not is left to the general
+    /// kernel.
+    #[test]
+    fn constant_f32_cells_are_exact() {
+        let (rows, cols, bw): (usize, usize, usize) = (3, 40, 4);
+        let gw = cols.div_ceil(bw);
+        // Cell `j` is 0.1 times `j + 1`, but for one value of 0.25 in cell 5.
+        let value = |i: usize| {
+            if i == cols + 22 {
+                0.25
+            } else {
+                0.1 * ((i % cols) / bw + 1) as f32
+            }
+        };
+        let bytes: Vec<u8> = (0..rows * cols)
+            .flat_map(|i| value(i).to_le_bytes())
+            .collect();
+        for (name, group) in groups(Dtype::F32) {
+            let mut cells = Band::new(gw);
+            let acc = band(&bytes, Dtype::F32, cols, bw, &mut cells, group)
+                .unwrap_or_else(|| panic!("{name}: a clean band is taken"));
+            for j in (0..gw).filter(|&j| j != 5) {
+                let v = 0.1 * (j + 1) as f32;
+                assert_eq!((cells.shift[j], cells.s1[j]), (v, 0.0), "{name} cell {j}");
+            }
+            let sum5 = 11.0 * f64::from(0.6f32) + 0.25;
+            assert!(
+                (cells.shift[5] == 0.0) && (cells.s1[5] - sum5).abs() < 1e-6,
+                "{name}"
+            );
+            assert_eq!((acc.min, acc.max), (0.1, 1.0), "{name}");
+            let big = (-2f32.powi(127)).to_le_bytes().repeat(rows * cols);
+            let mut cells = Band::new(gw);
+            assert!(
+                band(&big, Dtype::F32, cols, bw, &mut cells, group).is_none(),
+                "{name}"
+            );
+        }
+    }
+
+    /// The dtypes this kernel takes.
+    const DTYPES: [Dtype; 5] = [
+        Dtype::BF16,
+        Dtype::F16,
+        Dtype::F32,
+        Dtype::F8E4M3,
+        Dtype::F8E5M2,
+    ];
 }
