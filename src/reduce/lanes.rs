@@ -9,20 +9,20 @@
 //! band's typical value, a zero count and the extremes of its codes (for F32, which has
 //! no short codes, the extremes of its values, kept per cell, and the differences' sum;
 //! see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
-//! `f64`. Nothing is stored per
-//! element, where the general kernel decodes every row into a buffer and reads it back. A
+//! `f64`. Nothing is stored per element, where the general kernel decodes every row into
+//! a buffer and reads it back. A
 //! group's whole chunks are taken in with AVX2 intrinsics on x86 CPUs that have AVX2, FMA
 //! and F16C ([`avx2`]), and in plain Rust over fixed-size arrays elsewhere ([`chunks`];
 //! NEON, the baseline, on aarch64); the partial last chunk of a row in [`run`].
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
-//! non-finite extreme and is redone by the general kernel.
+//! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
 use super::{code_extremes, typical, Acc, Band};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
 /// Columns read from each row at once: 32 bytes of BF16 or F16, one AVX2 register (two
-/// NEON ones); 16 bytes of F8, widened into one.
+/// NEON ones); 16 bytes of F8, widened into one; 64 bytes of F32, two.
 const W: usize = 16;
 /// Rows run down before the lanes' sums are added to their cells (in `f32`, then to the
 /// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
@@ -252,7 +252,8 @@ pub(super) struct State<'a> {
     s1: f64,
     s2: f64,
     zeros: u64,
-    /// Rows of chunks since the squares and zeros last moved to `s2` and `zeros`: at
+    /// Rows of chunks since the squares (and differences) and zeros last moved to `s2`
+    /// (and `s1`) and `zeros`: at
     /// most `2 · GROUP` values per lane.
     pending: usize,
     cells: Cells<'a>,
@@ -264,14 +265,15 @@ pub(super) struct State<'a> {
 }
 
 impl State<'_> {
-    /// Whether the squares and zeros are to move out of the lanes (with [`State::drain`])
+    /// Whether the squares, differences and zeros are to move out of the lanes (with
+    /// [`State::drain`])
     /// before a chunk of `g` more rows.
     #[inline(always)]
     fn full(&self, g: usize) -> bool {
         self.pending + g > 2 * GROUP
     }
 
-    /// Moves the squares and zeros out of the lanes.
+    /// Moves the squares, differences and zeros out of the lanes.
     #[inline(always)]
     fn drain(&mut self) {
         let l = &mut self.lanes;
@@ -667,8 +669,8 @@ mod avx2 {
     }
 
     /// [`super::Group`] for F32 (see [`super::F32`]): 16 values of a row in two registers;
-    /// the lanes' sums, differences and squares, and zero counts in 32-bit lanes, kept in
-    /// registers across the group's chunks, and each chunk's sums and extremes.
+    /// the lanes' differences, squares and zero counts (in 32-bit lanes) kept in registers
+    /// across the group's chunks, each chunk's sums and extremes in its own.
     pub(super) fn f32_chunks(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
         assert!(available());
         // SAFETY: the CPU has the features `f32_chunks_avx2` is compiled with.
@@ -1032,40 +1034,49 @@ mod tests {
     }
 
     /// F32 cells that hold one value come out as exactly that value (their `f32` sums
-    /// round: 0.1 twelve times is not 1.2 in `f32`), with the band's extremes; a band
-    /// whose plain sums overflow where its differences do not is left to the general
+    /// round: 0.1 twelve times is not 1.2 in `f32`), whether they lie in one chunk, span
+    /// chunks or end in the partial last one, and the band's extremes are the cells'; a
+    /// band whose plain sums overflow where its differences do not is left to the general
     /// kernel.
     #[test]
     fn constant_f32_cells_are_exact() {
-        let (rows, cols, bw): (usize, usize, usize) = (3, 40, 4);
-        let gw = cols.div_ceil(bw);
-        // Cell `j` is 0.1 times `j + 1`, but for one value of 0.25 in cell 5.
-        let value = |i: usize| {
-            if i == cols + 22 {
-                0.25
-            } else {
-                0.1 * ((i % cols) / bw + 1) as f32
+        let rows = 3;
+        for (cols, bw) in [(40usize, 4usize), (50, 20), (70, 34), (37, 37), (100, 6)] {
+            let gw = cols.div_ceil(bw);
+            // Cell `j` is 0.1 times `j + 1`, but for one value of 0.25 in the last cell.
+            let odd = cols + cols - 1;
+            let value = |i: usize| match i {
+                _ if i == odd => 0.25,
+                _ => 0.1 * ((i % cols) / bw + 1) as f32,
+            };
+            let bytes: Vec<u8> = (0..rows * cols)
+                .flat_map(|i| value(i).to_le_bytes())
+                .collect();
+            for (name, group) in groups(Dtype::F32) {
+                let what = format!("{name} {cols} columns in {bw}");
+                let mut cells = Band::new(gw);
+                let acc = band(&bytes, Dtype::F32, cols, bw, &mut cells, group)
+                    .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
+                for j in 0..gw - 1 {
+                    let v = 0.1 * (j + 1) as f32;
+                    assert_eq!((cells.shift[j], cells.s1[j]), (v, 0.0), "{what} cell {j}");
+                }
+                let (last, width) = (gw - 1, (cols - (gw - 1) * bw) as f64);
+                let v = f64::from(0.1 * gw as f32);
+                let sum = (rows as f64 * width - 1.0) * v + 0.25;
+                let got = cells.s1[last];
+                assert!(
+                    cells.shift[last] == 0.0 && (got - sum).abs() < 1e-6,
+                    "{what}"
+                );
+                let max = (0.1 * gw as f32).max(0.25);
+                assert_eq!((acc.min, acc.max), (0.1, max), "{what}");
             }
-        };
-        let bytes: Vec<u8> = (0..rows * cols)
-            .flat_map(|i| value(i).to_le_bytes())
-            .collect();
+        }
+        let (cols, bw) = (40, 4);
+        let big = (-2f32.powi(127)).to_le_bytes().repeat(rows * cols);
         for (name, group) in groups(Dtype::F32) {
-            let mut cells = Band::new(gw);
-            let acc = band(&bytes, Dtype::F32, cols, bw, &mut cells, group)
-                .unwrap_or_else(|| panic!("{name}: a clean band is taken"));
-            for j in (0..gw).filter(|&j| j != 5) {
-                let v = 0.1 * (j + 1) as f32;
-                assert_eq!((cells.shift[j], cells.s1[j]), (v, 0.0), "{name} cell {j}");
-            }
-            let sum5 = 11.0 * f64::from(0.6f32) + 0.25;
-            assert!(
-                (cells.shift[5] == 0.0) && (cells.s1[5] - sum5).abs() < 1e-6,
-                "{name}"
-            );
-            assert_eq!((acc.min, acc.max), (0.1, 1.0), "{name}");
-            let big = (-2f32.powi(127)).to_le_bytes().repeat(rows * cols);
-            let mut cells = Band::new(gw);
+            let mut cells = Band::new(cols / bw);
             assert!(
                 band(&big, Dtype::F32, cols, bw, &mut cells, group).is_none(),
                 "{name}"
