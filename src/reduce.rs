@@ -287,9 +287,10 @@ fn lanes_band(
     reduction: Reduction,
     band: &mut Band,
 ) -> Option<Acc> {
-    let group = lanes::group(dtype, reduction).filter(|_| scale.is_none())?;
+    let group = lanes::group(dtype, reduction, scale.is_some())?;
     reset_for_fast(band, rows.len(), geom);
-    lanes::band(bytes, dtype, geom.cols, geom.bw, band, group)
+    let scale = scale.map(|s| (s, rows.start));
+    lanes::band(bytes, dtype, geom.cols, geom.bw, scale, band, group)
 }
 
 /// [`Band::reset`] compiled for the CPU's vector units: with small cells a band's
@@ -1176,7 +1177,7 @@ mod tests {
                 assert!(taken.is_some(), "{dtype:?}");
             }
         }
-        // FP8 with block scales: not that kernel's.
+        // FP8 with block scales too.
         let (one, codes) = (1f32.to_le_bytes(), vec![0x38u8; rows * cols]);
         let scale = Scale {
             data: &one,
@@ -1189,7 +1190,7 @@ mod tests {
         let mut band = Band::new(geom.grid_w());
         let r = Reduction::Mean;
         let f8 = Dtype::F8E4M3;
-        assert!(lanes_band(&codes, f8, &(0..rows), Some(&scale), &geom, r, &mut band).is_none());
+        assert!(lanes_band(&codes, f8, &(0..rows), Some(&scale), &geom, r, &mut band).is_some());
     }
 
     /// A grid handed back for reuse keeps its old values until the bands overwrite them:

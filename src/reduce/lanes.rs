@@ -1,7 +1,7 @@
 //! The kernel for the common case where the AVX-512 kernel does not run (CPUs with AVX2
 //! only, ARM; F8 on AVX-512 CPUs without VBMI, F8_E5M2 on all): `mean` of a band of BF16,
-//! F16, F32, F8_E4M3 (without block scales) or F8_E5M2 data with no NaN or Inf, in cells
-//! at least 4 columns wide.
+//! F16, F32, F8_E4M3 or F8_E5M2 data (FP8 with or without block scales) with no NaN or
+//! Inf, in cells at least 4 columns wide.
 //!
 //! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
@@ -17,7 +17,7 @@
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
-use super::{code_extremes, typical, Acc, Band};
+use super::{code_extremes, typical, Acc, Band, Scale};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
@@ -46,14 +46,25 @@ const E5M2: Kind = 3;
 /// the band's sum is one of differences from its typical value (the cells' `f32` sums
 /// round by more than the spread of data far from zero), as in the AVX-512 kernel.
 const F32: Kind = 4;
+/// FP8 with block scales: each code decoded to its value (F8_E4M3 as [`E4M3`]'s F16
+/// code, against scales times 256) times its block's scale, then reduced as [`F32`]
+/// values are; its codes' extremes are kept too, to find NaN (and E5M2's Inf) codes,
+/// which decode to finite values here.
+const E4M3_SCALED: Kind = 5;
+const E5M2_SCALED: Kind = 6;
 
 /// Bytes per element of `kind`.
 const fn size(kind: Kind) -> usize {
     match kind {
-        E4M3 | E5M2 => 1,
+        E4M3 | E5M2 | E4M3_SCALED | E5M2_SCALED => 1,
         F32 => 4,
         _ => 2,
     }
+}
+
+/// Whether `kind` is reduced as values (its extremes kept per cell), not as codes.
+const fn on_values(kind: Kind) -> bool {
+    matches!(kind, F32 | E4M3_SCALED | E5M2_SCALED)
 }
 
 /// The F16 code of an F8_E4M3 code's value over 256 (see [`Kind`]).
@@ -72,17 +83,28 @@ fn f16_as_e4m3(c: u16) -> u32 {
 fn codes<const KIND: Kind>(bytes: &[u8], n: usize) -> [u16; W] {
     std::array::from_fn(|k| match KIND {
         _ if k >= n => 0,
-        E4M3 => e4m3_as_f16(bytes[k]),
-        E5M2 => u16::from(bytes[k]) << 8,
+        E4M3 | E4M3_SCALED => e4m3_as_f16(bytes[k]),
+        E5M2 | E5M2_SCALED => u16::from(bytes[k]) << 8,
         _ => u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]),
     })
 }
 
-/// How this machine takes in a group's whole chunks of `dtype`, if this kernel takes the
-/// dtype and `reduction`.
-pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
+/// How this machine takes in a group's whole chunks of `dtype` (with block scales if
+/// `scaled`), if this kernel takes the dtype and `reduction`.
+pub(super) fn group(dtype: Dtype, reduction: Reduction, scaled: bool) -> Option<Group> {
     if reduction != Reduction::Mean {
         return None;
+    }
+    if scaled {
+        return Some(match dtype {
+            #[cfg(target_arch = "x86_64")]
+            Dtype::F8E4M3 if avx2::available() => avx2::value_chunks::<E4M3_SCALED>,
+            #[cfg(target_arch = "x86_64")]
+            Dtype::F8E5M2 if avx2::available() => avx2::value_chunks::<E5M2_SCALED>,
+            Dtype::F8E4M3 => chunks::<E4M3_SCALED>,
+            Dtype::F8E5M2 => chunks::<E5M2_SCALED>,
+            _ => return None,
+        });
     }
     Some(match dtype {
         #[cfg(target_arch = "x86_64")]
@@ -94,7 +116,7 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
         #[cfg(target_arch = "x86_64")]
         Dtype::F8E5M2 if avx2::available() => avx2::chunks::<E5M2>,
         #[cfg(target_arch = "x86_64")]
-        Dtype::F32 if avx2::available() => avx2::f32_chunks,
+        Dtype::F32 if avx2::available() => avx2::value_chunks::<F32>,
         Dtype::BF16 => chunks::<BF16>,
         Dtype::F16 => chunks::<F16>,
         Dtype::F8E4M3 => chunks::<E4M3>,
@@ -104,33 +126,42 @@ pub(super) fn group(dtype: Dtype, reduction: Reduction) -> Option<Group> {
     })
 }
 
+/// A band's block scales: the scale tensor, and the tensor row of the band's first row.
+pub(super) type BandScale<'a> = (&'a Scale<'a>, usize);
+
 /// Reduces one band (`rows × cols` elements of `dtype` in `data`, cells `bw` columns
-/// wide) into `band`'s cells, which must hold zero sums and shifts (and, for F32, no
-/// extremes: infinities), whole chunks with
-/// `group` (which [`group`] gives only for the reductions this kernel takes). Returns the
-/// band's summary, or `None` when this kernel does not apply (dtype, cells narrower than
-/// 4 columns) or the band holds a NaN, an Inf or values whose `f32` sums overflow; the
-/// cells are then in an unspecified state.
+/// wide, FP8 block scales `scale` multiplied in) into `band`'s cells, which must hold zero
+/// sums and shifts (and no extremes: infinities), whole chunks with `group` (which
+/// [`group`] gives only for the reductions this kernel takes). Returns the band's
+/// summary, or `None` when this kernel does not apply (dtype, cells narrower than 4
+/// columns, a scale that is not a normal number above 2^-100) or the band holds a NaN, an
+/// Inf or values whose `f32` sums overflow; the cells are then in an unspecified state.
 pub(super) fn band(
     data: &[u8],
     dtype: Dtype,
     cols: usize,
     bw: usize,
+    scale: Option<BandScale<'_>>,
     band: &mut Band,
     group: Group,
 ) -> Option<Acc> {
-    let run = match dtype {
-        Dtype::BF16 => run::<BF16>,
-        Dtype::F16 => run::<F16>,
-        Dtype::F8E4M3 => run::<E4M3>,
-        Dtype::F8E5M2 => run::<E5M2>,
-        Dtype::F32 => run::<F32>,
+    let run = match (dtype, scale.is_some()) {
+        (Dtype::F8E4M3, true) => run::<E4M3_SCALED>,
+        (Dtype::F8E5M2, true) => run::<E5M2_SCALED>,
+        (_, true) => return None,
+        (Dtype::BF16, _) => run::<BF16>,
+        (Dtype::F16, _) => run::<F16>,
+        (Dtype::F8E4M3, _) => run::<E4M3>,
+        (Dtype::F8E5M2, _) => run::<E5M2>,
+        (Dtype::F32, _) => run::<F32>,
         _ => return None,
     };
     if bw < 4 {
         return None;
     }
     let b = typical(data, dtype)?;
+    // With block scales, in the units of the dequantised values (the first one's scale).
+    let b = scale.map_or(b, |(s, row0)| b * scale_at(s, row0 / s.bh, 0));
     let gw = cols.div_ceil(bw);
     let cells = Cells {
         sums: &mut band.s1[..gw],
@@ -138,16 +169,15 @@ pub(super) fn band(
         max: &mut band.max[..gw],
     };
     let e4m3 = dtype == Dtype::F8E4M3;
-    // F8_E4M3 is reduced in units of 2^-8 (see [`Kind`]), and scaled back (exactly).
-    let unit = if e4m3 { 256.0 } else { 1.0 };
-    let mut t = run(data, cols, bw, b / unit, cells, group);
+    // Unscaled F8_E4M3 is reduced in units of 2^-8 (see [`Kind`]), and scaled back
+    // (exactly); with block scales, those are multiplied by 256 instead.
+    let unit = if e4m3 && scale.is_none() { 256.0 } else { 1.0 };
+    let mut t = run(data, cols, bw, b / unit, scale, cells, group)?;
+    let n = (data.len() / dtype.size()) as u64;
     if dtype == Dtype::F32 {
-        return f32_band(band, gw, b, &t, (data.len() / 4) as u64);
+        return f32_band(band, gw, b, &t, n);
     }
-    let cells = &mut band.s1[..gw];
     if e4m3 {
-        cells.iter_mut().for_each(|c| *c *= f64::from(unit));
-        t.s2 *= f64::from(unit * unit);
         (t.smax, t.umax, t.umin) = (
             f16_as_e4m3(t.smax as u16),
             f16_as_e4m3(t.umax as u16),
@@ -157,7 +187,17 @@ pub(super) fn band(
         (t.smax, t.umax, t.umin) = (t.smax >> 8, t.umax >> 8, t.umin >> 8);
     }
     let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
-    let n = (data.len() / dtype.size()) as u64;
+    if scale.is_some() {
+        // The codes' extremes only tell NaN (and Inf) codes apart here.
+        return (min.is_finite() && max.is_finite())
+            .then(|| f32_band(band, gw, b, &t, n))
+            .flatten();
+    }
+    let cells = &mut band.s1[..gw];
+    if e4m3 {
+        cells.iter_mut().for_each(|c| *c *= f64::from(unit));
+        t.s2 *= f64::from(unit * unit);
+    }
     // The band's plain sum is its cells', re-based onto `b`: added in four chains (one
     // chain of dependent additions took ~7% of a band of 4 rows in 4 × 4 cells).
     let mut four = cells.chunks_exact(4);
@@ -180,8 +220,34 @@ pub(super) fn band(
     })
 }
 
-/// [`band`]'s ending for F32 (see [`F32`]): the band's extremes from its cells', each
-/// constant cell made its value exactly, and the band's sum the differences'.
+/// The scale of block row `sr`, column `sc`.
+fn scale_at(s: &Scale<'_>, sr: usize, sc: usize) -> f32 {
+    let z = s.dtype.size();
+    let at = (sr * s.cols + sc) * z;
+    crate::dtype::decode_one(s.dtype, &s.data[at..at + z])
+}
+
+/// Each column's scale in block row `sr` times `unit`, for `cols` columns and up to the
+/// next multiple of [`W`] (1 there), into `lanes`; `false` if one is not a normal number
+/// above 2^-100 (zero, tiny, NaN or Inf scales would make zeros or non-finite values the
+/// kernel does not count; the general one does) or overflows times `unit`.
+fn lane_scales(lanes: &mut Vec<f32>, s: &Scale<'_>, sr: usize, cols: usize, unit: f32) -> bool {
+    lanes.clear();
+    for sc in 0..s.cols {
+        let v = scale_at(s, sr, sc);
+        if !(v.is_finite() && v.abs() >= 2f32.powi(-100) && (v * unit).is_finite()) {
+            return false;
+        }
+        lanes.extend(std::iter::repeat_n(v * unit, s.bw));
+    }
+    lanes.resize(cols, 1.0);
+    lanes.resize(cols.next_multiple_of(W), 1.0);
+    true
+}
+
+/// [`band`]'s ending for the kinds reduced as values (see [`F32`]): the band's extremes
+/// from its cells', each constant cell made its value exactly, and the band's sum the
+/// differences'.
 fn f32_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option<Acc> {
     // Plain sums near the ends of the `f32` range can overflow where the differences do
     // not (a constant cell of -2^127): then the band is the general kernel's.
@@ -257,6 +323,9 @@ pub(super) struct State<'a> {
     /// most `2 · GROUP` values per lane.
     pending: usize,
     cells: Cells<'a>,
+    /// With block scales, each column's scale in the current group's scale row (see
+    /// [`E4M3_SCALED`]).
+    scales: Vec<f32>,
     bw: usize,
     /// The cell of the next chunk's first column, and the column where the cell after it
     /// starts.
@@ -339,9 +408,10 @@ fn run<const KIND: Kind>(
     cols: usize,
     bw: usize,
     b: f32,
+    scale: Option<BandScale<'_>>,
     cells: Cells<'_>,
     group: Group,
-) -> Totals {
+) -> Option<Totals> {
     let row_bytes = size(KIND) * cols;
     let rows = data.len() / row_bytes;
     let whole = cols / W * W;
@@ -359,12 +429,27 @@ fn run<const KIND: Kind>(
         zeros: 0,
         pending: 0,
         cells,
+        scales: Vec::new(),
         bw,
         j: 0,
         next: bw,
     };
-    for g0 in (0..rows).step_by(GROUP) {
-        let g = GROUP.min(rows - g0);
+    // Scaled F8_E4M3's codes are of its values over 256 (see [`Kind`]).
+    let unit = if KIND == E4M3_SCALED { 256.0 } else { 1.0 };
+    let (mut g0, mut scale_row) = (0, None);
+    while g0 < rows {
+        let mut g = GROUP.min(rows - g0);
+        // With block scales, groups end where the scale row changes.
+        if let Some((s, row0)) = scale {
+            let t = row0 + g0;
+            g = g.min((t / s.bh + 1) * s.bh - t);
+            if scale_row != Some(t / s.bh) {
+                if !lane_scales(&mut st.scales, s, t / s.bh, cols, unit) {
+                    return None;
+                }
+                scale_row = Some(t / s.bh);
+            }
+        }
         (st.j, st.next) = (0, bw);
         let at = g0 * row_bytes;
         if whole > 0 {
@@ -386,17 +471,18 @@ fn run<const KIND: Kind>(
             let rows = (0..g).map(|r| &data[at + r * row_bytes + size(KIND) * whole..]);
             take_rows::<KIND>(&mut st, rows, whole, n, b);
         }
+        g0 += g;
     }
     st.drain();
     let l = &st.lanes;
-    Totals {
+    Some(Totals {
         s1: st.s1,
         s2: st.s2,
         zeros: st.zeros,
         smax: u32::from(*l.smax.iter().max_by_key(|&&c| c as i16).expect("W lanes")),
         umax: u32::from(*l.umax.iter().max().expect("W lanes")),
         umin: u32::from(*l.umin.iter().min().expect("W lanes")),
-    }
+    })
 }
 
 /// [`Group`] in plain Rust: each row's `W` elements of each chunk taken in with [`row`].
@@ -430,13 +516,20 @@ fn take_rows<'a, const KIND: Kind>(
     b: f32,
 ) {
     let mut sum = [0f32; W];
-    if KIND == F32 {
+    if on_values(KIND) {
         let (mut lo, mut hi) = ([f32::INFINITY; W], [f32::NEG_INFINITY; W]);
         for bytes in rows {
-            let x = std::array::from_fn(|k| match bytes.get(4 * k..4 * k + 4) {
-                Some(v) if k < n => f32::from_le_bytes(v.try_into().expect("4 bytes")),
-                _ => 0.0,
-            });
+            let x = if KIND == F32 {
+                std::array::from_fn(|k| match bytes.get(4 * k..4 * k + 4) {
+                    Some(v) if k < n => f32::from_le_bytes(v.try_into().expect("4 bytes")),
+                    _ => 0.0,
+                })
+            } else {
+                let c = codes::<KIND>(bytes, n);
+                take_codes(&mut st.lanes, c, n);
+                let scales = &st.scales[c0..c0 + W];
+                std::array::from_fn(|k| f16(c[k]) * scales[k])
+            };
             values(&mut st.lanes, [&mut sum, &mut lo, &mut hi], x, b, n);
         }
         st.fold(c0, n, &sum, Some([&lo, &hi]));
@@ -481,7 +574,15 @@ fn row<const KIND: Kind>(l: &mut Lanes, sum: &mut [f32; W], codes: [u16; W], b: 
             l.d2[k] + d * d
         };
         l.zeros[k] += u16::from(inside && c & 0x7fff == 0);
-        if inside {
+    }
+    take_codes(l, codes, n);
+}
+
+/// Takes the first `n` of `codes` into the lanes' code extremes.
+#[inline(always)]
+fn take_codes(l: &mut Lanes, codes: [u16; W], n: usize) {
+    for (k, &c) in codes.iter().enumerate() {
+        if k < n {
             l.smax[k] = (l.smax[k] as i16).max(c as i16) as u16;
             l.umax[k] = l.umax[k].max(c);
             l.umin[k] = l.umin[k].min(c);
@@ -539,7 +640,43 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch, size, Kind, State, BF16, E4M3, E5M2, W};
+    use super::{prefetch, size, Kind, State, BF16, E4M3, E4M3_SCALED, E5M2, F32, W};
+
+    /// The 16 `u16` of `a` in one register.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn load(a: &[u16; W]) -> __m256i {
+        // SAFETY: 32 bytes; no alignment requirement.
+        unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+    }
+
+    /// [`load`] undone.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn store(dst: &mut [u16; W], v: __m256i) {
+        // SAFETY: 32 bytes; no alignment requirement.
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) }
+    }
+
+    /// The first 16 `f32` of `a` in two registers.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn load_ps(a: &[f32]) -> [__m256; 2] {
+        let (lo, hi) = (&a[..8], &a[8..16]);
+        // SAFETY: 8 `f32` each; no alignment requirement.
+        unsafe { [_mm256_loadu_ps(lo.as_ptr()), _mm256_loadu_ps(hi.as_ptr())] }
+    }
+
+    /// [`load_ps`] undone, into 16 `f32`.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn store_ps(dst: &mut [f32; W], v: [__m256; 2]) {
+        // SAFETY: 16 `f32`; no alignment requirement.
+        unsafe {
+            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
+        }
+    }
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
@@ -568,21 +705,6 @@ mod avx2 {
         g: usize,
         b: f32,
     ) {
-        // SAFETY (all loads and stores): each array is 32 bytes (one register) or 16 `f32`
-        // (two); the loads and stores have no alignment requirement.
-        let load = |a: &[u16; W]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
-        let store =
-            |dst: &mut [u16; W], v| unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
-        let load_ps = |a: &[f32; W]| unsafe {
-            [
-                _mm256_loadu_ps(a.as_ptr()),
-                _mm256_loadu_ps(a[8..].as_ptr()),
-            ]
-        };
-        let store_ps = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
-            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
-            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
-        };
         let l = &st.lanes;
         let (mut zeros, mut smax, mut umax, mut umin) =
             (load(&l.zeros), load(&l.smax), load(&l.umax), load(&l.umin));
@@ -668,29 +790,32 @@ mod avx2 {
         store_ps(&mut l.d2, d2);
     }
 
-    /// [`super::Group`] for F32 (see [`super::F32`]): 16 values of a row in two registers;
-    /// the lanes' differences, squares and zero counts (in 32-bit lanes) kept in registers
-    /// across the group's chunks, each chunk's sums and extremes in its own.
-    pub(super) fn f32_chunks(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
+    /// [`super::Group`] for the kinds reduced as values (see [`super::F32`]): F32, 16
+    /// values of a row in two registers; FP8 with block scales, 16 codes widened into F16
+    /// codes as [`chunks`] does, their extremes kept, decoded and multiplied by their
+    /// columns' scales. The lanes' differences, squares and zero counts (in 32-bit lanes)
+    /// are kept in registers across the group's chunks, each chunk's sums and extremes in
+    /// its own.
+    pub(super) fn value_chunks<const KIND: Kind>(
+        st: &mut State<'_>,
+        rows: &[u8],
+        row_bytes: usize,
+        g: usize,
+        b: f32,
+    ) {
         assert!(available());
-        // SAFETY: the CPU has the features `f32_chunks_avx2` is compiled with.
-        unsafe { f32_chunks_avx2(st, rows, row_bytes, g, b) }
+        // SAFETY: the CPU has the features `value_chunks_avx2` is compiled with.
+        unsafe { value_chunks_avx2::<KIND>(st, rows, row_bytes, g, b) }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn f32_chunks_avx2(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g: usize, b: f32) {
-        // SAFETY (all loads and stores): 16 `f32` (two registers); no alignment
-        // requirement.
-        let load_ps = |a: &[f32; W]| unsafe {
-            [
-                _mm256_loadu_ps(a.as_ptr()),
-                _mm256_loadu_ps(a[8..].as_ptr()),
-            ]
-        };
-        let store_ps = |dst: &mut [f32; W], v: [__m256; 2]| unsafe {
-            _mm256_storeu_ps(dst.as_mut_ptr(), v[0]);
-            _mm256_storeu_ps(dst[8..].as_mut_ptr(), v[1]);
-        };
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn value_chunks_avx2<const KIND: Kind>(
+        st: &mut State<'_>,
+        rows: &[u8],
+        row_bytes: usize,
+        g: usize,
+        b: f32,
+    ) {
         // The zero counts' 32-bit lanes, added to the band's count where the lanes' `u16`
         // counts would be (`W` of them: at most `2 · GROUP` each).
         let count = |z: [__m256i; 2]| -> u64 {
@@ -703,9 +828,12 @@ mod avx2 {
             lanes.iter().map(|&c| u64::from(c)).sum()
         };
         let (mut d1, mut d2) = (load_ps(&st.lanes.d1), load_ps(&st.lanes.d2));
+        let l = &st.lanes;
+        let (mut smax, mut umax, mut umin) = (load(&l.smax), load(&l.umax), load(&l.umin));
         let mut zeros = [_mm256_setzero_si256(); 2];
         let (shift, zero) = (_mm256_set1_ps(b), _mm256_setzero_ps());
-        let step = 4 * W;
+        let e4m3_bits = _mm256_set1_epi16(0xbf80_u16 as i16);
+        let step = size(KIND) * W;
         let chunks = (rows.len() - (g - 1) * row_bytes) / step;
         let (mut sum, mut lo, mut hi) = ([0f32; W], [0f32; W], [0f32; W]);
         for c in 0..chunks {
@@ -718,6 +846,11 @@ mod avx2 {
                 zeros = [_mm256_setzero_si256(); 2];
             }
             st.pending += g;
+            let scales = if KIND == F32 {
+                [_mm256_set1_ps(1.0); 2]
+            } else {
+                load_ps(&st.scales[W * c..])
+            };
             let mut s = [_mm256_setzero_ps(); 2];
             let mut mn = [_mm256_set1_ps(f32::INFINITY); 2];
             let mut mx = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
@@ -726,18 +859,41 @@ mod avx2 {
                     continue;
                 };
                 prefetch(bytes);
+                let x = if KIND == F32 {
+                    // SAFETY: 64 bytes, 16 `f32`; no alignment requirement.
+                    unsafe {
+                        [
+                            _mm256_loadu_ps(bytes.as_ptr().cast()),
+                            _mm256_loadu_ps(bytes[32..].as_ptr().cast()),
+                        ]
+                    }
+                } else {
+                    // SAFETY: 16 codes; no alignment requirement.
+                    let raw = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
+                    let v = if KIND == E4M3_SCALED {
+                        let w = _mm256_cvtepi8_epi16(raw);
+                        _mm256_and_si256(_mm256_slli_epi16::<7>(w), e4m3_bits)
+                    } else {
+                        _mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(raw))
+                    };
+                    smax = _mm256_max_epi16(smax, v);
+                    umax = _mm256_max_epu16(umax, v);
+                    umin = _mm256_min_epu16(umin, v);
+                    [
+                        _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(v)), scales[0]),
+                        _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)), scales[1]),
+                    ]
+                };
                 for u in 0..2 {
-                    // SAFETY: 8 `f32` of the row's 16; no alignment requirement.
-                    let x = unsafe { _mm256_loadu_ps(bytes[32 * u..].as_ptr().cast()) };
-                    s[u] = _mm256_add_ps(s[u], x);
-                    let d = _mm256_sub_ps(x, shift);
+                    s[u] = _mm256_add_ps(s[u], x[u]);
+                    let d = _mm256_sub_ps(x[u], shift);
                     d1[u] = _mm256_add_ps(d1[u], d);
                     d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
                     // All bits set where `x` is ±0: minus one, counted up.
-                    let z = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, zero));
+                    let z = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(x[u], zero));
                     zeros[u] = _mm256_sub_epi32(zeros[u], z);
-                    mn[u] = _mm256_min_ps(mn[u], x);
-                    mx[u] = _mm256_max_ps(mx[u], x);
+                    mn[u] = _mm256_min_ps(mn[u], x[u]);
+                    mx[u] = _mm256_max_ps(mx[u], x[u]);
                 }
             }
             store_ps(&mut sum, s);
@@ -745,8 +901,12 @@ mod avx2 {
             store_ps(&mut hi, mx);
             st.fold(c * W, W, &sum, Some([&lo, &hi]));
         }
-        store_ps(&mut st.lanes.d1, d1);
-        store_ps(&mut st.lanes.d2, d2);
+        let l = &mut st.lanes;
+        store_ps(&mut l.d1, d1);
+        store_ps(&mut l.d2, d2);
+        store(&mut l.smax, smax);
+        store(&mut l.umax, umax);
+        store(&mut l.umin, umin);
         st.zeros += count(zeros);
     }
 }
@@ -813,7 +973,7 @@ mod tests {
             let avx2: Group = match dtype {
                 Dtype::BF16 => avx2::chunks::<BF16>,
                 Dtype::F16 => avx2::chunks::<F16>,
-                Dtype::F32 => avx2::f32_chunks,
+                Dtype::F32 => avx2::value_chunks::<F32>,
                 Dtype::F8E4M3 => avx2::chunks::<E4M3>,
                 _ => avx2::chunks::<E5M2>,
             };
@@ -894,52 +1054,56 @@ mod tests {
                     let gw = cols.div_ceil(bw);
                     let mut cells = Band::new(gw);
                     let what = format!("{dtype:?} {name} sign {sign} {rows}×{cols} in {bw}");
-                    let acc = band(&bytes, dtype, cols, bw, &mut cells, group)
+                    let acc = band(&bytes, dtype, cols, bw, None, &mut cells, group)
                         .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
-                    for j in 0..gw {
-                        let members = (0..rows).flat_map(|r| {
-                            let row = &exact[r * cols..(r + 1) * cols];
-                            row[j * bw..((j + 1) * bw).min(cols)].to_vec()
-                        });
-                        let (sum, size, count) = members.fold((0.0, 0.0, 0.0), |(s, a, n), v| {
-                            (s + v, a + v.abs(), n + 1.0)
-                        });
-                        // (Sums of differences from the cell's shift: 0, or for a constant
-                        // F32 cell its value.)
-                        let got = cells.s1[j] + count * f64::from(cells.shift[j]);
-                        assert!(
-                            (got - sum).abs() <= 1e-6 * size,
-                            "{what} cell {j}: {got} vs {sum}"
-                        );
-                    }
-                    assert_eq!(acc.n, (rows * cols) as u64, "{what}");
-                    let zeros = exact.iter().filter(|&&v| v == 0.0).count() as u64;
-                    assert_eq!(acc.zeros, zeros, "{what}");
-                    let min = exact.iter().copied().fold(f64::INFINITY, f64::min);
-                    let max = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    assert_eq!(
-                        (f64::from(acc.min), f64::from(acc.max)),
-                        (min, max),
-                        "{what}"
-                    );
-                    let b = f64::from(acc.shift);
-                    let (s1, s2) = exact.iter().fold((0.0, 0.0), |(s1, s2), v| {
-                        (s1 + (v - b), s2 + (v - b) * (v - b))
-                    });
-                    let size: f64 = exact.iter().map(|v| v.abs() + b.abs()).sum();
-                    assert!(
-                        (acc.s1 - s1).abs() <= 1e-6 * size,
-                        "{what}: {} vs {s1}",
-                        acc.s1
-                    );
-                    assert!(
-                        (acc.s2 - s2).abs() <= 1e-6 * s2,
-                        "{what}: {} vs {s2}",
-                        acc.s2
-                    );
+                    check(&what, &acc, &cells, &exact, cols, bw);
                 }
             }
         }
+    }
+
+    /// Checks a band's cells (`bw` columns wide) and summary against its values `exact`,
+    /// `cols` to a row, summed in `f64`.
+    fn check(what: &str, acc: &Acc, cells: &Band, exact: &[f64], cols: usize, bw: usize) {
+        let rows = exact.len() / cols;
+        for j in 0..cols.div_ceil(bw) {
+            let members = (0..rows).flat_map(|r| {
+                let row = &exact[r * cols..(r + 1) * cols];
+                row[j * bw..((j + 1) * bw).min(cols)].to_vec()
+            });
+            let (sum, size, count) = members.fold((0.0, 0.0, 0.0), |(s, a, n), v| {
+                (s + v, a + v.abs(), n + 1.0)
+            });
+            // (Sums of differences from the cell's shift: 0, or for a constant F32 cell
+            // its value.)
+            let got = cells.s1[j] + count * f64::from(cells.shift[j]);
+            assert!(
+                (got - sum).abs() <= 1e-6 * size,
+                "{what} cell {j}: {got} vs {sum}"
+            );
+        }
+        assert_eq!(acc.n, exact.len() as u64, "{what}");
+        let zeros = exact.iter().filter(|&&v| v == 0.0).count() as u64;
+        assert_eq!(acc.zeros, zeros, "{what}");
+        let min = exact.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let got = (f64::from(acc.min), f64::from(acc.max));
+        assert_eq!(got, (min, max), "{what}");
+        let b = f64::from(acc.shift);
+        let (s1, s2) = exact.iter().fold((0.0, 0.0), |(s1, s2), v| {
+            (s1 + (v - b), s2 + (v - b) * (v - b))
+        });
+        let size: f64 = exact.iter().map(|v| v.abs() + b.abs()).sum();
+        assert!(
+            (acc.s1 - s1).abs() <= 1e-6 * size,
+            "{what}: {} vs {s1}",
+            acc.s1
+        );
+        assert!(
+            (acc.s2 - s2).abs() <= 1e-6 * s2,
+            "{what}: {} vs {s2}",
+            acc.s2
+        );
     }
 
     /// Every pair of an item of `a` and one of `b`.
@@ -972,7 +1136,7 @@ mod tests {
             bytes[at..at + z].copy_from_slice(&one.to_le_bytes()[..z]);
             for (name, group) in groups(dtype) {
                 let mut cells = Band::new(cols / 16);
-                let acc = band(&bytes, dtype, cols, 16, &mut cells, group)
+                let acc = band(&bytes, dtype, cols, 16, None, &mut cells, group)
                     .expect("a clean band is taken");
                 assert_eq!(acc.zeros, (rows * cols - 1) as u64, "{dtype:?} {name}");
                 assert_eq!((acc.min, acc.max), (0.0, 1.0), "{dtype:?} {name}");
@@ -1015,22 +1179,23 @@ mod tests {
                         let mut bad = bytes.clone();
                         bad[z * at..z * (at + 1)].copy_from_slice(&s.to_le_bytes()[..z]);
                         let mut cells = Band::new(gw);
-                        let taken = band(&bad, dtype, cols, bw, &mut cells, group);
+                        let taken = band(&bad, dtype, cols, bw, None, &mut cells, group);
                         assert!(taken.is_none(), "{dtype:?} {name} {s:#06x} at {at}");
                     }
                 }
             }
             for r in Reduction::ALL.into_iter().filter(|&r| r != Reduction::Mean) {
-                assert!(group(dtype, r).is_none(), "{dtype:?} {r:?}");
+                assert!(group(dtype, r, false).is_none(), "{dtype:?} {r:?}");
             }
             let mut cells = Band::new(cols.div_ceil(3));
-            let mean = group(dtype, Reduction::Mean).unwrap();
+            let mean = group(dtype, Reduction::Mean, false).unwrap();
             assert!(
-                band(&bytes, dtype, cols, 3, &mut cells, mean).is_none(),
+                band(&bytes, dtype, cols, 3, None, &mut cells, mean).is_none(),
                 "{dtype:?}"
             );
         }
-        assert!(group(Dtype::F64, Reduction::Mean).is_none());
+        assert!(group(Dtype::F64, Reduction::Mean, false).is_none());
+        assert!(group(Dtype::BF16, Reduction::Mean, true).is_none());
     }
 
     /// F32 cells that hold one value come out as exactly that value (their `f32` sums
@@ -1055,7 +1220,7 @@ mod tests {
             for (name, group) in groups(Dtype::F32) {
                 let what = format!("{name} {cols} columns in {bw}");
                 let mut cells = Band::new(gw);
-                let acc = band(&bytes, Dtype::F32, cols, bw, &mut cells, group)
+                let acc = band(&bytes, Dtype::F32, cols, bw, None, &mut cells, group)
                     .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
                 for j in 0..gw - 1 {
                     let v = 0.1 * (j + 1) as f32;
@@ -1078,9 +1243,117 @@ mod tests {
         for (name, group) in groups(Dtype::F32) {
             let mut cells = Band::new(cols / bw);
             assert!(
-                band(&big, Dtype::F32, cols, bw, &mut cells, group).is_none(),
+                band(&big, Dtype::F32, cols, bw, None, &mut cells, group).is_none(),
                 "{name}"
             );
+        }
+    }
+
+    /// The ways whole chunks of FP8 with block scales are reduced on this machine.
+    fn scaled_groups(dtype: Dtype) -> Vec<(&'static str, Group)> {
+        let e4m3 = dtype == Dtype::F8E4M3;
+        let plain: Group = if e4m3 {
+            chunks::<E4M3_SCALED>
+        } else {
+            chunks::<E5M2_SCALED>
+        };
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = avx2::available().then(|| {
+            let avx2: Group = if e4m3 {
+                avx2::value_chunks::<E4M3_SCALED>
+            } else {
+                avx2::value_chunks::<E5M2_SCALED>
+            };
+            ("avx2", avx2)
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = None;
+        std::iter::once(("plain", plain)).chain(avx2).collect()
+    }
+
+    /// FP8 with block scales: every value is its code's (the library's decoder, checked
+    /// against ml_dtypes' table in `tests/`) times its block's `f32` scale, rounded to
+    /// `f32` as the general kernel rounds it, and the cells' sums, the band's sums of
+    /// differences and squares, zeros and extremes match those in `f64`, for blocks that
+    /// cut rows and columns anywhere and bands that start inside a block row; a NaN or
+    /// Inf code, or a scale that is zero, tiny or not finite, leaves the band to the
+    /// general kernel.
+    #[test]
+    fn scaled_fp8_bands_match_sums_in_f64() {
+        for dtype in [Dtype::F8E4M3, Dtype::F8E5M2] {
+            for ((name, group), (sbh, sbw)) in iproduct(
+                scaled_groups(dtype),
+                [(3, 5), (32, 16), (128, 128), (7, 48)],
+            ) {
+                let shapes = iproduct([5usize, 45, 70], [16usize, 37, 100]);
+                for (((rows, cols), bw), row0) in
+                    iproduct(iproduct(shapes, [4usize, 6, 16]), [0, 2])
+                {
+                    let (codes, _) = data(dtype, rows * cols, 0.0);
+                    let (srows, scols) = ((row0 + rows).div_ceil(sbh), cols.div_ceil(sbw));
+                    let scales: Vec<f32> = (0..srows * scols)
+                        .map(|k| 2f32.powi(k as i32 % 5 - 2) * (1.0 + 0.013 * k as f32))
+                        .collect();
+                    let bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    let scale = Scale {
+                        data: &bytes,
+                        dtype: Dtype::F32,
+                        rows: srows,
+                        cols: scols,
+                        bh: sbh,
+                        bw: sbw,
+                    };
+                    let exact: Vec<f64> = (0..rows * cols)
+                        .map(|i| {
+                            let (r, c) = (row0 + i / cols, i % cols);
+                            let v = crate::dtype::decode_one(dtype, &codes[i..=i]);
+                            f64::from(v * scales[r / sbh * scols + c / sbw])
+                        })
+                        .collect();
+                    let gw = cols.div_ceil(bw);
+                    let what = format!("{dtype:?} {name} {rows}×{cols} in {bw}, blocks {sbh}×{sbw} from row {row0}");
+                    let mut cells = Band::new(gw);
+                    let acc = band(
+                        &codes,
+                        dtype,
+                        cols,
+                        bw,
+                        Some((&scale, row0)),
+                        &mut cells,
+                        group,
+                    )
+                    .unwrap_or_else(|| panic!("{what}: a clean band is taken"));
+                    check(&what, &acc, &cells, &exact, cols, bw);
+                    // A NaN or Inf code in a whole chunk or the partial last one, or one
+                    // bad scale, and the band is left.
+                    let specials: &[u8] = if dtype == Dtype::F8E4M3 {
+                        &[0x7f, 0xff]
+                    } else {
+                        &[0x7c, 0xfc, 0x7e]
+                    };
+                    for (&c, at) in iproduct(specials, [3, rows * cols - 1]) {
+                        let mut bad = codes.clone();
+                        bad[at] = c;
+                        let mut cells = Band::new(gw);
+                        let s = Some((&scale, row0));
+                        let taken = band(&bad, dtype, cols, bw, s, &mut cells, group);
+                        assert!(taken.is_none(), "{what}: code {c:#04x} at {at}");
+                    }
+                    for v in [0.0, 2f32.powi(-120), f32::NAN, f32::INFINITY] {
+                        let mut bad = bytes.clone();
+                        let at = 4 * (scales.len() - 1);
+                        bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                        let scale = Scale {
+                            data: &bad,
+                            ..scale
+                        };
+                        let mut cells = Band::new(gw);
+                        let s = Some((&scale, row0));
+                        let taken = band(&codes, dtype, cols, bw, s, &mut cells, group);
+                        assert!(taken.is_none(), "{what}: scale {v}");
+                    }
+                }
+            }
         }
     }
 
