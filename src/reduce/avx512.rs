@@ -240,7 +240,9 @@ impl<'a> Scales<'a> {
                 if !(v.is_finite() && v.abs() >= 2f32.powi(-100)) {
                     return None;
                 }
-                by_col.extend(std::iter::repeat_n(v, s.bw));
+                // (No further than the chunks: a block may be wider than the tensor, as
+                // wide as a file's `weight_block_size` says.)
+                by_col.extend(std::iter::repeat_n(v, s.bw.min(chunks * 64 - by_col.len())));
             }
             by_col.resize(chunks * 64, 1.0);
             let lanes = &mut self.lanes.row;

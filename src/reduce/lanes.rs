@@ -7,8 +7,8 @@
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
 //! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
 //! band's typical value, a zero count and the extremes of its codes (for F32, which has
-//! no short codes, the extremes of its values, kept per cell, and the differences' sum;
-//! see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
+//! no short codes, and FP8 with block scales, the extremes of its values, kept per cell,
+//! and the differences' sum; see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
 //! `f64`. Nothing is stored per element, where the general kernel decodes every row into
 //! a buffer and reads it back. A
 //! group's whole chunks are taken in with AVX2 intrinsics on x86 CPUs that have AVX2, FMA
@@ -238,9 +238,10 @@ fn lane_scales(lanes: &mut Vec<f32>, s: &Scale<'_>, sr: usize, cols: usize, unit
         if !(v.is_finite() && v.abs() >= 2f32.powi(-100) && (v * unit).is_finite()) {
             return false;
         }
-        lanes.extend(std::iter::repeat_n(v * unit, s.bw));
+        // (No further than `cols`: a block may be wider than the tensor, as wide as a
+        // file's `weight_block_size` says.)
+        lanes.extend(std::iter::repeat_n(v * unit, s.bw.min(cols - lanes.len())));
     }
-    lanes.resize(cols, 1.0);
     lanes.resize(cols.next_multiple_of(W), 1.0);
     true
 }
@@ -277,7 +278,8 @@ fn f32_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option<Ac
     })
 }
 
-/// The cells a band's chunks are folded into: their sums, and for F32 their extremes.
+/// The cells a band's chunks are folded into: their sums, and for the kinds reduced as
+/// values their extremes.
 pub(super) struct Cells<'a> {
     sums: &'a mut [f64],
     min: &'a mut [f32],
@@ -286,7 +288,8 @@ pub(super) struct Cells<'a> {
 
 /// What [`run`] leaves besides the cells' sums.
 struct Totals {
-    /// Sum of `x - b` (F32 only: the other kinds' comes from their cells).
+    /// Sum of `x - b` (the kinds reduced as values only: the others' comes from their
+    /// cells).
     s1: f64,
     /// Sum of `(x - b)²`.
     s2: f64,
@@ -301,7 +304,7 @@ struct Totals {
 /// registers meanwhile): one lane per column of a chunk (for the squares,
 /// whose lanes are only ever added up, in whatever order a [`Group`] keeps them).
 struct Lanes {
-    /// (F32 only, see [`F32`].)
+    /// (The kinds reduced as values only, see [`F32`].)
     d1: [f32; W],
     d2: [f32; W],
     zeros: [u16; W],
@@ -1275,7 +1278,8 @@ mod tests {
     /// against ml_dtypes' table in `tests/`) times its block's `f32` scale, rounded to
     /// `f32` as the general kernel rounds it, and the cells' sums, the band's sums of
     /// differences and squares, zeros and extremes match those in `f64`, for blocks that
-    /// cut rows and columns anywhere and bands that start inside a block row; a NaN or
+    /// cut rows and columns anywhere (or are far wider than the tensor, as a file's
+    /// `weight_block_size` may say) and bands that start inside a block row; a NaN or
     /// Inf code, or a scale that is zero, tiny or not finite, leaves the band to the
     /// general kernel.
     #[test]
@@ -1283,7 +1287,7 @@ mod tests {
         for dtype in [Dtype::F8E4M3, Dtype::F8E5M2] {
             for ((name, group), (sbh, sbw)) in iproduct(
                 scaled_groups(dtype),
-                [(3, 5), (32, 16), (128, 128), (7, 48)],
+                [(3, 5), (32, 16), (128, 128), (7, 48), (7, 1 << 40)],
             ) {
                 let shapes = iproduct([5usize, 45, 70], [16usize, 37, 100]);
                 for (((rows, cols), bw), row0) in
