@@ -279,6 +279,35 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     );
 }
 
+/// A `weight_block_size` far wider than the tensor still fits its one column of scales:
+/// the same values as blocks exactly as wide (the kernels once laid each scale out across
+/// the whole declared width, and a width of 2^40 aborted the process).
+#[test]
+fn blocks_wider_than_the_tensor_are_its_width() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(200, 40, 64, 7);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    let mut grids = Vec::new();
+    for width in [64u64, 1 << 40] {
+        std::fs::write(
+            model.join("config.json"),
+            format!(r#"{{"quantization_config": {{"weight_block_size": [64, {width}]}}}}"#),
+        )
+        .unwrap();
+        let out = tmp.path().join(width.to_string());
+        render_cmd(&model, &out)
+            .args(["--raw", "--block", "4x4", "-q"])
+            .assert()
+            .success();
+        let m = manifest(&out);
+        let e = entry(&m, W);
+        assert_eq!(e["fp8"]["block"], serde_json::json!([64, width]));
+        grids.push(read_npy(&out.join(e["raw"].as_str().unwrap())).1);
+    }
+    assert_eq!(grids[0], grids[1]);
+}
+
 #[test]
 fn tile_lines_mark_every_nth_row_and_column() {
     let tmp = tempfile::tempdir().unwrap();
