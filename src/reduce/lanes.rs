@@ -643,7 +643,9 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch, size, Kind, State, BF16, E4M3, E4M3_SCALED, E5M2, F32, W};
+    use super::{
+        prefetch, size, Kind, Lanes, State, BF16, E4M3, E4M3_SCALED, E5M2, E5M2_SCALED, F32, W,
+    };
 
     /// The 16 `u16` of `a` in one register.
     #[target_feature(enable = "avx")]
@@ -681,6 +683,76 @@ mod avx2 {
         }
     }
 
+    /// The extremes of the codes taken in, per lane, as [`Lanes`] keeps them.
+    #[derive(Clone, Copy)]
+    struct Extremes {
+        smax: __m256i,
+        umax: __m256i,
+        umin: __m256i,
+    }
+
+    impl Extremes {
+        #[target_feature(enable = "avx")]
+        #[inline]
+        fn load(l: &Lanes) -> Extremes {
+            Extremes {
+                smax: load(&l.smax),
+                umax: load(&l.umax),
+                umin: load(&l.umin),
+            }
+        }
+
+        /// Takes in the 16 codes of `v`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn take(&mut self, v: __m256i) {
+            self.smax = _mm256_max_epi16(self.smax, v);
+            self.umax = _mm256_max_epu16(self.umax, v);
+            self.umin = _mm256_min_epu16(self.umin, v);
+        }
+
+        #[target_feature(enable = "avx")]
+        #[inline]
+        fn store(self, l: &mut Lanes) {
+            store(&mut l.smax, self.smax);
+            store(&mut l.umax, self.umax);
+            store(&mut l.umin, self.umin);
+        }
+    }
+
+    /// The first 16 elements of `bytes` (of `KIND`) as the lanes take their codes (see
+    /// [`super::codes`]): F8_E4M3 codes widened to the F16 codes of their values over 256
+    /// (sign-extended, the magnitude moved up 7 bits and the sign's copies between them
+    /// cleared), F8_E5M2 codes as the top bytes of F16 codes, BF16 and F16 as they are.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn codes<const KIND: Kind>(bytes: &[u8]) -> __m256i {
+        let bytes = &bytes[..size(KIND) * W];
+        // SAFETY: 16 or 32 bytes, as the slice above holds; no alignment requirement.
+        unsafe {
+            if matches!(KIND, E4M3 | E4M3_SCALED) {
+                let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(bytes.as_ptr().cast()));
+                let bits = _mm256_set1_epi16(0xbf80_u16 as i16);
+                _mm256_and_si256(_mm256_slli_epi16::<7>(w), bits)
+            } else if matches!(KIND, E5M2 | E5M2_SCALED) {
+                let w = _mm256_cvtepu8_epi16(_mm_loadu_si128(bytes.as_ptr().cast()));
+                _mm256_slli_epi16::<8>(w)
+            } else {
+                _mm256_loadu_si256(bytes.as_ptr().cast())
+            }
+        }
+    }
+
+    /// 16 F16 codes' values: columns 0–7 and 8–15.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    fn f16_values(v: __m256i) -> [__m256; 2] {
+        [
+            _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+            _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+        ]
+    }
+
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
@@ -709,13 +781,11 @@ mod avx2 {
         b: f32,
     ) {
         let l = &st.lanes;
-        let (mut zeros, mut smax, mut umax, mut umin) =
-            (load(&l.zeros), load(&l.smax), load(&l.umax), load(&l.umin));
+        let (mut zeros, mut extremes) = (load(&l.zeros), Extremes::load(l));
         let mut d2 = load_ps(&l.d2);
         let shift = _mm256_set1_ps(b);
         let magnitude = _mm256_set1_epi16(0x7fff);
         let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
-        let e4m3_bits = _mm256_set1_epi16(0xbf80_u16 as i16);
         let step = size(KIND) * W;
         let count = (rows.len() - (g - 1) * row_bytes) / step;
         let mut sum = [0f32; W];
@@ -733,32 +803,14 @@ mod avx2 {
                     continue;
                 };
                 prefetch(bytes);
-                // SAFETY: `step` bytes (16 codes); no alignment requirement.
-                let v = if KIND == E4M3 {
-                    // F8 codes widened to the F16 codes of their values over 256: sign-
-                    // extended, the magnitude moved up 7 bits and the sign's copies
-                    // between them cleared.
-                    let w = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
-                    _mm256_and_si256(_mm256_slli_epi16::<7>(w), e4m3_bits)
-                } else if KIND == E5M2 {
-                    // F8_E5M2 codes as the top bytes of F16 codes.
-                    let w = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
-                    _mm256_slli_epi16::<8>(w)
-                } else {
-                    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-                };
+                let v = codes::<KIND>(bytes);
                 let zero =
                     _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
                 zeros = _mm256_sub_epi16(zeros, zero);
-                smax = _mm256_max_epi16(smax, v);
-                umax = _mm256_max_epu16(umax, v);
-                umin = _mm256_min_epu16(umin, v);
+                extremes.take(v);
                 // F16: columns 0–7 and 8–15; BF16: the even columns and the odd ones.
                 let x = if KIND != BF16 {
-                    [
-                        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
-                        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
-                    ]
+                    f16_values(v)
                 } else {
                     [
                         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)),
@@ -787,9 +839,7 @@ mod avx2 {
         }
         let l = &mut st.lanes;
         store(&mut l.zeros, zeros);
-        store(&mut l.smax, smax);
-        store(&mut l.umax, umax);
-        store(&mut l.umin, umin);
+        extremes.store(l);
         store_ps(&mut l.d2, d2);
     }
 
@@ -831,11 +881,9 @@ mod avx2 {
             lanes.iter().map(|&c| u64::from(c)).sum()
         };
         let (mut d1, mut d2) = (load_ps(&st.lanes.d1), load_ps(&st.lanes.d2));
-        let l = &st.lanes;
-        let (mut smax, mut umax, mut umin) = (load(&l.smax), load(&l.umax), load(&l.umin));
+        let mut extremes = Extremes::load(&st.lanes);
         let mut zeros = [_mm256_setzero_si256(); 2];
         let (shift, zero) = (_mm256_set1_ps(b), _mm256_setzero_ps());
-        let e4m3_bits = _mm256_set1_epi16(0xbf80_u16 as i16);
         let step = size(KIND) * W;
         let chunks = (rows.len() - (g - 1) * row_bytes) / step;
         let (mut sum, mut lo, mut hi) = ([0f32; W], [0f32; W], [0f32; W]);
@@ -871,20 +919,12 @@ mod avx2 {
                         ]
                     }
                 } else {
-                    // SAFETY: 16 codes; no alignment requirement.
-                    let raw = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
-                    let v = if KIND == E4M3_SCALED {
-                        let w = _mm256_cvtepi8_epi16(raw);
-                        _mm256_and_si256(_mm256_slli_epi16::<7>(w), e4m3_bits)
-                    } else {
-                        _mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(raw))
-                    };
-                    smax = _mm256_max_epi16(smax, v);
-                    umax = _mm256_max_epu16(umax, v);
-                    umin = _mm256_min_epu16(umin, v);
+                    let v = codes::<KIND>(bytes);
+                    extremes.take(v);
+                    let x = f16_values(v);
                     [
-                        _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(v)), scales[0]),
-                        _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)), scales[1]),
+                        _mm256_mul_ps(x[0], scales[0]),
+                        _mm256_mul_ps(x[1], scales[1]),
                     ]
                 };
                 for u in 0..2 {
@@ -907,9 +947,7 @@ mod avx2 {
         let l = &mut st.lanes;
         store_ps(&mut l.d1, d1);
         store_ps(&mut l.d2, d2);
-        store(&mut l.smax, smax);
-        store(&mut l.umax, umax);
-        store(&mut l.umin, umin);
+        extremes.store(l);
         st.zeros += count(zeros);
     }
 }
