@@ -175,7 +175,7 @@ pub(super) fn band(
     let mut t = run(data, cols, bw, b / unit, scale, cells, group)?;
     let n = (data.len() / dtype.size()) as u64;
     if dtype == Dtype::F32 {
-        return f32_band(band, gw, b, &t, n);
+        return values_band(band, gw, b, &t, n);
     }
     if e4m3 {
         (t.smax, t.umax, t.umin) = (
@@ -189,9 +189,10 @@ pub(super) fn band(
     let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
     if scale.is_some() {
         // The codes' extremes only tell NaN (and Inf) codes apart here.
-        return (min.is_finite() && max.is_finite())
-            .then(|| f32_band(band, gw, b, &t, n))
-            .flatten();
+        if !(min.is_finite() && max.is_finite()) {
+            return None;
+        }
+        return values_band(band, gw, b, &t, n);
     }
     let cells = &mut band.s1[..gw];
     if e4m3 {
@@ -249,7 +250,7 @@ fn lane_scales(lanes: &mut Vec<f32>, s: &Scale<'_>, sr: usize, cols: usize, unit
 /// [`band`]'s ending for the kinds reduced as values (see [`F32`]): the band's extremes
 /// from its cells', each constant cell made its value exactly, and the band's sum the
 /// differences'.
-fn f32_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option<Acc> {
+fn values_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option<Acc> {
     // Plain sums near the ends of the `f32` range can overflow where the differences do
     // not (a constant cell of -2^127): then the band is the general kernel's.
     if !band.s1[..gw].iter().all(|s| s.is_finite()) {
