@@ -447,6 +447,8 @@ struct Band {
     /// The same in the AVX-512 kernel's lane layout.
     #[cfg(target_arch = "x86_64")]
     lane_scales: ScaleCache,
+    /// The same for the kernel of `reduce/lanes.rs`: each column's scale.
+    column_scales: ScaleCache,
     /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
     rows: Vec<f32>,
     /// The band's height at its last full reset, if only kernels of `fast_band` have run
@@ -483,6 +485,7 @@ impl Band {
             scale: ScaleCache::default(),
             #[cfg(target_arch = "x86_64")]
             lane_scales: ScaleCache::default(),
+            column_scales: ScaleCache::default(),
             rows: Vec::new(),
             reset_rows: None,
             #[cfg(target_arch = "x86_64")]

@@ -17,7 +17,7 @@
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
-use super::{code_extremes, typical, Acc, Band, Scale};
+use super::{code_extremes, typical, Acc, Band, Scale, ScaleCache};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
@@ -172,7 +172,8 @@ pub(super) fn band(
     // Unscaled F8_E4M3 is reduced in units of 2^-8 (see [`Kind`]), and scaled back
     // (exactly); with block scales, those are multiplied by 256 instead.
     let unit = if e4m3 && scale.is_none() { 256.0 } else { 1.0 };
-    let mut t = run(data, cols, bw, b / unit, scale, cells, group)?;
+    let scales = &mut band.column_scales;
+    let mut t = run(data, cols, bw, b / unit, scale, cells, scales, group)?;
     let n = (data.len() / dtype.size()) as u64;
     if dtype == Dtype::F32 {
         return values_band(band, gw, b, &t, n);
@@ -328,8 +329,8 @@ pub(super) struct State<'a> {
     pending: usize,
     cells: Cells<'a>,
     /// With block scales, each column's scale in the current group's scale row (see
-    /// [`E4M3_SCALED`]).
-    scales: Vec<f32>,
+    /// [`E4M3_SCALED`]), kept across the bands a worker takes.
+    scales: &'a mut ScaleCache,
     bw: usize,
     /// The cell of the next chunk's first column, and the column where the cell after it
     /// starts.
@@ -407,6 +408,7 @@ pub(super) type Group = fn(&mut State<'_>, &[u8], usize, usize, f32);
 
 /// The kernel proper, for codes of `KIND`, each group's whole chunks
 /// taken in by `group`.
+#[allow(clippy::too_many_arguments)]
 fn run<const KIND: Kind>(
     data: &[u8],
     cols: usize,
@@ -414,6 +416,7 @@ fn run<const KIND: Kind>(
     b: f32,
     scale: Option<BandScale<'_>>,
     cells: Cells<'_>,
+    scales: &mut ScaleCache,
     group: Group,
 ) -> Option<Totals> {
     let row_bytes = size(KIND) * cols;
@@ -433,25 +436,26 @@ fn run<const KIND: Kind>(
         zeros: 0,
         pending: 0,
         cells,
-        scales: Vec::new(),
+        scales,
         bw,
         j: 0,
         next: bw,
     };
     // Scaled F8_E4M3's codes are of its values over 256 (see [`Kind`]).
     let unit = if KIND == E4M3_SCALED { 256.0 } else { 1.0 };
-    let (mut g0, mut scale_row) = (0, None);
+    let mut g0 = 0;
     while g0 < rows {
         let mut g = GROUP.min(rows - g0);
         // With block scales, groups end where the scale row changes.
         if let Some((s, row0)) = scale {
             let t = row0 + g0;
             g = g.min((t / s.bh + 1) * s.bh - t);
-            if scale_row != Some(t / s.bh) {
-                if !lane_scales(&mut st.scales, s, t / s.bh, cols, unit) {
+            if st.scales.index != Some(t / s.bh) {
+                st.scales.index = None;
+                if !lane_scales(&mut st.scales.row, s, t / s.bh, cols, unit) {
                     return None;
                 }
-                scale_row = Some(t / s.bh);
+                st.scales.index = Some(t / s.bh);
             }
         }
         (st.j, st.next) = (0, bw);
@@ -531,7 +535,7 @@ fn take_rows<'a, const KIND: Kind>(
             } else {
                 let c = codes::<KIND>(bytes, n);
                 take_codes(&mut st.lanes, c, n);
-                let scales = &st.scales[c0..c0 + W];
+                let scales = &st.scales.row[c0..c0 + W];
                 std::array::from_fn(|k| f16(c[k]) * scales[k])
             };
             values(&mut st.lanes, [&mut sum, &mut lo, &mut hi], x, b, n);
@@ -901,7 +905,7 @@ mod avx2 {
             let scales = if KIND == F32 {
                 [_mm256_set1_ps(1.0); 2]
             } else {
-                load_ps(&st.scales[W * c..])
+                load_ps(&st.scales.row[W * c..])
             };
             let mut s = [_mm256_setzero_ps(); 2];
             let mut mn = [_mm256_set1_ps(f32::INFINITY); 2];
