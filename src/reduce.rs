@@ -447,7 +447,8 @@ struct Band {
     /// The same in the AVX-512 kernel's lane layout.
     #[cfg(target_arch = "x86_64")]
     lane_scales: ScaleCache,
-    /// The same for the kernel of `reduce/lanes.rs`: each column's scale.
+    /// The scale row of the kernel of `reduce/lanes.rs`: each column's scale (times 256
+    /// for F8_E4M3), padded to whole chunks.
     column_scales: ScaleCache,
     /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
     rows: Vec<f32>,

@@ -310,8 +310,8 @@ proptest! {
 }
 
 /// Cells 4 columns wide (every 4096-column tensor with default options) and multiples of
-/// 8 (16 at `--max-size 256`; 56 for a 14336-column one), which F8 `mean` folds by paths
-/// of their own, in bands of 4, 14 and 40 rows (one group of rows, and two), over six
+/// 8 (16 at `--max-size 256`; 56 for a 14336-column one; 512, wider than the tensor),
+/// which F8 `mean` folds by paths of their own, in bands of 4, 14 and 40 rows (one group of rows, and two), over six
 /// whole 64-byte chunks of F8 and a partial one: every cell's mean and the statistics
 /// against float64, in every dtype. Each column has its own level, so a sum credited to
 /// the wrong cell shows.
@@ -327,7 +327,7 @@ fn narrow_cells_match_the_naive_reference() {
         let (bytes, exact) = encode(dtype, &values, &f8);
         for (bh, bw) in [4, 14, 40]
             .into_iter()
-            .flat_map(|bh| [4, 8, 16, 24, 56, 64, 72].map(|bw| (bh, bw)))
+            .flat_map(|bh| [4, 8, 16, 24, 32, 56, 64, 72, 128, 512].map(|bw| (bh, bw)))
         {
             let geom = Geometry::new(
                 rows,

@@ -58,7 +58,8 @@ const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the looked-up bytes are paired into BF16 words by
 /// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
 /// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
-/// chunk and group, except for whole chunks of 4-column cells: [`fold_fours`]); the
+/// chunk and group, except for whole chunks of cells 4 columns wide or a multiple of 8:
+/// [`fold_fours`], [`fold_eights`]); the
 /// band's extremes are found on the codes, and the squares are
 /// plain (see [`PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;

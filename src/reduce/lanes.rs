@@ -549,7 +549,7 @@ fn take_rows<'a, const KIND: Kind>(
 }
 
 /// The `step` bytes of whole chunk `c` in each of a group's `g` rows (`row_bytes` apart;
-/// the last row may end after its whole chunks). One bounds check per row: walking the
+/// `rows` may end right after the last row's whole chunks). One bounds check per row: walking the
 /// rows with `chunks` and `get` took nine scalar operations per row, as many as the
 /// vector work on a row's 16 F8 codes.
 #[inline(always)]
@@ -1411,6 +1411,65 @@ mod tests {
                         let taken = band(&codes, dtype, cols, bw, s, &mut cells, group);
                         assert!(taken.is_none(), "{what}: scale {v}");
                     }
+                }
+            }
+        }
+    }
+
+    /// A worker keeps its bands' column scales while the scale row stays the same: bands
+    /// of 4 rows taken one after another with one cache (moved from band to band, as a
+    /// worker's `Band` keeps it), in blocks of 7 rows, match sums in `f64`; a band whose
+    /// scale row holds a zero scale is left to the general kernel, and the next bands,
+    /// in the row before it (as a worker may take them) and the row after, are right.
+    #[test]
+    fn scale_rows_are_kept_across_a_workers_bands() {
+        let (rows, cols, bw, sbh, sbw): (usize, usize, usize, usize, usize) = (40, 37, 4, 7, 5);
+        let (srows, scols) = (rows.div_ceil(sbh), cols.div_ceil(sbw));
+        // Scale row 3 (tensor rows 21..28) holds a zero.
+        let scales: Vec<f32> = (0..srows * scols)
+            .map(|k| {
+                if k == 3 * scols + 2 {
+                    0.0
+                } else {
+                    1.0 + 0.25 * k as f32
+                }
+            })
+            .collect();
+        let bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let scale = Scale {
+            data: &bytes,
+            dtype: Dtype::F32,
+            rows: srows,
+            cols: scols,
+            bh: sbh,
+            bw: sbw,
+        };
+        for dtype in [Dtype::F8E4M3, Dtype::F8E5M2] {
+            let (codes, _) = data(dtype, rows * cols, 0.0);
+            for (name, group) in scaled_groups(dtype) {
+                let mut cache = ScaleCache::default();
+                // (Band 16, in scale row 2, again after band 20 failed in row 3.)
+                for row0 in [0, 4, 8, 12, 16, 20, 16, 24, 28, 32, 36] {
+                    let what = format!("{dtype:?} {name} band from row {row0}");
+                    let band_codes = &codes[row0 * cols..(row0 + 4) * cols];
+                    let mut cells = Band::new(cols.div_ceil(bw));
+                    cells.column_scales = cache;
+                    let s = Some((&scale, row0));
+                    let taken = band(band_codes, dtype, cols, bw, s, &mut cells, group);
+                    cache = std::mem::take(&mut cells.column_scales);
+                    if (20..28).contains(&row0) {
+                        assert!(taken.is_none(), "{what}: a zero scale is left");
+                        continue;
+                    }
+                    let exact: Vec<f64> = (0..4 * cols)
+                        .map(|i| {
+                            let (r, c) = (row0 + i / cols, i % cols);
+                            let v = crate::dtype::decode_one(dtype, &band_codes[i..=i]);
+                            f64::from(v * scales[r / sbh * scols + c / sbw])
+                        })
+                        .collect();
+                    let acc = taken.unwrap_or_else(|| panic!("{what}: a clean band is taken"));
+                    check(&what, &acc, &cells, &exact, cols, bw);
                 }
             }
         }
