@@ -468,6 +468,39 @@ struct ScaleCache {
     index: Option<usize>,
 }
 
+/// The scale of block row `sr`, column `sc`.
+fn scale_at(s: &Scale<'_>, sr: usize, sc: usize) -> f32 {
+    let z = s.dtype.size();
+    let at = (sr * s.cols + sc) * z;
+    crate::dtype::decode_one(s.dtype, &s.data[at..at + z])
+}
+
+/// Each column's scale in block row `sr` times `unit`, for `cols` columns, then 1 up to
+/// `len`, into `out`, for the kernels of [`fast_band`]; `false` if one is not a normal
+/// number above 2^-100 (zero, tiny, NaN or Inf scales would make zeros or non-finite
+/// values those kernels do not count; the general one does) or overflows times `unit`.
+fn column_scales(
+    out: &mut Vec<f32>,
+    s: &Scale<'_>,
+    sr: usize,
+    cols: usize,
+    len: usize,
+    unit: f32,
+) -> bool {
+    out.clear();
+    for sc in 0..s.cols {
+        let v = scale_at(s, sr, sc);
+        if !(v.is_finite() && v.abs() >= 2f32.powi(-100) && (v * unit).is_finite()) {
+            return false;
+        }
+        // (No further than `cols`: a block may be wider than the tensor, as wide as a
+        // file's `weight_block_size` says.)
+        out.extend(std::iter::repeat_n(v * unit, s.bw.min(cols - out.len())));
+    }
+    out.resize(len, 1.0);
+    true
+}
+
 impl Band {
     fn new(gw: usize) -> Band {
         Band {

@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{code_extremes, typical, Acc, Band, Scale, ScaleCache};
+use super::{code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache};
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
 
@@ -211,10 +211,7 @@ impl<'a> Scales<'a> {
 
     /// The scale of the band's first element.
     fn first(&self) -> f32 {
-        let s = self.scale;
-        let z = s.dtype.size();
-        let at = self.row0 / s.bh * s.cols * z;
-        decode_one(s.dtype, &s.data[at..at + z])
+        scale_at(self.scale, self.row0 / self.scale.bh, 0)
     }
 
     /// Rows from band row `r` up to the next scale row.
@@ -231,21 +228,11 @@ impl<'a> Scales<'a> {
         let sr = (self.row0 + r) / s.bh;
         if self.lanes.index != Some(sr) {
             self.lanes.index = None;
-            let z = s.dtype.size();
-            let row = s.data[sr * s.cols * z..(sr + 1) * s.cols * z].chunks_exact(z);
             // Each column's scale, then rearranged into lanes chunk by chunk.
-            let chunks = cols.div_ceil(64);
-            let mut by_col = Vec::with_capacity(chunks * 64);
-            for b in row {
-                let v = decode_one(s.dtype, b);
-                if !(v.is_finite() && v.abs() >= 2f32.powi(-100)) {
-                    return None;
-                }
-                // (No further than the chunks: a block may be wider than the tensor, as
-                // wide as a file's `weight_block_size` says.)
-                by_col.extend(std::iter::repeat_n(v, s.bw.min(chunks * 64 - by_col.len())));
+            let mut by_col = Vec::new();
+            if !column_scales(&mut by_col, s, sr, cols, cols.next_multiple_of(64), 1.0) {
+                return None;
             }
-            by_col.resize(chunks * 64, 1.0);
             let lanes = &mut self.lanes.row;
             lanes.clear();
             for chunk in by_col.chunks_exact(64) {
@@ -808,20 +795,12 @@ fn fold_eights(c0: usize, bw: usize, v: &[__m512; 4], band: &mut Band) {
     match bw {
         8 => {
             let idx = _mm512_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-            let cells = _mm512_permutex2var_ps(a, idx, b);
-            let cells = _mm512_cvtps_pd(_mm512_castps512_ps256(cells));
-            add_to_slot(&mut band.s1[j0..j0 + 8], cells, true);
+            add_f64_lanes(&mut band.s1[j0..j0 + 8], _mm512_permutex2var_ps(a, idx, b));
         }
         16 => {
             let idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
             let cells = _mm512_permutexvar_ps(idx, _mm512_add_ps(a, b));
-            let cells = _mm256_cvtps_pd(_mm512_castps512_ps128(cells));
-            let s1 = &mut band.s1[j0..j0 + 4];
-            // SAFETY: `s1` holds the 4 `f64` read and written; no alignment requirement.
-            unsafe {
-                let at = s1.as_mut_ptr();
-                _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), cells));
-            }
+            add_f64_lanes(&mut band.s1[j0..j0 + 4], cells);
         }
         _ => {
             // SAFETY: `__m512` is 16 `f32` of plain vector data.

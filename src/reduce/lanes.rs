@@ -17,7 +17,7 @@
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
-use super::{code_extremes, typical, Acc, Band, Scale, ScaleCache};
+use super::{code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
@@ -220,32 +220,6 @@ pub(super) fn band(
         inf: 0,
         zeros: t.zeros,
     })
-}
-
-/// The scale of block row `sr`, column `sc`.
-fn scale_at(s: &Scale<'_>, sr: usize, sc: usize) -> f32 {
-    let z = s.dtype.size();
-    let at = (sr * s.cols + sc) * z;
-    crate::dtype::decode_one(s.dtype, &s.data[at..at + z])
-}
-
-/// Each column's scale in block row `sr` times `unit`, for `cols` columns and up to the
-/// next multiple of [`W`] (1 there), into `lanes`; `false` if one is not a normal number
-/// above 2^-100 (zero, tiny, NaN or Inf scales would make zeros or non-finite values the
-/// kernel does not count; the general one does) or overflows times `unit`.
-fn lane_scales(lanes: &mut Vec<f32>, s: &Scale<'_>, sr: usize, cols: usize, unit: f32) -> bool {
-    lanes.clear();
-    for sc in 0..s.cols {
-        let v = scale_at(s, sr, sc);
-        if !(v.is_finite() && v.abs() >= 2f32.powi(-100) && (v * unit).is_finite()) {
-            return false;
-        }
-        // (No further than `cols`: a block may be wider than the tensor, as wide as a
-        // file's `weight_block_size` says.)
-        lanes.extend(std::iter::repeat_n(v * unit, s.bw.min(cols - lanes.len())));
-    }
-    lanes.resize(cols.next_multiple_of(W), 1.0);
-    true
 }
 
 /// [`band`]'s ending for the kinds reduced as values (see [`F32`]): the band's extremes
@@ -452,7 +426,8 @@ fn run<const KIND: Kind>(
             g = g.min((t / s.bh + 1) * s.bh - t);
             if st.scales.index != Some(t / s.bh) {
                 st.scales.index = None;
-                if !lane_scales(&mut st.scales.row, s, t / s.bh, cols, unit) {
+                let padded = cols.next_multiple_of(W);
+                if !column_scales(&mut st.scales.row, s, t / s.bh, cols, padded, unit) {
                     return None;
                 }
                 st.scales.index = Some(t / s.bh);
