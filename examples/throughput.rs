@@ -10,8 +10,16 @@
 //! temporary folder, or with `--single` one square tensor of that size. Then, alternating,
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
 //! over the same memory map on all cores; (b) a full `tensorheat::render` with the given
-//! options. Prints the median GB/s of each, their ratio, and the peak heap during (b),
-//! from a counting global allocator. `--keep FILE` writes the model to FILE and leaves
+//! options, into a new folder that is removed after it is timed. Prints the median GB/s
+//! of each, their ratio, and the peak heap during (b), from a counting global allocator.
+//!
+//! The model is flushed to disk before anything is timed, and each run writes into a
+//! folder of its own: otherwise the runs would also time the disk. The model's own
+//! write-back competes for the cores; earlier runs' pictures left in place pile up as
+//! dirty pages until the kernel throttles further writes to the disk's speed (F8 with
+//! default options writes 46 MB a run, and from the fourth run on each PNG took ~3 ms
+//! instead of ~0.3); and on ext4, renaming a new file over an old one starts its
+//! write-back at once (~5% of an F8 render at `--max-size 256`). `--keep FILE` writes the model to FILE and leaves
 //! it there (to time other tools on the same bytes).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -187,7 +195,7 @@ fn write_model(path: &Path, gib: f64, dtype: &str, single: bool) -> std::io::Res
         w.write_all(&buf)?;
         left -= n;
     }
-    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(8 + h.len() as u64 + offset)
 }
 
@@ -231,7 +239,6 @@ fn main() -> anyhow::Result<()> {
         size: Size::MaxSize(n, n),
         ..RenderConfig::default()
     };
-    let out = dir.path().join("out");
     let gb = bytes as f64 / 1e9;
     println!(
         "model: {:.2} GB {} ({}), max-size {}, {} threads, {} runs",
@@ -249,16 +256,18 @@ fn main() -> anyhow::Result<()> {
     // Warm the page cache once.
     read_ceiling(&model)?;
     let (mut read, mut render, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..a.runs {
+    for run in 0..a.runs {
         let (secs, sum) = read_ceiling(&model)?;
         std::hint::black_box(sum);
         read.push(gb / secs);
         let base = LIVE.load(Ordering::Relaxed);
         PEAK.store(base, Ordering::Relaxed);
+        let out = dir.path().join(format!("out-{run}"));
         let t = Instant::now();
         let reports = tensorheat::render(std::slice::from_ref(&model), &out, &config)?;
         render.push(gb / t.elapsed().as_secs_f64());
         peaks.push(PEAK.load(Ordering::Relaxed) - base);
+        std::fs::remove_dir_all(&out)?;
         if let Some(e) = reports.iter().flat_map(|r| &r.manifest.errors).next() {
             anyhow::bail!("render failed: {}", e.message);
         }
