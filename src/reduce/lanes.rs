@@ -640,10 +640,7 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{
-        chunk_rows, prefetch, size, Kind, Lanes, State, BF16, E4M3, E4M3_SCALED, E5M2, E5M2_SCALED,
-        F32, W,
-    };
+    use super::{chunk_rows, prefetch, size, Kind, Lanes, State, BF16, E4M3, E4M3_SCALED, F32, W};
 
     /// The 16 `u16` of `a` in one register.
     #[target_feature(enable = "avx")]
@@ -728,16 +725,25 @@ mod avx2 {
         let bytes = &bytes[..size(KIND) * W];
         // SAFETY: 16 or 32 bytes, as the slice above holds; no alignment requirement.
         unsafe {
-            if matches!(KIND, E4M3 | E4M3_SCALED) {
-                let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(bytes.as_ptr().cast()));
-                let bits = _mm256_set1_epi16(0xbf80_u16 as i16);
-                _mm256_and_si256(_mm256_slli_epi16::<7>(w), bits)
-            } else if matches!(KIND, E5M2 | E5M2_SCALED) {
-                let w = _mm256_cvtepu8_epi16(_mm_loadu_si128(bytes.as_ptr().cast()));
-                _mm256_slli_epi16::<8>(w)
+            if size(KIND) == 1 {
+                widen::<KIND>(_mm_loadu_si128(bytes.as_ptr().cast()))
             } else {
                 _mm256_loadu_si256(bytes.as_ptr().cast())
             }
+        }
+    }
+
+    /// 16 F8 codes as [`codes`] takes them in (`KIND` is an F8 kind). Both orders of the
+    /// codes, as signed and as unsigned numbers, are kept.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn widen<const KIND: Kind>(v: __m128i) -> __m256i {
+        if matches!(KIND, E4M3 | E4M3_SCALED) {
+            let w = _mm256_cvtepi8_epi16(v);
+            let bits = _mm256_set1_epi16(0xbf80_u16 as i16);
+            _mm256_and_si256(_mm256_slli_epi16::<7>(w), bits)
+        } else {
+            _mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(v))
         }
     }
 
@@ -787,7 +793,73 @@ mod avx2 {
         let step = size(KIND) * W;
         let count = (rows.len() - (g - 1) * row_bytes) / step;
         let mut sum = [0f32; W];
-        for c in 0..count {
+        let mut first = 0;
+        if size(KIND) == 1 {
+            // F8: two chunks at once, 32 bytes of each row, their zeros and extremes taken
+            // on the bytes (3 operations for 32 codes, where the F16 codes take 7 for 16).
+            // A byte lane counts at most `GROUP` zeros between drains.
+            let pairs = count / 2;
+            let (low, zero) = (_mm256_set1_epi8(0x7f), _mm256_setzero_si256());
+            let total = |z: __m256i| -> u64 {
+                let mut lanes = [0u64; 4];
+                // SAFETY: 4 `u64`, one register; no alignment requirement.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_sad_epu8(z, zero)) };
+                lanes.iter().sum()
+            };
+            let mut zb = zero;
+            let (mut smax, mut umax, mut umin) =
+                (_mm256_set1_epi8(i8::MIN), zero, _mm256_set1_epi8(-1));
+            for p in 0..pairs {
+                if st.full(2 * g) {
+                    store_ps(&mut st.lanes.d2, d2);
+                    store(&mut st.lanes.zeros, zeros);
+                    st.zeros += total(zb);
+                    st.drain();
+                    (d2, zeros, zb) = ([_mm256_setzero_ps(); 2], zero, zero);
+                }
+                st.pending += 2 * g;
+                let mut s = [[_mm256_setzero_ps(); 2]; 2];
+                for bytes in chunk_rows(rows, row_bytes, 2 * step, p, g) {
+                    prefetch(bytes);
+                    // SAFETY: 32 bytes (`chunk_rows` gives `2 * step`); no alignment
+                    // requirement.
+                    let raw = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                    zb = _mm256_sub_epi8(zb, _mm256_cmpeq_epi8(_mm256_and_si256(raw, low), zero));
+                    smax = _mm256_max_epi8(smax, raw);
+                    umax = _mm256_max_epu8(umax, raw);
+                    umin = _mm256_min_epu8(umin, raw);
+                    let halves = [
+                        _mm256_castsi256_si128(raw),
+                        _mm256_extracti128_si256::<1>(raw),
+                    ];
+                    for (s, half) in s.iter_mut().zip(halves) {
+                        let x = f16_values(widen::<KIND>(half));
+                        for u in 0..2 {
+                            s[u] = _mm256_add_ps(s[u], x[u]);
+                            let d = _mm256_sub_ps(x[u], shift);
+                            d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+                        }
+                    }
+                }
+                for (h, s) in s.into_iter().enumerate() {
+                    store_ps(&mut sum, s);
+                    st.fold((2 * p + h) * W, W, &sum, None);
+                }
+            }
+            if pairs > 0 {
+                st.zeros += total(zb);
+                // The bytes' extremes, their two halves' first, as F16 codes into the
+                // lanes' (only once codes were taken in: `umin`'s start, 0xff, is a code).
+                let halves =
+                    |v: __m256i| (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                let ((a, b), (c, d), (e, f)) = (halves(smax), halves(umax), halves(umin));
+                extremes.smax = _mm256_max_epi16(extremes.smax, widen::<KIND>(_mm_max_epi8(a, b)));
+                extremes.umax = _mm256_max_epu16(extremes.umax, widen::<KIND>(_mm_max_epu8(c, d)));
+                extremes.umin = _mm256_min_epu16(extremes.umin, widen::<KIND>(_mm_min_epu8(e, f)));
+            }
+            first = 2 * pairs;
+        }
+        for c in first..count {
             if st.full(g) {
                 store_ps(&mut st.lanes.d2, d2);
                 store(&mut st.lanes.zeros, zeros);
@@ -1080,7 +1152,7 @@ mod tests {
     fn clean_bands_match_sums_in_f64() {
         for dtype in DTYPES {
             for ((name, group), sign) in iproduct(groups(dtype), [0.0, 1.0, -1.0]) {
-                let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 100]);
+                let shapes = iproduct([1, 5, 32, 45, 70], [4, 16, 17, 37, 64, 80, 100]);
                 let widths = [4usize, 6, 8, 12, 14, 16, 19, 20, 32];
                 for ((rows, cols), bw) in iproduct(shapes, widths) {
                     let (bytes, exact) = data(dtype, rows * cols, sign);
