@@ -22,7 +22,8 @@ use crate::config::Reduction;
 use crate::dtype::Dtype;
 
 /// Columns read from each row at once: 32 bytes of BF16 or F16, one AVX2 register (two
-/// NEON ones); 16 bytes of F8, widened into one; 64 bytes of F32, two.
+/// NEON ones); 16 bytes of F8, widened into one (with AVX2, two such chunks of a row are
+/// read together, see [`avx2::chunks`]); 64 bytes of F32, two.
 const W: usize = 16;
 /// Rows run down before the lanes' sums are added to their cells (in `f32`, then to the
 /// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
@@ -314,8 +315,8 @@ pub(super) struct State<'a> {
 
 impl State<'_> {
     /// Whether the squares, differences and zeros are to move out of the lanes (with
-    /// [`State::drain`])
-    /// before a chunk of `g` more rows.
+    /// [`State::drain`]) before `g` more values per lane (a chunk of `g` rows, or of
+    /// `g / 2` rows whose lanes each take two values).
     #[inline(always)]
     fn full(&self, g: usize) -> bool {
         self.pending + g > 2 * GROUP
@@ -524,7 +525,8 @@ fn take_rows<'a, const KIND: Kind>(
 }
 
 /// The `step` bytes of whole chunk `c` in each of a group's `g` rows (`row_bytes` apart;
-/// `rows` may end right after the last row's whole chunks). One bounds check per row: walking the
+/// `rows` may end right after the last row's whole chunks; a pair of chunks, with `step`
+/// twice a chunk's bytes). One bounds check per row: walking the
 /// rows with `chunks` and `get` took nine scalar operations per row, as many as the
 /// vector work on a row's 16 F8 codes.
 #[inline(always)]
@@ -632,7 +634,8 @@ fn f16(c: u16) -> f32 {
 
 /// [`Group`] in AVX2 registers, for x86 CPUs that have AVX2, FMA and F16C but not the
 /// AVX-512 kernel (AMD Zen 2 and 3, most Intel desktop and laptop chips): 16 columns per
-/// register, the lanes' accumulators kept in registers across the group's chunks. (What
+/// register (F8: two chunks of 16 columns a row at once, their zeros and extremes kept on
+/// the bytes), the lanes' accumulators kept in registers across the group's chunks. (What
 /// the compiler made of a first form of [`chunks`], one chunk per call, kept them in
 /// memory and ran at ~0.5 of the read ceiling, against 0.64 for these intrinsics in the
 /// same form.)
@@ -796,7 +799,8 @@ mod avx2 {
         let mut first = 0;
         if size(KIND) == 1 {
             // F8: two chunks at once, 32 bytes of each row, their zeros and extremes taken
-            // on the bytes (3 operations for 32 codes, where the F16 codes take 7 for 16).
+            // on the bytes (6 operations for 32 codes, where the F16 codes take 6 or 7 for
+            // 16).
             // A byte lane counts at most `GROUP` zeros between drains.
             let pairs = count / 2;
             let (low, zero) = (_mm256_set1_epi8(0x7f), _mm256_setzero_si256());
@@ -852,10 +856,13 @@ mod avx2 {
                 // lanes' (only once codes were taken in: `umin`'s start, 0xff, is a code).
                 let halves =
                     |v: __m256i| (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-                let ((a, b), (c, d), (e, f)) = (halves(smax), halves(umax), halves(umin));
-                extremes.smax = _mm256_max_epi16(extremes.smax, widen::<KIND>(_mm_max_epi8(a, b)));
-                extremes.umax = _mm256_max_epu16(extremes.umax, widen::<KIND>(_mm_max_epu8(c, d)));
-                extremes.umin = _mm256_min_epu16(extremes.umin, widen::<KIND>(_mm_min_epu8(e, f)));
+                let (smax, umax, umin) = (halves(smax), halves(umax), halves(umin));
+                let smax = widen::<KIND>(_mm_max_epi8(smax.0, smax.1));
+                let umax = widen::<KIND>(_mm_max_epu8(umax.0, umax.1));
+                let umin = widen::<KIND>(_mm_min_epu8(umin.0, umin.1));
+                extremes.smax = _mm256_max_epi16(extremes.smax, smax);
+                extremes.umax = _mm256_max_epu16(extremes.umax, umax);
+                extremes.umin = _mm256_min_epu16(extremes.umin, umin);
             }
             first = 2 * pairs;
         }
@@ -1264,7 +1271,7 @@ mod tests {
     /// chunk or the partial last one), other reductions, narrower cells, other dtypes.
     #[test]
     fn other_bands_are_left() {
-        let (rows, cols, bw): (usize, usize, usize) = (45, 37, 6);
+        let (rows, cols, bw): (usize, usize, usize) = (45, 85, 6);
         let gw = cols.div_ceil(bw);
         for dtype in DTYPES {
             let (bytes, _) = data(dtype, rows * cols, 0.0);
@@ -1279,8 +1286,14 @@ mod tests {
             let z = dtype.size();
             for (name, group) in groups(dtype) {
                 for &s in specials {
-                    // Column 3 (a whole chunk) and column 36 (the partial one).
-                    for at in [10 * cols + 3, 20 * cols + 36] {
+                    // Columns 3 and 20 (whole chunks; for F8 on AVX2, the two halves of
+                    // a pair), 70 (the odd whole chunk) and 84 (the partial one).
+                    for at in [
+                        10 * cols + 3,
+                        15 * cols + 20,
+                        30 * cols + 70,
+                        20 * cols + 84,
+                    ] {
                         let mut bad = bytes.clone();
                         bad[z * at..z * (at + 1)].copy_from_slice(&s.to_le_bytes()[..z]);
                         let mut cells = Band::new(gw);
