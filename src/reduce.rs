@@ -31,6 +31,16 @@ use crate::config::Reduction;
 use crate::dtype::{decode, Dtype, CHUNK};
 use crate::view::Geometry;
 
+/// The fast kernels sum unscaled F8's squares plain, `x²` not `(x - b)²`, and re-base them
+/// onto `b` in `f64` at the end. A lane's `f32` sums then round by up to ~64 units in the
+/// last place of the band's mean square, not of its spread about `b`, and the rounding of
+/// the cells' sums enters the variance times twice the mean, not the mean's distance from
+/// `b`; both cancel badly in data far from zero for its spread. So a band whose mean square
+/// exceeds this many times its variance (its mean farther from zero than its standard
+/// deviation) is redone with differences. (The differences' own bound grows with the
+/// distance between `b`, one value of the band, and its mean.)
+const PLAIN_LIMIT: f64 = 2.0;
+
 /// Lanes of the `f32` partial sums (one AVX-512 register).
 const LANES: usize = 16;
 /// Columns per tile of the vertical kernel; blocks wider than this use the horizontal one.

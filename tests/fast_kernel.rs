@@ -193,9 +193,10 @@ proptest! {
 }
 
 /// CPUs without AVX-512 take clean BF16, F16, F32 and F8 `mean` bands (FP8 with block
-/// scales too) through the kernel of `reduce/lanes.rs`: the test above and the FP8 block
-/// test below again, in a child process where `TENSORHEAT_NO_AVX512` keeps the AVX-512
-/// kernel out (the library reads it once).
+/// scales too) through the kernel of `reduce/lanes.rs`: the test above, the FP8 block
+/// test and the two tests of statistics far from zero below (F8's plain squares there
+/// too) again, in a child process where `TENSORHEAT_NO_AVX512` keeps the AVX-512 kernel
+/// out (the library reads it once).
 #[test]
 fn without_avx512_the_reference_test_holds() {
     if std::env::var_os("TENSORHEAT_NO_AVX512").is_some() {
@@ -206,6 +207,8 @@ fn without_avx512_the_reference_test_holds() {
         .args([
             "fast_kernel_matches_the_naive_reference",
             "fast_kernel_dequantises_fp8_blocks",
+            "f8_std_near_the_plain_squares_limit",
+            "std_far_from_zero_with_small_outliers",
             "--exact",
         ])
         .env("TENSORHEAT_NO_AVX512", "1")
@@ -213,7 +216,7 @@ fn without_avx512_the_reference_test_holds() {
         .expect("the test binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("test result: ok. 2 passed"),
+        out.status.success() && stdout.contains("test result: ok. 4 passed"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

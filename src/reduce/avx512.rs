@@ -16,7 +16,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache};
+use super::{
+    code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache, PLAIN_LIMIT,
+};
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
 
@@ -60,19 +62,10 @@ const E4M3: Kind = 3;
 /// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
 /// chunk and group, except for whole chunks of cells 4 columns wide or a multiple of 8:
 /// [`fold_fours`], [`fold_eights`]); the
-/// band's extremes are found on the codes, and the squares are
-/// plain (see [`PLAIN_LIMIT`]).
+/// band's extremes are found on the codes, and the squares are plain, `x²` not `(x -
+/// b)²` (one operation fewer per 16 values: F8 is bound by the kernel's instructions, not
+/// by memory), re-based onto `b` at the end (see [`PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;
-/// [`E4M3_MEAN`] sums plain squares `x²`, not `(x - b)²` (one operation fewer per 16
-/// values: F8 is bound by the kernel's instructions, not by memory), and re-bases them
-/// onto `b` in `f64` at the end. A lane's `f32` sums then round by up to ~64 units in the
-/// last place of the band's mean square, not of its spread about `b`, and the rounding of
-/// the cells' sums enters the variance times twice the mean, not the mean's distance from
-/// `b`; both cancel badly in data far from zero for its spread. So a band whose mean square
-/// exceeds this many times its variance (its mean farther from zero than its standard
-/// deviation) is redone with differences ([`E4M3`]). (The differences' own bound grows with
-/// the distance between `b`, one value of the band, and its mean.)
-const PLAIN_LIMIT: f64 = 2.0;
 
 /// The kernel's kind for `dtype`, if it takes it.
 fn kind_of(dtype: Dtype) -> Option<Kind> {

@@ -6,7 +6,8 @@
 //! It is the AVX-512 kernel's plan on a smaller scale: each row's [`W`] columns are read
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
 //! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
-//! band's typical value, a zero count and the extremes of its codes (for F32, which has
+//! band's typical value (for unscaled F8, of plain squares, re-based at the end unless
+//! they cancel: see [`PLAIN_LIMIT`]), a zero count and the extremes of its codes (for F32, which has
 //! no short codes, and FP8 with block scales, the extremes of its values, kept per cell,
 //! and the differences' sum; see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
 //! `f64`. Nothing is stored per element, where the general kernel decodes every row into
@@ -17,7 +18,9 @@
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
-use super::{code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache};
+use super::{
+    code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache, PLAIN_LIMIT,
+};
 use crate::config::Reduction;
 use crate::dtype::Dtype;
 
@@ -146,6 +149,32 @@ pub(super) fn band(
     band: &mut Band,
     group: Group,
 ) -> Option<Acc> {
+    // Unscaled F8 sums plain squares first (see [`PLAIN_LIMIT`]): its groups then skip a
+    // subtraction per 8 values (F8 here is bound by instructions, not memory).
+    let plain = scale.is_none() && matches!(dtype, Dtype::F8E4M3 | Dtype::F8E5M2);
+    match reduce(data, dtype, cols, bw, scale, band, group, plain)? {
+        (acc, false) => Some(acc),
+        (_, true) => {
+            // Only the cells' sums were written.
+            band.s1.fill(0.0);
+            reduce(data, dtype, cols, bw, scale, band, group, false).map(|(acc, _)| acc)
+        }
+    }
+}
+
+/// [`band`], with plain squares if `plain` (the groups' `b` is then 0), re-based onto the
+/// band's typical value at the end; and whether they cancel too badly to be used.
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    data: &[u8],
+    dtype: Dtype,
+    cols: usize,
+    bw: usize,
+    scale: Option<BandScale<'_>>,
+    band: &mut Band,
+    group: Group,
+    plain: bool,
+) -> Option<(Acc, bool)> {
     let run = match (dtype, scale.is_some()) {
         (Dtype::F8E4M3, true) => run::<E4M3_SCALED>,
         (Dtype::F8E5M2, true) => run::<E5M2_SCALED>,
@@ -174,10 +203,11 @@ pub(super) fn band(
     // (exactly); with block scales, those are multiplied by 256 instead.
     let unit = if e4m3 && scale.is_none() { 256.0 } else { 1.0 };
     let scales = &mut band.column_scales;
-    let mut t = run(data, cols, bw, b / unit, scale, cells, scales, group)?;
+    let shift = if plain { 0.0 } else { b / unit };
+    let mut t = run(data, cols, bw, shift, scale, cells, scales, group)?;
     let n = (data.len() / dtype.size()) as u64;
     if dtype == Dtype::F32 {
-        return values_band(band, gw, b, &t, n);
+        return values_band(band, gw, b, &t, n).map(|acc| (acc, false));
     }
     if e4m3 {
         (t.smax, t.umax, t.umin) = (
@@ -194,7 +224,7 @@ pub(super) fn band(
         if !(min.is_finite() && max.is_finite()) {
             return None;
         }
-        return values_band(band, gw, b, &t, n);
+        return values_band(band, gw, b, &t, n).map(|acc| (acc, false));
     }
     let cells = &mut band.s1[..gw];
     if e4m3 {
@@ -209,8 +239,13 @@ pub(super) fn band(
         .fold([0f64; 4], |a, c| std::array::from_fn(|k| a[k] + c[k]));
     let total =
         (chains[0] + chains[1]) + (chains[2] + chains[3]) + four.remainder().iter().sum::<f64>();
-    let s1 = total - n as f64 * f64::from(b);
-    (min.is_finite() && max.is_finite() && s1.is_finite() && t.s2.is_finite()).then_some(Acc {
+    let (nb, b64) = (n as f64 * f64::from(b), f64::from(b));
+    let s1 = total - nb;
+    let cancels = plain && t.s2 > PLAIN_LIMIT * (t.s2 - total * total / n as f64);
+    if plain {
+        t.s2 += (nb - 2.0 * total) * b64;
+    }
+    let acc = Acc {
         n,
         shift: b,
         s1,
@@ -220,7 +255,9 @@ pub(super) fn band(
         nan: 0,
         inf: 0,
         zeros: t.zeros,
-    })
+    };
+    (min.is_finite() && max.is_finite() && s1.is_finite() && t.s2.is_finite())
+        .then_some((acc, cancels))
 }
 
 /// [`band`]'s ending for the kinds reduced as values (see [`F32`]): the band's extremes
@@ -776,11 +813,19 @@ mod avx2 {
     ) {
         assert!(available());
         // SAFETY: the CPU has the features `chunks_avx2` is compiled with.
-        unsafe { chunks_avx2::<KIND>(st, rows, row_bytes, g, b) }
+        unsafe {
+            if b == 0.0 {
+                chunks_avx2::<KIND, true>(st, rows, row_bytes, g, b)
+            } else {
+                chunks_avx2::<KIND, false>(st, rows, row_bytes, g, b)
+            }
+        }
     }
 
+    /// [`chunks`], with `PLAIN` when `b` is 0 (the squares of `x - 0` without the
+    /// subtraction).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn chunks_avx2<const KIND: Kind>(
+    fn chunks_avx2<const KIND: Kind, const PLAIN: bool>(
         st: &mut State<'_>,
         rows: &[u8],
         row_bytes: usize,
@@ -840,7 +885,11 @@ mod avx2 {
                         let x = f16_values(widen::<KIND>(half));
                         for u in 0..2 {
                             s[u] = _mm256_add_ps(s[u], x[u]);
-                            let d = _mm256_sub_ps(x[u], shift);
+                            let d = if PLAIN {
+                                x[u]
+                            } else {
+                                _mm256_sub_ps(x[u], shift)
+                            };
                             d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
                         }
                     }
@@ -893,7 +942,11 @@ mod avx2 {
                 };
                 for u in 0..2 {
                     s[u] = _mm256_add_ps(s[u], x[u]);
-                    let d = _mm256_sub_ps(x[u], shift);
+                    let d = if PLAIN {
+                        x[u]
+                    } else {
+                        _mm256_sub_ps(x[u], shift)
+                    };
                     d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
                 }
             }
