@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{e4m3_table, naive_cell, Rng};
+use common::{e4m3_table, e5m2_table, naive_cell, Rng};
 use proptest::prelude::*;
 use tensorheat::reduce::{reduce, reduce_scaled, Scale};
 use tensorheat::view::Geometry;
@@ -537,15 +537,16 @@ fn std_far_from_zero_with_small_outliers() {
     }
 }
 
-/// The unscaled F8 `mean` kernel sums plain squares and re-bases them onto the band's
+/// The unscaled F8 `mean` kernels sum plain squares and re-base them onto the band's
 /// typical value at the end, unless the band's mean square is over twice its variance
-/// (then it sums differences). Bands on either side of that limit (means 0.5 to 1.5
+/// (then they sum differences). Bands on either side of that limit (means 0.5 to 1.5
 /// standard deviations from zero, either sign; spreads from 2^-8 to 8, and a few values of
 /// ±2^-9, E4M3's smallest, among them) keep the std within a millionth of itself and the
-/// mean within a millionth of the spread.
+/// mean within a millionth of the spread, in F8_E4M3 and in F8_E5M2 (which only the
+/// kernel of `reduce/lanes.rs` takes).
 #[test]
 fn f8_std_near_the_plain_squares_limit() {
-    let f8 = e4m3_table();
+    let (f8, e5m2) = (e4m3_table(), e5m2_table());
     let mut rng = Rng::new(0xf8);
     let (rows, cols) = (64usize, 320usize);
     // Trials inside and outside the limit.
@@ -573,17 +574,23 @@ fn f8_std_near_the_plain_squares_limit() {
             Size::Block(32.try_into().unwrap(), bw.try_into().unwrap()),
             false,
         );
-        let stats = reduce(&bytes, Dtype::F8E4M3, &geom, Reduction::Mean).stats;
-        let (want_mean, want_std) = (exact.iter().sum::<f64>() / n, exact_std(&exact));
-        let (got_mean, got_std) = (stats.mean.unwrap(), stats.std.unwrap());
-        assert!(
-            (got_std - want_std).abs() <= 1e-6 * want_std,
-            "trial {trial} (mean {ratio} sd, bw {bw}): std {got_std} vs {want_std}"
-        );
-        assert!(
-            (got_mean - want_mean).abs() <= 1e-6 * want_std,
-            "trial {trial}: mean {got_mean} vs {want_mean}"
-        );
+        let (bytes5, exact5) = encode(Dtype::F8E5M2, &vals, &e5m2);
+        for (dtype, bytes, exact) in [
+            (Dtype::F8E4M3, &bytes, &exact),
+            (Dtype::F8E5M2, &bytes5, &exact5),
+        ] {
+            let stats = reduce(bytes, dtype, &geom, Reduction::Mean).stats;
+            let (want_mean, want_std) = (exact.iter().sum::<f64>() / n, exact_std(exact));
+            let (got_mean, got_std) = (stats.mean.unwrap(), stats.std.unwrap());
+            assert!(
+                (got_std - want_std).abs() <= 1e-6 * want_std,
+                "{dtype:?} trial {trial} (mean {ratio} sd, bw {bw}): std {got_std} vs {want_std}"
+            );
+            assert!(
+                (got_mean - want_mean).abs() <= 1e-6 * want_std,
+                "{dtype:?} trial {trial}: mean {got_mean} vs {want_mean}"
+            );
+        }
     }
     assert!(sides[0] >= 10 && sides[1] >= 10, "{sides:?}");
 }

@@ -149,8 +149,9 @@ pub(super) fn band(
     band: &mut Band,
     group: Group,
 ) -> Option<Acc> {
-    // Unscaled F8 sums plain squares first (see [`PLAIN_LIMIT`]): its groups then skip a
-    // subtraction per 8 values (F8 here is bound by instructions, not memory).
+    // Unscaled F8 sums plain squares first (see [`PLAIN_LIMIT`]), F8_E5M2 too, which the
+    // AVX-512 kernel does not take: its groups then skip a subtraction per 8 values (F8
+    // here is bound by instructions, not memory).
     let plain = scale.is_none() && matches!(dtype, Dtype::F8E4M3 | Dtype::F8E5M2);
     match reduce(data, dtype, cols, bw, scale, band, group, plain)? {
         (acc, false) => Some(acc),
@@ -241,7 +242,8 @@ fn reduce(
         (chains[0] + chains[1]) + (chains[2] + chains[3]) + four.remainder().iter().sum::<f64>();
     let (nb, b64) = (n as f64 * f64::from(b), f64::from(b));
     let s1 = total - nb;
-    let cancels = plain && t.s2 > PLAIN_LIMIT * (t.s2 - total * total / n as f64);
+    // (With `b` 0, differences would give the same sums.)
+    let cancels = plain && b != 0.0 && t.s2 > PLAIN_LIMIT * (t.s2 - total * total / n as f64);
     if plain {
         t.s2 += (nb - 2.0 * total) * b64;
     }
@@ -305,7 +307,7 @@ struct Totals {
     /// Sum of `x - b` (the kinds reduced as values only: the others' comes from their
     /// cells).
     s1: f64,
-    /// Sum of `(x - b)²`.
+    /// Sum of `(x - b)²` (of `x²` when `b` is 0: plain squares, see [`reduce`]).
     s2: f64,
     zeros: u64,
     /// The codes' extremes, for [`code_extremes`].
@@ -415,7 +417,8 @@ impl State<'_> {
 
 /// Takes a group's whole chunks into a band's state: `rows` holds the group's `g` rows,
 /// `row_bytes` apart, up to the end of the last one's whole chunks, and the squares are
-/// of differences from the band's typical value `b` (see [`chunks`]).
+/// of differences from `b`: the band's typical value, or 0 for plain squares (see
+/// [`chunks`], [`reduce`]).
 pub(super) type Group = fn(&mut State<'_>, &[u8], usize, usize, f32);
 
 /// The kernel proper, for codes of `KIND`, each group's whole chunks

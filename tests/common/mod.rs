@@ -130,12 +130,23 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
 /// F8_E4M3 code → value, from the committed ml_dtypes table (independent of the code
 /// under test).
 pub fn e4m3_table() -> Vec<f32> {
+    f8_table(131072)
+}
+
+/// F8_E5M2 code → value, from the same table.
+pub fn e5m2_table() -> Vec<f32> {
+    f8_table(131328)
+}
+
+/// The 256 values of an F8 dtype's codes, from word `at` of the committed table (F16,
+/// BF16, F8_E4M3, F8_E5M2; see `tests/data/make_dtype_tables.py`).
+fn f8_table(at: usize) -> Vec<f32> {
     let z = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dtype_tables.bin.zlib"),
     )
     .expect("dtype table");
     let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&z).expect("zlib");
-    raw[131072 * 4..131328 * 4]
+    raw[at * 4..(at + 256) * 4]
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
