@@ -19,8 +19,10 @@
 //! dirty pages until the kernel throttles further writes to the disk's speed (F8 with
 //! default options writes 46 MB a run, and from the fourth run on each PNG took ~3 ms
 //! instead of ~0.3); and on ext4, renaming a new file over an old one starts its
-//! write-back at once (~5% of an F8 render at `--max-size 256`). `--keep FILE` writes the model to FILE and leaves
-//! it there (to time other tools on the same bytes).
+//! write-back at once (~5% of an F8 render at `--max-size 256`).
+//!
+//! `--keep FILE` writes the model to FILE and leaves it there (to time other tools on the
+//! same bytes).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufWriter, Write};

@@ -41,6 +41,13 @@ use crate::view::Geometry;
 /// distance between `b`, one value of the band, and its mean.)
 const PLAIN_LIMIT: f64 = 2.0;
 
+/// Plain squares `s2` of `n` values whose sum is `sum`, re-based onto `b`: their `Σ(x -
+/// b)²`; and whether they cancel too badly to be used (see [`PLAIN_LIMIT`]).
+fn rebase_plain(s2: f64, sum: f64, n: f64, b: f64) -> (f64, bool) {
+    let cancels = s2 > PLAIN_LIMIT * (s2 - sum * sum / n);
+    (s2 + (n * b - 2.0 * sum) * b, cancels)
+}
+
 /// Lanes of the `f32` partial sums (one AVX-512 register).
 const LANES: usize = 16;
 /// Columns per tile of the vertical kernel; blocks wider than this use the horizontal one.

@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache, PLAIN_LIMIT,
+    code_extremes, column_scales, rebase_plain, scale_at, typical, Acc, Band, Scale, ScaleCache,
 };
 use crate::config::Reduction;
 use crate::dtype::{decode_one, Dtype};
@@ -64,7 +64,7 @@ const E4M3: Kind = 3;
 /// [`fold_fours`], [`fold_eights`]); the
 /// band's extremes are found on the codes, and the squares are plain, `x²` not `(x -
 /// b)²` (one operation fewer per 16 values: F8 is bound by the kernel's instructions, not
-/// by memory), re-based onto `b` at the end (see [`PLAIN_LIMIT`]).
+/// by memory), re-based onto `b` at the end (see [`super::PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;
 
 /// The kernel's kind for `dtype`, if it takes it.
@@ -572,11 +572,9 @@ macro_rules! kernel {
                 t.s1 = total(&band.s1) - (rows * cols) as f64 * f64::from(b);
             }
             if KIND == E4M3_MEAN {
-                // Plain squares, re-based onto `b` (see [`PLAIN_LIMIT`]).
+                // Plain squares, re-based onto `b`.
                 let (n, b) = ((rows * cols) as f64, f64::from(b));
-                let sum = t.s1 + n * b;
-                t.cancels = t.s2 > PLAIN_LIMIT * (t.s2 - sum * sum / n);
-                t.s2 += (n * b - 2.0 * sum) * b;
+                (t.s2, t.cancels) = rebase_plain(t.s2, t.s1 + n * b, n, b);
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>();

@@ -7,7 +7,7 @@
 //! straight from the band's bytes and decoded in registers, and down up to [`GROUP`] rows
 //! every lane keeps its column's plain `f32` sum, a sum of squared differences from the
 //! band's typical value (for unscaled F8, of plain squares, re-based at the end unless
-//! they cancel: see [`PLAIN_LIMIT`]), a zero count and the extremes of its codes (for F32, which has
+//! they cancel: see [`super::PLAIN_LIMIT`]), a zero count and the extremes of its codes (for F32, which has
 //! no short codes, and FP8 with block scales, the extremes of its values, kept per cell,
 //! and the differences' sum; see [`F32`]); then each cell's lanes are added together in `f32` and to the cell in
 //! `f64`. Nothing is stored per element, where the general kernel decodes every row into
@@ -19,7 +19,7 @@
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
 use super::{
-    code_extremes, column_scales, scale_at, typical, Acc, Band, Scale, ScaleCache, PLAIN_LIMIT,
+    code_extremes, column_scales, rebase_plain, scale_at, typical, Acc, Band, Scale, ScaleCache,
 };
 use crate::config::Reduction;
 use crate::dtype::Dtype;
@@ -149,7 +149,7 @@ pub(super) fn band(
     band: &mut Band,
     group: Group,
 ) -> Option<Acc> {
-    // Unscaled F8 sums plain squares first (see [`PLAIN_LIMIT`]), F8_E5M2 too, which the
+    // Unscaled F8 sums plain squares first (see [`super::PLAIN_LIMIT`]), F8_E5M2 too, which the
     // AVX-512 kernel does not take: its groups then skip a subtraction per 8 values (F8
     // here is bound by instructions, not memory).
     let plain = scale.is_none() && matches!(dtype, Dtype::F8E4M3 | Dtype::F8E5M2);
@@ -240,12 +240,12 @@ fn reduce(
         .fold([0f64; 4], |a, c| std::array::from_fn(|k| a[k] + c[k]));
     let total =
         (chains[0] + chains[1]) + (chains[2] + chains[3]) + four.remainder().iter().sum::<f64>();
-    let (nb, b64) = (n as f64 * f64::from(b), f64::from(b));
-    let s1 = total - nb;
-    // (With `b` 0, differences would give the same sums.)
-    let cancels = plain && b != 0.0 && t.s2 > PLAIN_LIMIT * (t.s2 - total * total / n as f64);
+    let s1 = total - n as f64 * f64::from(b);
+    let mut cancels = false;
     if plain {
-        t.s2 += (nb - 2.0 * total) * b64;
+        (t.s2, cancels) = rebase_plain(t.s2, total, n as f64, f64::from(b));
+        // (With `b` 0, differences would give the same sums.)
+        cancels &= b != 0.0;
     }
     let acc = Acc {
         n,
@@ -790,6 +790,27 @@ mod avx2 {
         }
     }
 
+    /// Takes 16 values `x` into a chunk's sums `s` and the lanes' squares `d2`: of `x -
+    /// shift`, or with `PLAIN` of `x` (`shift` is then 0).
+    #[target_feature(enable = "avx,fma")]
+    #[inline]
+    fn take<const PLAIN: bool>(
+        s: &mut [__m256; 2],
+        d2: &mut [__m256; 2],
+        x: [__m256; 2],
+        shift: __m256,
+    ) {
+        for u in 0..2 {
+            s[u] = _mm256_add_ps(s[u], x[u]);
+            let d = if PLAIN {
+                x[u]
+            } else {
+                _mm256_sub_ps(x[u], shift)
+            };
+            d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
+        }
+    }
+
     /// 16 F16 codes' values: columns 0–7 and 8–15.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
@@ -885,16 +906,7 @@ mod avx2 {
                         _mm256_extracti128_si256::<1>(raw),
                     ];
                     for (s, half) in s.iter_mut().zip(halves) {
-                        let x = f16_values(widen::<KIND>(half));
-                        for u in 0..2 {
-                            s[u] = _mm256_add_ps(s[u], x[u]);
-                            let d = if PLAIN {
-                                x[u]
-                            } else {
-                                _mm256_sub_ps(x[u], shift)
-                            };
-                            d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
-                        }
+                        take::<PLAIN>(s, &mut d2, f16_values(widen::<KIND>(half)), shift);
                     }
                 }
                 for (h, s) in s.into_iter().enumerate() {
@@ -943,15 +955,7 @@ mod avx2 {
                         _mm256_castsi256_ps(_mm256_and_si256(v, high)),
                     ]
                 };
-                for u in 0..2 {
-                    s[u] = _mm256_add_ps(s[u], x[u]);
-                    let d = if PLAIN {
-                        x[u]
-                    } else {
-                        _mm256_sub_ps(x[u], shift)
-                    };
-                    d2[u] = _mm256_fmadd_ps(d, d, d2[u]);
-                }
+                take::<PLAIN>(&mut s, &mut d2, x, shift);
             }
             if KIND == BF16 {
                 // Back in column order: pairs of lanes (even, odd) from each 128-bit half.
