@@ -599,7 +599,8 @@ kernel!(
 );
 
 /// How the lanes of a chunk's vectors fall into cells `bw` columns wide, worked out
-/// once per band so that folding a chunk of power-of-two cells needs no division.
+/// once per band so that folding a chunk needs no division for power-of-two cells and
+/// no walk over the cells' boundaries for the others.
 #[derive(Clone, Copy)]
 struct Cells {
     bw: usize,
@@ -608,21 +609,62 @@ struct Cells {
     /// the same cells and are combined first; F16's two vectors of 16 neighbouring
     /// columns are regrouped into such pairs.
     paired: bool,
+    /// Columns between neighbouring lanes of the vectors folded (1 or 2).
+    step: usize,
     /// `log2(bw)` when the cells are whole runs of a power of two lanes, at most 16.
     pow2: Option<u32>,
+    /// For cells at most 32 columns wide, the lanes of 16 that begin a cell (and lane 0)
+    /// when lane 0 holds the column `o` columns into its cell, by `o`. (Wider cells
+    /// begin at most once in 16 lanes, which span at most 31 columns.)
+    starts: [__mmask16; 32],
 }
 
 impl Cells {
     fn new(kind: Kind, bw: usize) -> Cells {
         let paired = bw.is_multiple_of(2) && kind != F32;
-        // Columns between neighbouring lanes of the vectors folded.
         let step = if paired { 2 } else { layout(kind, 1).1 };
+        let mut starts = [0; 32];
+        for (o, s) in starts.iter_mut().enumerate().take(bw) {
+            *s = Self::walk(bw, step, o);
+        }
         Cells {
             bw,
             paired,
+            step,
             pow2: (bw.is_power_of_two() && bw >= step && bw / step <= 16)
                 .then(|| bw.trailing_zeros()),
+            starts,
         }
+    }
+
+    /// The lanes of 16 that begin a cell (and lane 0) when lane 0 holds the column `o`
+    /// columns into its cell: the lane holding (or, between two lanes, following) each
+    /// later cell's first column.
+    fn walk(bw: usize, step: usize, o: usize) -> __mmask16 {
+        let mut starts = 1u32;
+        let mut d = bw - o;
+        while d <= 15 * step {
+            starts |= 1 << d.div_ceil(step);
+            d += bw;
+        }
+        starts as __mmask16
+    }
+
+    /// The first cell of `n` lanes whose first holds column `col0`, and the lanes that
+    /// begin a cell (and lane 0).
+    fn run(&self, col0: usize, n: usize) -> (usize, __mmask16) {
+        let (j0, o) = (col0 / self.bw, col0 % self.bw);
+        let starts = if self.bw <= 32 {
+            self.starts[o]
+        } else {
+            let d = self.bw - o;
+            1 | if d <= 15 * self.step {
+                1 << d.div_ceil(self.step)
+            } else {
+                0
+            }
+        };
+        (j0, starts & ((1u32 << n) - 1) as __mmask16)
     }
 }
 
@@ -638,7 +680,9 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
     band: &mut Band,
 ) {
     let (_, nvec) = const { shape(KIND) };
-    let Cells { bw, paired, pow2 } = cells;
+    let Cells {
+        bw, paired, pow2, ..
+    } = cells;
     // The vectors to run into their cells: the cells' sums (or minima) and maxima, the
     // first lane's column, the columns between lanes and the lanes that hold the
     // tensor's columns. (Gathered first, so that one loop folds them all, inlined.)
@@ -710,21 +754,14 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
                     1 << log_q,
                 )
             }
-            // Cells of any width: their boundaries walked. At most 8 cells: 16 lanes span
+            // Cells of any width, their starts looked up. At most 8 cells: 16 lanes span
             // at most 32 columns from a chunk's start (or the column after it), cells are
             // at least 4 wide, and a vector of column pairs (BF16, F8, regrouped F16; each
             // starting a multiple of 32 columns into the row) only takes even widths
             // (checked by simulation over every kind and widths 4..259 in review).
             _ => {
-                let j0 = col0 / bw;
-                let mut starts = 1u32;
-                let mut next = (j0 + 1) * bw;
-                while next <= col0 + step * (n - 1) {
-                    starts |= 1 << lanes(next - col0);
-                    next += bw;
-                }
-                let count = starts.count_ones() as usize;
-                (j0, starts as __mmask16, count, lanes(bw).min(16))
+                let (j0, starts) = cells.run(col0, n);
+                (j0, starts, starts.count_ones() as usize, lanes(bw).min(16))
             }
         };
         // Each cell's lanes combined into its first, those gathered at the bottom.
@@ -931,9 +968,13 @@ fn scan<const OP: u8>(v: __m512, starts: __mmask16, n: usize, longest: usize) ->
     let w = |v| _mm512_castps_si512(v);
     // Lanes `k` whose lane `k + 1` is in the same cell.
     let mut same = !(starts >> 1) & (((1u32 << n) - 1) >> 1) as __mmask16;
+    // Over the steps as constants, so that the loop is unrolled and each rotation is an
+    // immediate (a loop that picked the rotation by the step at run time cost more).
     let mut v = v;
-    let mut s = 1;
-    while s < longest {
+    for s in [1, 2, 4, 8] {
+        if s >= longest {
+            break;
+        }
         let r = _mm512_castsi512_ps(match s {
             1 => _mm512_alignr_epi32::<1>(w(v), w(v)),
             2 => _mm512_alignr_epi32::<2>(w(v), w(v)),
@@ -946,7 +987,6 @@ fn scan<const OP: u8>(v: __m512, starts: __mmask16, n: usize, longest: usize) ->
             _ => _mm512_mask_max_ps(v, same, v, r),
         };
         same &= same >> s;
-        s *= 2;
     }
     v
 }
