@@ -32,8 +32,8 @@ const W: usize = 16;
 /// cells in `f64`): at most 32 values per lane, and the squares move to `f64` after at
 /// most 64, as in the other kernels, so a cell stays within 1e-5 of `f64`.
 const GROUP: usize = 32;
-/// Bytes ahead of the current chunk that are prefetched in each row.
-#[cfg(target_arch = "x86_64")]
+/// Bytes ahead of the current chunk that are prefetched in each row (past the row's end,
+/// see [`ahead`]).
 const AHEAD: usize = 256;
 
 /// The codes a band holds: BF16, F16, or F8, which is taken in as F16 codes: F8_E5M2's
