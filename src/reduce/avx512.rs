@@ -760,6 +760,7 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
             // starting a multiple of 32 columns into the row) only takes even widths
             // (checked by simulation over every kind and widths 4..259 in review).
             _ => {
+                debug_assert_eq!(step, cells.step);
                 let (j0, starts) = cells.run(col0, n);
                 (j0, starts, starts.count_ones() as usize, lanes(bw).min(16))
             }
