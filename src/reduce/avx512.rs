@@ -614,8 +614,9 @@ struct Cells {
     /// `log2(bw)` when the cells are whole runs of a power of two lanes, at most 16.
     pow2: Option<u32>,
     /// For cells at most 32 columns wide, the lanes of 16 that begin a cell (and lane 0)
-    /// when lane 0 holds the column `o` columns into its cell, by `o`. (Wider cells
-    /// begin at most once in 16 lanes, which span at most 31 columns.)
+    /// when lane 0 holds the column `o` columns into its cell, by `o`: [`Cells::walk`]
+    /// made once per band. (Wider cells begin at most once in 16 lanes, which span at most
+    /// 31 columns: their walk is one step.)
     starts: [__mmask16; 32],
 }
 
@@ -657,12 +658,7 @@ impl Cells {
         let starts = if self.bw <= 32 {
             self.starts[o]
         } else {
-            let d = self.bw - o;
-            1 | if d <= 15 * self.step {
-                1 << d.div_ceil(self.step)
-            } else {
-                0
-            }
+            Self::walk(self.bw, self.step, o)
         };
         (j0, starts & ((1u32 << n) - 1) as __mmask16)
     }
