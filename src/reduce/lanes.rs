@@ -518,14 +518,7 @@ fn chunks<const KIND: Kind>(st: &mut State<'_>, rows: &[u8], row_bytes: usize, g
             st.drain();
         }
         st.pending += g;
-        take_rows::<KIND>(
-            st,
-            chunk_rows(rows, row_bytes, step, c, g)
-                .inspect(|r| prefetch(r, ahead(step * c, row_bytes, g))),
-            c * W,
-            W,
-            b,
-        );
+        take_rows::<KIND>(st, chunk_rows(rows, row_bytes, step, c, g), c * W, W, b);
     }
 }
 
@@ -567,9 +560,9 @@ fn take_rows<'a, const KIND: Kind>(
 
 /// The `step` bytes of whole chunk `c` in each of a group's `g` rows (`row_bytes` apart;
 /// `rows` may end right after the last row's whole chunks; a pair of chunks, with `step`
-/// twice a chunk's bytes). One bounds check per row: walking the
-/// rows with `chunks` and `get` took nine scalar operations per row, as many as the
-/// vector work on a row's 16 F8 codes.
+/// twice a chunk's bytes), each row's bytes [`ahead`] of them prefetched as it is given.
+/// One bounds check per row: walking the rows with `chunks` and `get` took nine scalar
+/// operations per row, as many as the vector work on a row's 16 F8 codes.
 #[inline(always)]
 fn chunk_rows(
     rows: &[u8],
@@ -578,9 +571,12 @@ fn chunk_rows(
     c: usize,
     g: usize,
 ) -> impl Iterator<Item = &[u8]> {
+    let on = ahead(step * c, row_bytes, g);
     (0..g).map(move |r| {
         let at = step * c + r * row_bytes;
-        &rows[at..at + step]
+        let bytes = &rows[at..at + step];
+        prefetch(bytes, on);
+        bytes
     })
 }
 
@@ -699,9 +695,7 @@ fn f16(c: u16) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{
-        ahead, chunk_rows, prefetch, size, Kind, Lanes, State, BF16, E4M3, E4M3_SCALED, F32, W,
-    };
+    use super::{chunk_rows, size, Kind, Lanes, State, BF16, E4M3, E4M3_SCALED, F32, W};
 
     /// The 16 `u16` of `a` in one register.
     #[target_feature(enable = "avx")]
@@ -910,9 +904,7 @@ mod avx2 {
                 }
                 st.pending += 2 * g;
                 let mut s = [[_mm256_setzero_ps(); 2]; 2];
-                let on = ahead(2 * step * p, row_bytes, g);
                 for bytes in chunk_rows(rows, row_bytes, 2 * step, p, g) {
-                    prefetch(bytes, on);
                     // SAFETY: 32 bytes (`chunk_rows` gives `2 * step`); no alignment
                     // requirement.
                     let raw = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
@@ -958,9 +950,7 @@ mod avx2 {
             }
             st.pending += g;
             let mut s = [_mm256_setzero_ps(); 2];
-            let on = ahead(step * c, row_bytes, g);
             for bytes in chunk_rows(rows, row_bytes, step, c, g) {
-                prefetch(bytes, on);
                 let v = codes::<KIND>(bytes);
                 let zero =
                     _mm256_cmpeq_epi16(_mm256_and_si256(v, magnitude), _mm256_setzero_si256());
@@ -1059,9 +1049,7 @@ mod avx2 {
             let mut s = [_mm256_setzero_ps(); 2];
             let mut mn = [_mm256_set1_ps(f32::INFINITY); 2];
             let mut mx = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
-            let on = ahead(step * c, row_bytes, g);
             for bytes in chunk_rows(rows, row_bytes, step, c, g) {
-                prefetch(bytes, on);
                 let x = if KIND == F32 {
                     // SAFETY: 64 bytes, 16 `f32`; no alignment requirement.
                     unsafe {
