@@ -152,14 +152,77 @@ impl Range {
         } else {
             0.5
         };
-        // `max` first turns a NaN `t` (an infinite value over an infinite span) into 0, as
-        // the saturating cast did; `clamp` would keep the NaN.
-        #[allow(clippy::manual_clamp)]
-        let x = (t * 256.0).max(0.0).min(255.0);
-        // The bin is `floor(x)`; adding 2^52 puts it in the low bits of the mantissa. (A
-        // float-to-integer `as` cast would not vectorise: it saturates and checks NaN.)
-        ((x.floor() + 4_503_599_627_370_496.0).to_bits() & 0xff) as u8
+        bin(t * 256.0)
     }
+
+    /// [`Range::index_of_number`] of each of `values` into `out`, which is as long.
+    ///
+    /// Dividing in `f64` is the slow step (a vector division per 8 values), so each
+    /// value's place is first worked out in `f32`, 16 at a time, by a subtraction and a
+    /// multiplication by `256 / span`. That place is within `edge` (below) of the exact
+    /// one, so the two bins differ only when the place lies that close to an integer: a
+    /// run of values with such a place is done the exact way (all runs, for a range too
+    /// narrow for its distance from zero). Without a usable `f32` range (degenerate or
+    /// too wide), all values are.
+    #[inline(always)]
+    pub fn index_into(&self, values: &[f32], out: &mut [u8]) {
+        /// Values per run: one test of their places' distances to an integer per run.
+        const RUN: usize = 16;
+        assert_eq!(values.len(), out.len(), "one index per value");
+        let (lo, scale) = (self.lo as f32, (256.0 / (self.hi - self.lo)) as f32);
+        // Bound on the place's error: the rounding of `lo`, of the difference, of the
+        // scale and of the product, each at most 2^-24 of its size, for places up to 257
+        // (further out, both bins are an end one), with a margin of two.
+        let edge = (2.0 * (257.0 * 3.0 + f64::from(scale) * self.lo.abs() * 1.01) + 1.0)
+            / f64::from(1u32 << 24);
+        // (Differences of values in the range must not overflow either.)
+        let usable = self.hi > self.lo
+            && (self.hi - self.lo) * 1.01 < f64::from(f32::MAX)
+            && lo.is_finite()
+            && scale.is_normal();
+        if !usable {
+            for (o, &v) in out.iter_mut().zip(values) {
+                *o = self.index_of_number(v);
+            }
+            return;
+        }
+        let inner = 0.5 - edge as f32;
+        let mut runs = values.chunks_exact(RUN);
+        let mut outs = out.chunks_exact_mut(RUN);
+        for (vs, os) in (&mut runs).zip(&mut outs) {
+            let mut near = false;
+            for (o, &v) in os.iter_mut().zip(vs) {
+                // Clamped first, so that places far out are not near an integer.
+                #[allow(clippy::manual_clamp)]
+                let x = ((v - lo) * scale).max(-0.5).min(255.5);
+                let whole = x.floor();
+                near |= (x - whole - 0.5).abs() > inner;
+                // As in `bin`: adding 2^23 puts the bin in the mantissa's low bits.
+                *o = ((whole.max(0.0) + 8_388_608.0).to_bits() & 0xff) as u8;
+            }
+            if near {
+                for (o, &v) in os.iter_mut().zip(vs) {
+                    *o = self.index_of_number(v);
+                }
+            }
+        }
+        for (o, &v) in outs.into_remainder().iter_mut().zip(runs.remainder()) {
+            *o = self.index_of_number(v);
+        }
+    }
+}
+
+/// The LUT index of `x`, a value's place in its range times 256: `floor(x)` clamped to
+/// 0..=255 (0 for NaN).
+#[inline(always)]
+fn bin(x: f64) -> u8 {
+    // `max` first turns a NaN `x` (an infinite value over an infinite span) into 0, as
+    // the saturating cast did; `clamp` would keep the NaN.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(0.0).min(255.0);
+    // The bin is `floor(x)`; adding 2^52 puts it in the low bits of the mantissa. (A
+    // float-to-integer `as` cast would not vectorise: it saturates and checks NaN.)
+    ((x.floor() + 4_503_599_627_370_496.0).to_bits() & 0xff) as u8
 }
 
 /// Chooses the colour range of a grid (see the README's "Colour" section).
@@ -642,6 +705,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// [`Range::index_into`] against the plain saturating cast, on values anywhere
+        /// and at bin edges.
+        #[test]
+        fn indices_match_a_saturating_cast(
+            values in proptest::collection::vec(proptest::num::f32::NORMAL | proptest::num::f32::ZERO, 0..64),
+            lo in -1e3f64..1e3,
+            span in 1e-3f64..1e3,
+            near in proptest::collection::vec(0u32..=256, 0..64),
+        ) {
+            let r = Range { lo, hi: lo + span, diverging: false };
+            // Values anywhere, and values at bin edges.
+            let edges = near.iter().map(|&k| (lo + span * f64::from(k) / 256.0) as f32);
+            let values: Vec<f32> = values.into_iter().chain(edges).collect();
+            check_index_into(&r, &values);
+        }
+
         /// The vectorisable bin arithmetic against the plain saturating cast.
         #[test]
         fn index_matches_a_saturating_cast(
@@ -653,6 +732,79 @@ mod tests {
             let t = if span > 0.0 { (f64::from(v) - lo) / span } else { 0.5 };
             let want = (!v.is_nan()).then(|| (t * 256.0).clamp(0.0, 255.0) as u8);
             proptest::prop_assert_eq!(r.index(v), want);
+        }
+    }
+
+    /// The bin of `v` as matplotlib computes it: the place in `f64`, cast with saturation.
+    fn reference_bin(r: &Range, v: f32) -> u8 {
+        let span = r.hi - r.lo;
+        let t = if span > 0.0 {
+            (f64::from(v) - r.lo) / span
+        } else {
+            0.5
+        };
+        (t * 256.0).clamp(0.0, 255.0) as u8
+    }
+
+    /// [`Range::index_into`] against [`reference_bin`], value by value.
+    fn check_index_into(r: &Range, values: &[f32]) {
+        let mut got = vec![0; values.len()];
+        r.index_into(values, &mut got);
+        for (&v, &g) in values.iter().zip(&got) {
+            assert_eq!(g, reference_bin(r, v), "{v:e} in {r:?}");
+        }
+    }
+
+    #[test]
+    fn indices_match_the_division_at_every_bin_edge() {
+        let ranges = [
+            (-1.0, 1.0),
+            (-0.031, 0.031),
+            (-3.3e-3, 3.3e-3),
+            (0.0, 4.0),
+            (0.9, 1.1),
+            (0.999, 1.001),
+            (-2.5, -0.5),
+            (1e-30, 3e-30),
+            (-3e38, 3e38),
+            // Too narrow for its distance from zero in `f32`: done by division.
+            (1000.0, 1000.001),
+            (2.0, 2.0),
+            (f64::NEG_INFINITY, 1.0),
+        ];
+        for (lo, hi) in ranges {
+            let r = Range {
+                lo,
+                hi,
+                diverging: lo < 0.0 && hi > 0.0,
+            };
+            let mut values = vec![
+                0.0,
+                -0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::MAX,
+                f32::MIN,
+                f32::MIN_POSITIVE,
+                -1e-45,
+            ];
+            // Each bin's lower edge and the floats around it.
+            for k in 0..=256 {
+                let e = (lo + (hi - lo) * f64::from(k) / 256.0) as f32;
+                let (mut up, mut down) = (e, e);
+                values.push(e);
+                for _ in 0..3 {
+                    (up, down) = (up.next_up(), down.next_down());
+                    values.extend([up, down]);
+                }
+            }
+            // Runs of 16 with one edge each, and a remainder (`values.len()` is not a
+            // multiple of 16).
+            assert_ne!(values.len() % 16, 0);
+            check_index_into(&r, &values);
+            for start in 1..16 {
+                check_index_into(&r, &values[start..]);
+            }
         }
     }
 

@@ -248,16 +248,16 @@ fn deflate_pays(pixels: &[u8], row: usize) -> bool {
 /// The LUT index of each cell, or `None` if a cell is NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn indices(grid: &[f32], range: &Range) -> Option<Vec<u8>> {
-    // NaN is looked for in the same pass, without an early exit, so that both vectorise
-    // (a pass of its own read the grid twice: ~1.5% of an F8 render with default options).
+    // NaN is looked for block by block, without an early exit, so that the test
+    // vectorises and each block is read from cache (a pass of its own read the grid
+    // twice: ~1.5% of an F8 render with default options).
+    const BLOCK: usize = 4096;
+    let mut pixels = vec![0; grid.len()];
     let mut nan = false;
-    let pixels = grid
-        .iter()
-        .map(|&v| {
-            nan |= v.is_nan();
-            range.index_of_number(v)
-        })
-        .collect();
+    for (vs, os) in grid.chunks(BLOCK).zip(pixels.chunks_mut(BLOCK)) {
+        nan |= vs.iter().fold(false, |n, v| n | v.is_nan());
+        range.index_into(vs, os);
+    }
     (!nan).then_some(pixels)
 }
 
