@@ -27,6 +27,7 @@ mod lanes;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use crate::colour::Extent;
 use crate::config::Reduction;
 use crate::dtype::{decode, Dtype, CHUNK};
 use crate::view::Geometry;
@@ -170,6 +171,10 @@ pub struct Reduced {
     pub grid: Vec<f32>,
     /// Statistics over every element.
     pub stats: Stats,
+    /// The grid's finite cells and their extremes, found band by band while each band's
+    /// cells were in cache (a pass of its own over a 1024 × 1024 grid was ~3.5% of an F8
+    /// render of 4096 × 4096 tensors with default options).
+    pub extent: Extent,
 }
 
 /// Aggregates the `rows × cols` elements of `dtype` in `data` over `geom`'s blocks.
@@ -228,7 +233,7 @@ pub fn reduce_scaled(
     let mut grid = SPARE_GRID.take();
     grid.truncate(geom.grid_h() * gw);
     grid.resize(geom.grid_h() * gw, 0.0);
-    let bands: Vec<Acc> = grid
+    let bands: Vec<(Acc, Extent)> = grid
         .par_chunks_mut(gw)
         .enumerate()
         .map_init(
@@ -236,33 +241,43 @@ pub fn reduce_scaled(
             |band, (i, out)| {
                 let rows = geom.row_range(i);
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
-                if geom.bw >= 4 {
-                    let fast = fast_band(bytes, dtype, &rows, scale, geom, reduction, band);
-                    if let Some(acc) = fast {
-                        fast_values(band, reduction, rows.len(), geom, out);
-                        return acc;
-                    }
-                }
-                reset(band, rows.len(), geom);
-                // The general kernel writes every array.
-                band.reset_rows = None;
-                let src = Source {
-                    data: bytes,
-                    dtype,
-                    row0: rows.start,
-                    scale,
+                let fast = if geom.bw >= 4 {
+                    fast_band(bytes, dtype, &rows, scale, geom, reduction, band)
+                } else {
+                    None
                 };
-                reduce_band(&src, geom, band, reduction, out)
+                let acc = match fast {
+                    Some(acc) => {
+                        fast_values(band, reduction, rows.len(), geom, out);
+                        acc
+                    }
+                    None => {
+                        reset(band, rows.len(), geom);
+                        // The general kernel writes every array.
+                        band.reset_rows = None;
+                        let src = Source {
+                            data: bytes,
+                            dtype,
+                            row0: rows.start,
+                            scale,
+                        };
+                        reduce_band(&src, geom, band, reduction, out)
+                    }
+                };
+                (acc, Extent::of(out))
             },
         )
         .collect();
     let mut total = Acc::default();
-    for b in &bands {
-        total.merge(b);
+    let mut extent = Extent::EMPTY;
+    for (acc, e) in &bands {
+        total.merge(acc);
+        extent = extent.merge(*e);
     }
     Reduced {
         grid,
         stats: total.stats(),
+        extent,
     }
 }
 

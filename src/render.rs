@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::colour::{choose_range, Colormap, Range};
+use crate::colour::{choose_range_in, Colormap, Range};
 use crate::config::RenderConfig;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -84,7 +84,13 @@ pub fn heatmap_scaled(
     let (rows, cols) = view(shape);
     let geometry = Geometry::new(rows, cols, config.size, config.keep_aspect);
     let reduced = reduce_scaled(data, dtype, scale, &geometry, config.reduce);
-    let range = choose_range(&reduced.grid, config.reduce, config.clip, config.range);
+    let range = choose_range_in(
+        &reduced.grid,
+        reduced.extent,
+        config.reduce,
+        config.clip,
+        config.range,
+    );
     let colormap = config.colormap.unwrap_or_else(|| match range {
         Some(r) if r.diverging => Colormap::diverging_default(),
         _ => Colormap::sequential_default(),

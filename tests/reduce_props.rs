@@ -7,6 +7,7 @@ mod common;
 
 use common::naive_cell;
 use proptest::prelude::*;
+use tensorheat::colour::Extent;
 use tensorheat::reduce::reduce;
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Size};
@@ -83,7 +84,10 @@ proptest! {
         let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
         let data = bytes(&m);
         for r in Reduction::ALL {
-            let got = reduce(&data, Dtype::F32, &geom, r).grid;
+            let reduced = reduce(&data, Dtype::F32, &geom, r);
+            // The extent found band by band is the whole grid's.
+            prop_assert_eq!(reduced.extent, Extent::of(&reduced.grid));
+            let got = reduced.grid;
             let want = naive_grid(&m, rows, cols, bh, bw, r);
             prop_assert_eq!(got.len(), want.len());
             for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
