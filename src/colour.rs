@@ -172,7 +172,9 @@ impl Range {
         let (lo, scale) = (self.lo as f32, (256.0 / (self.hi - self.lo)) as f32);
         // Bound on the place's error: the rounding of `lo`, of the difference, of the
         // scale and of the product, each at most 2^-24 of its size, for places up to 257
-        // (further out, both bins are an end one), with a margin of two.
+        // (further out, both bins are an end one), with a margin of two. (A `lo` below
+        // f32's normal range rounds by at most 2^-150, under 2^-22 of a place, as `scale`
+        // is below 2^128: inside the constant term. A subnormal difference is exact.)
         let edge = (2.0 * (257.0 * 3.0 + f64::from(scale) * self.lo.abs() * 1.01) + 1.0)
             / f64::from(1u32 << 24);
         // (Differences of values in the range must not overflow either.)
@@ -343,7 +345,7 @@ impl Extent {
 
 /// [`Extent::of`]: one branch-free pass over integer keys that order like the floats, so
 /// that it vectorises, counting in `u32` (a `usize` count made the compiler fill vectors
-/// with half as many cells, at ~0.7 cycles a cell).
+/// with half as many cells, ~1.4 vector operations a cell against ~0.6).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2", "x86_64+avx2"))]
 fn scan(grid: &[f32]) -> Extent {
     let Extent {

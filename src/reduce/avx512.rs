@@ -485,7 +485,7 @@ macro_rules! kernel {
                         (data[start..].as_ptr(), row_bytes)
                     } else {
                         let n = valid * size;
-                        let pad = pad.get_or_insert([0u8; GROUP * CHUNK]);
+                        let pad = pad.get_or_insert_with(|| [0u8; GROUP * CHUNK]);
                         for (r, dst) in pad.chunks_exact_mut(CHUNK).take(g).enumerate() {
                             let at = start + r * row_bytes;
                             dst[..n].copy_from_slice(&data[at..at + n]);
