@@ -790,8 +790,7 @@ mod tests {
             span in proptest::prop_oneof![0.0..1e3f64, proptest::strategy::Just(f64::INFINITY)],
         ) {
             let r = Range { lo, hi: lo + span, diverging: false };
-            let t = if span > 0.0 { (f64::from(v) - lo) / span } else { 0.5 };
-            let want = (!v.is_nan()).then(|| (t * 256.0).clamp(0.0, 255.0) as u8);
+            let want = (!v.is_nan()).then(|| reference_bin(&r, v));
             proptest::prop_assert_eq!(r.index(v), want);
         }
     }
