@@ -628,9 +628,12 @@ impl Cells {
     fn new(kind: Kind, bw: usize) -> Cells {
         let paired = bw.is_multiple_of(2) && kind != F32;
         let step = if paired { 2 } else { layout(kind, 1).1 };
+        // (Wider cells are walked by `run`: the table would not be read.)
         let mut starts = [0; 32];
-        for (o, s) in starts.iter_mut().enumerate().take(bw) {
-            *s = Self::walk(bw, step, o);
+        if bw <= starts.len() {
+            for (o, s) in starts.iter_mut().enumerate().take(bw) {
+                *s = Self::walk(bw, step, o);
+            }
         }
         Cells {
             bw,
@@ -659,7 +662,7 @@ impl Cells {
     /// begin a cell (and lane 0).
     fn run(&self, col0: usize, n: usize) -> (usize, __mmask16) {
         let (j0, o) = (col0 / self.bw, col0 % self.bw);
-        let starts = if self.bw <= 32 {
+        let starts = if self.bw <= self.starts.len() {
             self.starts[o]
         } else {
             Self::walk(self.bw, self.step, o)
