@@ -248,13 +248,14 @@ pub fn reduce_scaled(
                 };
                 let acc = match fast {
                     Some(acc) => {
-                        fast_values(band, reduction, rows.len(), geom, out);
+                        let shifted = keeps_extras(dtype, reduction, scale.is_some());
+                        fast_values(band, reduction, shifted, rows.len(), geom, out);
                         acc
                     }
                     None => {
                         reset(band, rows.len(), geom);
                         // The general kernel writes every array.
-                        band.reset_rows = None;
+                        (band.reset_rows, band.extras_clean) = (None, false);
                         let src = Source {
                             data: bytes,
                             dtype,
@@ -297,7 +298,7 @@ fn fast_band(
     let (cols, bw) = (geom.cols, geom.bw);
     #[cfg(target_arch = "x86_64")]
     if avx512::runs(dtype, reduction) {
-        reset_for_fast(band, rows.len(), geom);
+        reset_for_fast(band, rows.len(), geom, dtype, reduction, scale.is_some());
         let lanes = std::mem::take(&mut band.lane_scales);
         let mut scales = scale.map(|s| avx512::Scales::new(s, rows.start, lanes));
         let fast = avx512::band(bytes, dtype, cols, bw, reduction, scales.as_mut(), band);
@@ -320,7 +321,7 @@ fn lanes_band(
     band: &mut Band,
 ) -> Option<Acc> {
     let group = lanes::group(dtype, reduction, scale.is_some())?;
-    reset_for_fast(band, rows.len(), geom);
+    reset_for_fast(band, rows.len(), geom, dtype, reduction, scale.is_some());
     let scale = scale.map(|s| (s, rows.start));
     lanes::band(bytes, dtype, geom.cols, geom.bw, scale, band, group)
 }
@@ -335,24 +336,46 @@ fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
     band.reset(rows, geom);
 }
 
-/// Readies `band` for a kernel of [`fast_band`], which writes only the cells' sums,
-/// shifts and extremes: when the band was last fully reset for as many rows and only
-/// those kernels have run since, only these are reset (a full reset writes ~45 bytes per
-/// cell, three times an F8 band's data with 4 × 4 cells).
+/// Whether a kernel of [`fast_band`] for `dtype` and `reduction` (`scaled`: FP8 with
+/// block scales) keeps the cells' shifts and extremes: for `mean` of BF16, F16 and
+/// unscaled FP8 it writes only their sums (the extremes of a cell are then not needed, and
+/// its shift stays 0).
+fn keeps_extras(dtype: Dtype, reduction: Reduction, scaled: bool) -> bool {
+    reduction != Reduction::Mean || dtype == Dtype::F32 || scaled
+}
+
+/// Readies `band` for a kernel of [`fast_band`], which writes only the cells' sums and,
+/// if it [`keeps_extras`], their shifts and extremes: when the band was last fully reset
+/// for as many rows and only those kernels have run since, only these are reset (a full
+/// reset writes ~45 bytes per cell, three times an F8 band's data with 4 × 4 cells), and
+/// the shifts and extremes only when the kernel uses them and another has written them
+/// since (the sums alone: 8 bytes a cell, not 20).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
+fn reset_for_fast(
+    band: &mut Band,
+    rows: usize,
+    geom: &Geometry,
+    dtype: Dtype,
+    reduction: Reduction,
+    scaled: bool,
+) {
+    let extras = keeps_extras(dtype, reduction, scaled);
     if band.reset_rows == Some(rows) {
-        band.shift.fill(0.0);
         band.s1.fill(0.0);
-        band.min.fill(f32::INFINITY);
-        band.max.fill(f32::NEG_INFINITY);
+        if extras && !band.extras_clean {
+            band.shift.fill(0.0);
+            band.min.fill(f32::INFINITY);
+            band.max.fill(f32::NEG_INFINITY);
+        }
     } else {
         band.reset(rows, geom);
         band.reset_rows = Some(rows);
     }
+    // The kernel about to run writes them.
+    band.extras_clean &= !extras;
 }
 
 /// [`Band::fast_values`] compiled for the CPU's vector units, for bands a kernel of
@@ -362,8 +385,15 @@ fn reset_for_fast(band: &mut Band, rows: usize, geom: &Geometry) {
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn fast_values(band: &Band, reduction: Reduction, rows: usize, geom: &Geometry, out: &mut [f32]) {
-    band.fast_values(reduction, rows, geom, out);
+fn fast_values(
+    band: &Band,
+    reduction: Reduction,
+    shifted: bool,
+    rows: usize,
+    geom: &Geometry,
+    out: &mut [f32],
+) {
+    band.fast_values(reduction, shifted, rows, geom, out);
 }
 
 thread_local! {
@@ -487,6 +517,9 @@ struct Band {
     /// The band's height at its last full reset, if only kernels of `fast_band` have run
     /// since (see `reset_for_fast`).
     reset_rows: Option<usize>,
+    /// Whether `shift`, `min` and `max` hold their reset values: a kernel of `fast_band`
+    /// for `mean` of unscaled BF16, F16 or FP8 never writes them (see [`keeps_extras`]).
+    extras_clean: bool,
     /// The AVX-512 kernel's sums of squares and differences, eight `f64` lanes of each
     /// per chunk of a row (or run of chunks), in column order.
     #[cfg(target_arch = "x86_64")]
@@ -554,6 +587,7 @@ impl Band {
             column_scales: ScaleCache::default(),
             rows: Vec::new(),
             reset_rows: None,
+            extras_clean: false,
             #[cfg(target_arch = "x86_64")]
             slots: Vec::new(),
         }
@@ -573,6 +607,7 @@ impl Band {
             *m = (rows * w) as u64;
         }
         (self.nan, self.inf, self.zeros) = (0, 0, 0);
+        self.extras_clean = true;
     }
 
     /// Gives cell `j` its first finite value and its shift if it has none yet, from
@@ -695,36 +730,55 @@ impl Band {
     /// [`Band::values`] for a band a kernel of `fast_band` reduced: its cells hold only finite
     /// values and all of them, `rows × bw` each (the last one maybe narrower), so no
     /// cell's member counts are read (with 4 × 4 cells they were three times the bytes
-    /// of an F8 band's data). Same values as [`Band::values`].
+    /// of an F8 band's data). Same values as [`Band::values`]. Unless `shifted` (the
+    /// kernel [`keeps_extras`]), the cells' shifts are 0 and not read.
     #[inline(always)]
-    fn fast_values(&self, r: Reduction, rows: usize, geom: &Geometry, out: &mut [f32]) {
+    fn fast_values(
+        &self,
+        r: Reduction,
+        shifted: bool,
+        rows: usize,
+        geom: &Geometry,
+        out: &mut [f32],
+    ) {
+        /// Each cell's mean, `mean(j, s)` for its sum `s` over its members.
+        #[inline(always)]
+        fn means(
+            out: &mut [f32],
+            s1: &[f64],
+            rows: usize,
+            geom: &Geometry,
+            mean: impl Fn(usize, f64) -> f64,
+        ) {
+            // Whole cells, then the narrower last one.
+            let whole = (geom.cols / geom.bw).min(out.len());
+            let m = rows * geom.bw;
+            let (out, last) = out.split_at_mut(whole);
+            if m.is_power_of_two() {
+                // Its reciprocal is exact, as in `values`.
+                let inv = 1.0 / m as f64;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = mean(j, s1[j] * inv) as f32;
+                }
+            } else {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = mean(j, s1[j] / m as f64) as f32;
+                }
+            }
+            for (k, o) in last.iter_mut().enumerate() {
+                let j = whole + k;
+                let w = geom.cols - j * geom.bw;
+                *o = mean(j, s1[j] / (rows * w) as f64) as f32;
+            }
+        }
         let n = out.len();
         let (s1, shift) = (&self.s1[..n], &self.shift[..n]);
         let (min, max) = (&self.min[..n], &self.max[..n]);
         match r {
-            Reduction::Mean => {
-                // Whole cells, then the narrower last one.
-                let whole = (geom.cols / geom.bw).min(n);
-                let m = rows * geom.bw;
-                let (out, last) = out.split_at_mut(whole);
-                let mean = |j: usize, s: f64| f64::from(shift[j]) + s;
-                if m.is_power_of_two() {
-                    // Its reciprocal is exact, as in `values`.
-                    let inv = 1.0 / m as f64;
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = mean(j, s1[j] * inv) as f32;
-                    }
-                } else {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = mean(j, s1[j] / m as f64) as f32;
-                    }
-                }
-                for (k, o) in last.iter_mut().enumerate() {
-                    let j = whole + k;
-                    let w = geom.cols - j * geom.bw;
-                    *o = mean(j, s1[j] / (rows * w) as f64) as f32;
-                }
+            Reduction::Mean if shifted => {
+                means(out, s1, rows, geom, |j, s| f64::from(shift[j]) + s);
             }
+            Reduction::Mean => means(out, s1, rows, geom, |_, s| s),
             Reduction::Max => out.copy_from_slice(max),
             Reduction::Min => out.copy_from_slice(min),
             Reduction::AbsMax => {
