@@ -183,6 +183,7 @@ pub fn encode_png(
         Some(r) if marks.is_none() => indices(grid, &r),
         _ => None,
     };
+    let indexed_pixels = indexed.is_some();
     let pixels: Vec<u8> = match indexed {
         Some(pixels) => {
             enc.set_color(png::ColorType::Indexed);
@@ -205,7 +206,13 @@ pub fn encode_png(
                 .collect()
         }
     };
-    enc.set_compression(if deflate_pays(&pixels, pixels.len() / height.max(1)) {
+    let deflate = deflate_pays(&pixels, pixels.len() / height.max(1));
+    if indexed_pixels && !deflate {
+        if let Some(png) = stored_indexed(&pixels, width, &lut.0.concat(), text) {
+            return Ok(png);
+        }
+    }
+    enc.set_compression(if deflate {
         png::Compression::Fast
     } else {
         png::Compression::NoCompression
@@ -220,6 +227,75 @@ pub fn encode_png(
         .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// An indexed PNG of `pixels` (rows `width` bytes long) stored, not deflated, written
+/// directly: each row, with its filter byte (none), a stored deflate block of its own,
+/// all in one IDAT chunk, after the palette and `text` as iTXt chunks. The encoder's
+/// stored path copied the pixels three times through its buffers, ~2% of a render with
+/// default options. `None` for rows too long for one block, and for an IDAT chunk over
+/// the format's 2^31 - 1 bytes (the encoder splits those).
+fn stored_indexed(
+    pixels: &[u8],
+    width: usize,
+    palette: &[u8],
+    text: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    let row = u16::try_from(width + 1).ok()?;
+    let height = pixels.len() / width.max(1);
+    let idat = 2 + height * (5 + usize::from(row)) + 4;
+    let (w, h) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
+    if width == 0 || height == 0 || i32::try_from(idat).is_err() {
+        return None;
+    }
+    let texts: usize = text.iter().map(|(k, v)| 12 + k.len() + 5 + v.len()).sum();
+    let mut out = Vec::with_capacity(8 + 25 + 12 + palette.len() + texts + 12 + idat + 12);
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    // Width, height, 8 bits, indexed colour, deflate, adaptive filtering, no interlace.
+    let mut ihdr = [0u8; 13];
+    ihdr[..4].copy_from_slice(&w.to_be_bytes());
+    ihdr[4..8].copy_from_slice(&h.to_be_bytes());
+    ihdr[8..10].copy_from_slice(&[8, 3]);
+    chunk(&mut out, b"IHDR", |o| o.extend_from_slice(&ihdr));
+    chunk(&mut out, b"PLTE", |o| o.extend_from_slice(palette));
+    for (k, v) in text {
+        // Keyword, then uncompressed, no language tag and no translated keyword.
+        chunk(&mut out, b"iTXt", |o| {
+            o.extend_from_slice(k.as_bytes());
+            o.extend_from_slice(&[0, 0, 0, 0, 0]);
+            o.extend_from_slice(v.as_bytes());
+        });
+    }
+    chunk(&mut out, b"IDAT", |o| {
+        // zlib: deflate with a 32 KiB window, no dictionary, check bits.
+        o.extend_from_slice(&[0x78, 0x01]);
+        let mut adler = simd_adler32::Adler32::new();
+        for (r, px) in pixels.chunks_exact(width).enumerate() {
+            o.push(u8::from(r + 1 == height));
+            o.extend_from_slice(&row.to_le_bytes());
+            o.extend_from_slice(&(!row).to_le_bytes());
+            let at = o.len();
+            o.push(0);
+            o.extend_from_slice(px);
+            adler.write(&o[at..]);
+        }
+        o.extend_from_slice(&adler.finish().to_be_bytes());
+    });
+    chunk(&mut out, b"IEND", |_| {});
+    Some(out)
+}
+
+/// Appends a PNG chunk of type `kind` whose data `data` writes: its length, the type,
+/// the data and their CRC.
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(kind);
+    data(out);
+    let len = u32::try_from(out.len() - start - 8).expect("chunk length checked");
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32fast::hash(&out[start + 4..]);
+    out.extend_from_slice(&crc.to_be_bytes());
 }
 
 /// Whether deflating an image (`pixels`, rows of `row` bytes, unfiltered) saves at least
@@ -406,5 +482,52 @@ mod tests {
                 assert!(png.len() > (w + 1) * h, "{}", png.len());
             }
         }
+    }
+
+    /// A stored indexed PNG, as [`stored_indexed`] writes it directly, decodes to its
+    /// palette, pixels and text; its zlib stream (with its Adler-32, which PNG decoders
+    /// skip) inflates to each row behind a zero filter byte; the chunks' CRCs are checked
+    /// by the decoder.
+    #[test]
+    fn stored_indexed_pngs_decode_to_their_pixels() {
+        let (w, h) = (37, 5);
+        let pixels: Vec<u8> = (0..w * h).map(|k| (k * 7 % 256) as u8).collect();
+        let palette: Vec<u8> = (0..768).map(|k| (k % 251) as u8).collect();
+        let text = [
+            ("tensor", "q_proj".to_string()),
+            ("range", "±0.5".to_string()),
+        ];
+        let png = stored_indexed(&pixels, w, &palette, &text).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (w as u32, h as u32));
+        assert_eq!(info.color_type, png::ColorType::Indexed);
+        assert_eq!(info.palette.as_deref(), Some(&palette[..]));
+        let texts: Vec<(String, String)> = info
+            .utf8_text
+            .iter()
+            .map(|t| (t.keyword.clone(), t.get_text().unwrap()))
+            .collect();
+        let want: Vec<(String, String)> = text
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(texts, want);
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        assert_eq!(buf, pixels);
+        // The IDAT chunk's data: after the signature, IHDR, PLTE and the two iTXt chunks.
+        let idat = png.windows(4).position(|c| c == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
+        let raw = fdeflate::decompress_to_vec(&png[idat + 4..idat + 4 + len]).unwrap();
+        let rows: Vec<u8> = pixels
+            .chunks(w)
+            .flat_map(|r| [&[0u8][..], r].concat())
+            .collect();
+        assert_eq!(raw, rows);
+        // Rows too long for one stored block go to the encoder.
+        assert!(stored_indexed(&vec![0; 70_000], 70_000, &palette, &[]).is_none());
     }
 }
