@@ -179,15 +179,19 @@ pub fn encode_png(
     );
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_depth(png::BitDepth::Eight);
+    let palette = lut.0.concat();
     let indexed = match range {
-        Some(r) if marks.is_none() => indices(grid, &r),
+        Some(r) if marks.is_none() => match stored_indexed(grid, width, &r, &palette, text) {
+            Some(Indexed::Stored(png)) => return Ok(png),
+            Some(Indexed::Pixels(pixels)) => Some(pixels),
+            None => None,
+        },
         _ => None,
     };
-    let indexed_pixels = indexed.is_some();
     let pixels: Vec<u8> = match indexed {
         Some(pixels) => {
             enc.set_color(png::ColorType::Indexed);
-            enc.set_palette(lut.0.concat());
+            enc.set_palette(palette);
             // Differences of palette indices mean nothing; the PNG spec advises no filter
             // for indexed images, and trying all five per row was ~3% of a render.
             enc.set_filter(png::Filter::NoFilter);
@@ -206,12 +210,8 @@ pub fn encode_png(
                 .collect()
         }
     };
-    let deflate = deflate_pays(&pixels, pixels.len() / height.max(1));
-    if indexed_pixels && !deflate {
-        if let Some(png) = stored_indexed(&pixels, width, &lut.0.concat(), text) {
-            return Ok(png);
-        }
-    }
+    let row = pixels.len() / height.max(1);
+    let deflate = deflate_pays(height, |r| &pixels[r * row..(r + 1) * row]);
     enc.set_compression(if deflate {
         png::Compression::Fast
     } else {
@@ -229,93 +229,147 @@ pub fn encode_png(
     Ok(out)
 }
 
-/// An indexed PNG of `pixels` (rows `width` bytes long) stored, not deflated, written
-/// directly: each row, with its filter byte (none), a stored deflate block of its own,
-/// all in one IDAT chunk, after the palette and `text` as iTXt chunks. The encoder's
+/// An indexed picture as [`stored_indexed`] leaves it.
+enum Indexed {
+    /// The whole PNG, stored.
+    Stored(Vec<u8>),
+    /// The palette indices, row by row, for the encoder: the rows are too long for
+    /// stored blocks of a row each, or deflate pays.
+    Pixels(Vec<u8>),
+}
+
+/// `grid` (rows `width` cells long) as an indexed PNG with `range` and `palette`, its
+/// pixels stored, not deflated, and written directly: each row, behind its filter byte
+/// (none), a stored deflate block of its own, all in one IDAT chunk, after `text` as
+/// iTXt chunks; each cell's palette index goes straight into its place. (The encoder's
 /// stored path copied the pixels three times through its buffers, ~2% of a render with
-/// default options. `None` for rows too long for one block, and for an IDAT chunk over
-/// the format's 2^31 - 1 bytes (the encoder splits those).
+/// default options.) The pixels alone when deflate pays, or when a row is too long for
+/// one block or the IDAT chunk for the format (the encoder splits those); `None` when a
+/// cell is NaN.
 fn stored_indexed(
-    pixels: &[u8],
+    grid: &[f32],
     width: usize,
+    range: &Range,
     palette: &[u8],
     text: &[(&str, String)],
-) -> Option<Vec<u8>> {
-    let row = u16::try_from(width + 1).ok()?;
-    let height = pixels.len() / width.max(1);
-    let idat = 2 + height * (5 + usize::from(row)) + 4;
-    let (w, h) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
-    if width == 0 || height == 0 || i32::try_from(idat).is_err() {
-        return None;
-    }
+) -> Option<Indexed> {
+    let height = grid.len() / width.max(1);
+    let size = (width + 1)
+        .checked_mul(height)
+        .and_then(|n| n.checked_add(5 * height));
+    let fits = size.is_some_and(|n| i32::try_from(n + 6).is_ok());
+    let (Some(w), Some(h), Ok(row), true) = (
+        u32::try_from(width).ok().filter(|&w| w > 0),
+        u32::try_from(height).ok().filter(|&h| h > 0),
+        u16::try_from(width + 1),
+        fits,
+    ) else {
+        return indices(grid, range).map(Indexed::Pixels);
+    };
     let texts: usize = text.iter().map(|(k, v)| 12 + k.len() + 5 + v.len()).sum();
+    let idat = 2 + height * (5 + usize::from(row)) + 4;
     let mut out = Vec::with_capacity(8 + 25 + 12 + palette.len() + texts + 12 + idat + 12);
     out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     // Width, height, 8 bits, indexed colour, deflate, adaptive filtering, no interlace.
-    let mut ihdr = [0u8; 13];
-    ihdr[..4].copy_from_slice(&w.to_be_bytes());
-    ihdr[4..8].copy_from_slice(&h.to_be_bytes());
-    ihdr[8..10].copy_from_slice(&[8, 3]);
-    chunk(&mut out, b"IHDR", |o| o.extend_from_slice(&ihdr));
-    chunk(&mut out, b"PLTE", |o| o.extend_from_slice(palette));
+    let at = begin_chunk(&mut out, b"IHDR");
+    out.extend_from_slice(&w.to_be_bytes());
+    out.extend_from_slice(&h.to_be_bytes());
+    out.extend_from_slice(&[8, 3, 0, 0, 0]);
+    end_chunk(&mut out, at);
+    let at = begin_chunk(&mut out, b"PLTE");
+    out.extend_from_slice(palette);
+    end_chunk(&mut out, at);
     for (k, v) in text {
         // Keyword, then uncompressed, no language tag and no translated keyword.
-        chunk(&mut out, b"iTXt", |o| {
-            o.extend_from_slice(k.as_bytes());
-            o.extend_from_slice(&[0, 0, 0, 0, 0]);
-            o.extend_from_slice(v.as_bytes());
-        });
+        let at = begin_chunk(&mut out, b"iTXt");
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0]);
+        out.extend_from_slice(v.as_bytes());
+        end_chunk(&mut out, at);
     }
-    chunk(&mut out, b"IDAT", |o| {
-        // zlib: deflate with a 32 KiB window, no dictionary, check bits.
-        o.extend_from_slice(&[0x78, 0x01]);
-        let mut adler = simd_adler32::Adler32::new();
-        for (r, px) in pixels.chunks_exact(width).enumerate() {
-            o.push(u8::from(r + 1 == height));
-            o.extend_from_slice(&row.to_le_bytes());
-            o.extend_from_slice(&(!row).to_le_bytes());
-            let at = o.len();
-            o.push(0);
-            o.extend_from_slice(px);
-            adler.write(&o[at..]);
-        }
-        o.extend_from_slice(&adler.finish().to_be_bytes());
-    });
-    chunk(&mut out, b"IEND", |_| {});
-    Some(out)
+    let at = begin_chunk(&mut out, b"IDAT");
+    // zlib: deflate with a 32 KiB window, no dictionary, check bits.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let first = out.len();
+    if !index_rows(grid, width, range, &mut out) {
+        return None;
+    }
+    // Row `r`'s pixels, behind its block header and filter byte.
+    let step = 5 + usize::from(row);
+    let pixels = |r: usize| &out[first + r * step + 6..first + (r + 1) * step];
+    if deflate_pays(height, pixels) {
+        return Some(Indexed::Pixels(
+            (0..height).flat_map(pixels).copied().collect(),
+        ));
+    }
+    let mut adler = simd_adler32::Adler32::new();
+    for r in 0..height {
+        adler.write(&out[first + r * step + 5..first + (r + 1) * step]);
+    }
+    out.extend_from_slice(&adler.finish().to_be_bytes());
+    end_chunk(&mut out, at);
+    let at = begin_chunk(&mut out, b"IEND");
+    end_chunk(&mut out, at);
+    Some(Indexed::Stored(out))
 }
 
-/// Appends a PNG chunk of type `kind` whose data `data` writes: its length, the type,
-/// the data and their CRC.
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: impl FnOnce(&mut Vec<u8>)) {
+/// Appends each row of `grid` (rows `width` cells long, `width` under 65535) as a stored
+/// deflate block of its filter byte (0) and its cells' palette indices with `range`
+/// (the last block marked final). False if a cell is NaN (looked for row by row, without
+/// an early exit, so that the test vectorises).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn index_rows(grid: &[f32], width: usize, range: &Range, out: &mut Vec<u8>) -> bool {
+    let rows = grid.len() / width;
+    let len = (width + 1) as u16;
+    out.reserve(rows * (width + 6));
+    let mut nan = false;
+    for (r, vs) in grid.chunks_exact(width).enumerate() {
+        nan |= vs.iter().fold(false, |n, v| n | v.is_nan());
+        out.push(u8::from(r + 1 == rows));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.push(0);
+        let at = out.len();
+        out.resize(at + width, 0);
+        range.index_into(vs, &mut out[at..]);
+    }
+    !nan
+}
+
+/// Starts a PNG chunk of type `kind` (its length filled in by [`end_chunk`]), returning
+/// where it starts.
+fn begin_chunk(out: &mut Vec<u8>, kind: &[u8; 4]) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(kind);
-    data(out);
+    start
+}
+
+/// Ends the chunk started at `start`: its length, and the CRC of its type and data.
+fn end_chunk(out: &mut Vec<u8>, start: usize) {
     let len = u32::try_from(out.len() - start - 8).expect("chunk length checked");
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     let crc = crc32fast::hash(&out[start + 4..]);
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Whether deflating an image (`pixels`, rows of `row` bytes, unfiltered) saves at least
-/// a tenth of its size, judged by compressing a sample of rows as the encoder would.
-/// The encoder's fast deflate (fdeflate, made for filtered rows) codes runs of zero
-/// bytes compactly and other bytes in no fewer bits than they have, so most heatmaps
-/// come out no smaller and the encoder stores them after all, having spent ~5% of a
-/// render with 1024² grids on the attempt.
-fn deflate_pays(pixels: &[u8], row: usize) -> bool {
+/// Whether deflating an image (`rows` rows, `row(r)` the bytes of row `r`, unfiltered)
+/// saves at least a tenth of its size, judged by compressing a sample of rows as the
+/// encoder would. The encoder's fast deflate (fdeflate, made for filtered rows) codes
+/// runs of zero bytes compactly and other bytes in no fewer bits than they have, so most
+/// heatmaps come out no smaller and the encoder stores them after all, having spent ~5%
+/// of a render with 1024² grids on the attempt.
+fn deflate_pays<'a>(rows: usize, row: impl Fn(usize) -> &'a [u8]) -> bool {
     /// Sampled blocks of consecutive rows, and rows per block.
     const BLOCKS: usize = 8;
     const ROWS: usize = 4;
-    let rows = pixels.len() / row.max(1);
     let blocks = BLOCKS.min(rows.div_ceil(ROWS));
-    let mut sample = Vec::with_capacity(BLOCKS * ROWS * (row + 1));
+    let mut sample = Vec::new();
     for b in 0..blocks {
         let first = b * rows / blocks;
         for r in first..(first + ROWS).min(rows) {
             sample.push(0);
-            sample.extend_from_slice(&pixels[r * row..(r + 1) * row]);
+            sample.extend_from_slice(row(r));
         }
     }
     fdeflate::compress_to_vec(&sample).len() * 10 < sample.len() * 9
@@ -472,7 +526,7 @@ mod tests {
         let lut = crate::colour::Colormap::diverging_default().lut();
         for (grid, compressible) in [(&noise, false), (&sparse, true)] {
             let want = indices(grid, &range).unwrap();
-            assert_eq!(deflate_pays(&want, w), compressible);
+            assert_eq!(deflate_pays(h, |r| &want[r * w..(r + 1) * w]), compressible);
             let png = encode_png(grid, w, Some(range), &lut, Rgb([0; 3]), None, &[]).unwrap();
             assert_eq!(png_indices(&png), want);
             // Stored: the pixels, a filter byte per row and framing; deflated: far less.
@@ -487,17 +541,28 @@ mod tests {
     /// A stored indexed PNG, as [`stored_indexed`] writes it directly, decodes to its
     /// palette, pixels and text; its zlib stream (with its Adler-32, which PNG decoders
     /// skip) inflates to each row behind a zero filter byte; the chunks' CRCs are checked
-    /// by the decoder.
+    /// by the decoder. A NaN cell gives `None`; rows too long for a stored block, and
+    /// flat pictures that deflate, give the pixels for the encoder.
     #[test]
     fn stored_indexed_pngs_decode_to_their_pixels() {
         let (w, h) = (37, 5);
-        let pixels: Vec<u8> = (0..w * h).map(|k| (k * 7 % 256) as u8).collect();
+        let range = Range {
+            lo: -1.0,
+            hi: 1.0,
+            diverging: true,
+        };
+        let grid: Vec<f32> = (0..w * h)
+            .map(|k| (k * 7 % 200) as f32 / 100.0 - 1.0)
+            .collect();
+        let pixels = indices(&grid, &range).unwrap();
         let palette: Vec<u8> = (0..768).map(|k| (k % 251) as u8).collect();
         let text = [
             ("tensor", "q_proj".to_string()),
             ("range", "±0.5".to_string()),
         ];
-        let png = stored_indexed(&pixels, w, &palette, &text).unwrap();
+        let Some(Indexed::Stored(png)) = stored_indexed(&grid, w, &range, &palette, &text) else {
+            panic!("not stored");
+        };
         let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
             .read_info()
             .unwrap();
@@ -527,7 +592,18 @@ mod tests {
             .flat_map(|r| [&[0u8][..], r].concat())
             .collect();
         assert_eq!(raw, rows);
-        // Rows too long for one stored block go to the encoder.
-        assert!(stored_indexed(&vec![0; 70_000], 70_000, &palette, &[]).is_none());
+        let mut nan = grid.clone();
+        nan[w * h - 1] = f32::NAN;
+        assert!(stored_indexed(&nan, w, &range, &palette, &[]).is_none());
+        let long = vec![0.5; 70_000];
+        let Some(Indexed::Pixels(p)) = stored_indexed(&long, 70_000, &range, &palette, &[]) else {
+            panic!("a row too long for a stored block");
+        };
+        assert_eq!(p, indices(&long, &range).unwrap());
+        let flat = vec![-1.0; 256 * 64];
+        let Some(Indexed::Pixels(p)) = stored_indexed(&flat, 256, &range, &palette, &[]) else {
+            panic!("a flat picture, which deflates");
+        };
+        assert_eq!(p, indices(&flat, &range).unwrap());
     }
 }
