@@ -291,9 +291,7 @@ fn stored_indexed(
     // zlib: deflate with a 32 KiB window, no dictionary, check bits.
     out.extend_from_slice(&[0x78, 0x01]);
     let first = out.len();
-    if !index_rows(grid, width, range, &mut out) {
-        return None;
-    }
+    let adler = index_rows(grid, width, range, &mut out)?;
     // Row `r`'s pixels, behind its block header and filter byte.
     let step = 5 + usize::from(row);
     let pixels = |r: usize| &out[first + r * step + 6..first + (r + 1) * step];
@@ -302,11 +300,7 @@ fn stored_indexed(
             (0..height).flat_map(pixels).copied().collect(),
         ));
     }
-    let mut adler = simd_adler32::Adler32::new();
-    for r in 0..height {
-        adler.write(&out[first + r * step + 5..first + (r + 1) * step]);
-    }
-    out.extend_from_slice(&adler.finish().to_be_bytes());
+    out.extend_from_slice(&adler.to_be_bytes());
     end_chunk(&mut out, at);
     let at = begin_chunk(&mut out, b"IEND");
     end_chunk(&mut out, at);
@@ -315,25 +309,37 @@ fn stored_indexed(
 
 /// Appends each row of `grid` (rows `width` cells long, `width` under 65535) as a stored
 /// deflate block of its filter byte (0) and its cells' palette indices with `range`
-/// (the last block marked final). False if a cell is NaN (looked for row by row, without
-/// an early exit, so that the test vectorises).
+/// (the last block marked final), and returns the Adler-32 of the blocks' contents,
+/// each taken while it is in cache; `None` if a cell is NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn index_rows(grid: &[f32], width: usize, range: &Range, out: &mut Vec<u8>) -> bool {
+fn index_rows(grid: &[f32], width: usize, range: &Range, out: &mut Vec<u8>) -> Option<u32> {
     let rows = grid.len() / width;
     let len = (width + 1) as u16;
     out.reserve(rows * (width + 6));
     let mut nan = false;
+    let mut adler = simd_adler32::Adler32::new();
     for (r, vs) in grid.chunks_exact(width).enumerate() {
-        nan |= vs.iter().fold(false, |n, v| n | v.is_nan());
         out.push(u8::from(r + 1 == rows));
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&(!len).to_le_bytes());
-        out.push(0);
         let at = out.len();
-        out.resize(at + width, 0);
-        range.index_into(vs, &mut out[at..]);
+        out.push(0);
+        nan |= push_indices(vs, range, out);
+        adler.write(&out[at..]);
     }
-    !nan
+    (!nan).then(|| adler.finish())
+}
+
+/// Appends the palette indices of `values` with `range` to `out`, and tells whether one
+/// of them is NaN (looked for without an early exit, so that the test vectorises). The
+/// bytes are zeroed just before they are written: zeroing a whole picture first was a
+/// pass of its own, ~0.6% of an F8 render with default options.
+#[inline(always)]
+fn push_indices(values: &[f32], range: &Range, out: &mut Vec<u8>) -> bool {
+    let at = out.len();
+    out.resize(at + values.len(), 0);
+    range.index_into(values, &mut out[at..]);
+    values.iter().fold(false, |n, v| n | v.is_nan())
 }
 
 /// Starts a PNG chunk of type `kind` (its length filled in by [`end_chunk`]), returning
@@ -378,19 +384,13 @@ fn deflate_pays<'a>(rows: usize, row: impl Fn(usize) -> &'a [u8]) -> bool {
 /// The LUT index of each cell, or `None` if a cell is NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn indices(grid: &[f32], range: &Range) -> Option<Vec<u8>> {
-    // NaN is looked for block by block, without an early exit, so that the test
-    // vectorises and each block is read from cache (a pass of its own read the grid
-    // twice: ~1.5% of an F8 render with default options).
+    // Block by block, so that NaN is looked for in cells read from cache (a pass of its
+    // own read the grid twice: ~1.5% of an F8 render with default options).
     const BLOCK: usize = 4096;
     let mut pixels = Vec::with_capacity(grid.len());
     let mut nan = false;
     for vs in grid.chunks(BLOCK) {
-        nan |= vs.iter().fold(false, |n, v| n | v.is_nan());
-        // Zeroed a block at a time, just before it is written (zeroing the whole picture
-        // first was a pass of its own, ~0.6% of an F8 render with default options).
-        let at = pixels.len();
-        pixels.resize(at + vs.len(), 0);
-        range.index_into(vs, &mut pixels[at..]);
+        nan |= push_indices(vs, range, &mut pixels);
     }
     (!nan).then_some(pixels)
 }
@@ -500,14 +500,17 @@ mod tests {
         buf
     }
 
+    /// The diverging range -1..1.
+    const UNIT: Range = Range {
+        lo: -1.0,
+        hi: 1.0,
+        diverging: true,
+    };
+
     #[test]
     fn noisy_pictures_are_stored_and_flat_ones_deflated_both_losslessly() {
         let (w, h) = (256, 96);
-        let range = Range {
-            lo: -1.0,
-            hi: 1.0,
-            diverging: true,
-        };
+        let range = UNIT;
         // Uniform noise over the range: every palette index, no runs.
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let noise: Vec<f32> = (0..w * h)
@@ -546,11 +549,7 @@ mod tests {
     #[test]
     fn stored_indexed_pngs_decode_to_their_pixels() {
         let (w, h) = (37, 5);
-        let range = Range {
-            lo: -1.0,
-            hi: 1.0,
-            diverging: true,
-        };
+        let range = UNIT;
         let grid: Vec<f32> = (0..w * h)
             .map(|k| (k * 7 % 200) as f32 / 100.0 - 1.0)
             .collect();

@@ -233,6 +233,8 @@ pub fn reduce_scaled(
     let mut grid = SPARE_GRID.take();
     grid.truncate(geom.grid_h() * gw);
     grid.resize(geom.grid_h() * gw, 0.0);
+    // Whether a fast band's cells have shifts (the same for every band of the tensor).
+    let shifted = keeps_extras(dtype, reduction, scale.is_some());
     let bands: Vec<(Acc, Extent)> = grid
         .par_chunks_mut(gw)
         .enumerate()
@@ -248,7 +250,6 @@ pub fn reduce_scaled(
                 };
                 let acc = match fast {
                     Some(acc) => {
-                        let shifted = keeps_extras(dtype, reduction, scale.is_some());
                         fast_values(band, reduction, shifted, rows.len(), geom, out);
                         acc
                     }
