@@ -594,7 +594,7 @@ macro_rules! kernel {
                 (t.s2, t.cancels) = rebase_plain(t.s2, t.s1 + n * b, n, b);
             }
             if on_codes {
-                (t.min, t.max) = codes.extremes::<KIND>();
+                (t.min, t.max) = codes.extremes::<KIND>(&data[..rows * row_bytes]);
             } else if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
@@ -1278,13 +1278,16 @@ fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
     ]
 }
 
-/// The extremes of sign-magnitude codes (F8_E4M3 bytes, BF16 or F16 words) that
-/// [`code_extremes`] turns into the band's smallest and largest values, kept per lane.
+/// The largest codes (F8_E4M3 bytes, BF16 or F16 words, sign-magnitude) as signed and as
+/// unsigned numbers, kept per lane: in a band with values of both signs, the first is
+/// its largest value's and the second its smallest's. [`CodeExtremes::extremes`] looks
+/// for the smallest code, which [`code_extremes`] needs when all values have one sign,
+/// only then, in the band's bytes: keeping it per lane too was one more instruction per
+/// 64 bytes, for bands of weights that nearly always have both signs.
 #[derive(Clone, Copy)]
 struct CodeExtremes {
     signed_max: __m512i,
     unsigned_max: __m512i,
-    unsigned_min: __m512i,
 }
 
 impl CodeExtremes {
@@ -1296,7 +1299,6 @@ impl CodeExtremes {
                 _ => _mm512_set1_epi8(i8::MIN),
             },
             unsigned_max: _mm512_setzero_si512(),
-            unsigned_min: _mm512_set1_epi8(-1),
         }
     }
 
@@ -1309,42 +1311,43 @@ impl CodeExtremes {
                 let k = elems as u32;
                 self.signed_max = _mm512_mask_max_epi16(c.signed_max, k, c.signed_max, raw);
                 self.unsigned_max = _mm512_mask_max_epu16(c.unsigned_max, k, c.unsigned_max, raw);
-                self.unsigned_min = _mm512_mask_min_epu16(c.unsigned_min, k, c.unsigned_min, raw);
             }
             _ => {
                 self.signed_max = _mm512_mask_max_epi8(c.signed_max, elems, c.signed_max, raw);
                 self.unsigned_max =
                     _mm512_mask_max_epu8(c.unsigned_max, elems, c.unsigned_max, raw);
-                self.unsigned_min =
-                    _mm512_mask_min_epu8(c.unsigned_min, elems, c.unsigned_min, raw);
             }
         }
     }
 
-    /// The smallest and largest value taken in (at least one).
-    fn extremes<const KIND: Kind>(&self) -> (f32, f32) {
+    /// The smallest and largest value of the band whose codes were taken in (at least
+    /// one): `data`, every one of its bytes an element's.
+    fn extremes<const KIND: Kind>(&self, data: &[u8]) -> (f32, f32) {
         let (size, dtype) = match KIND {
             BF16 => (2, Dtype::BF16),
             F16 => (2, Dtype::F16),
             _ => (1, Dtype::F8E4M3),
         };
         let sign = 1u32 << (8 * size - 1);
-        // The vector's lanes as codes (little-endian, `size` bytes each).
-        fn codes(bytes: &[u8; 64], size: usize) -> impl Iterator<Item = u32> + '_ {
-            let lane = |c: &[u8]| c.iter().rev().fold(0u32, |a, &b| a << 8 | u32::from(b));
-            bytes.chunks_exact(size).map(lane)
-        }
+        // Elements' codes from little-endian bytes, `size` each.
+        let code = |c: &[u8]| c.iter().rev().fold(0u32, |a, &b| a << 8 | u32::from(b));
         // SAFETY: `__m512i` is 64 bytes of plain vector data.
         let bytes = |v: __m512i| unsafe { std::mem::transmute::<__m512i, [u8; 64]>(v) };
-        let (s, u, m) = (
-            bytes(self.signed_max),
-            bytes(self.unsigned_max),
-            bytes(self.unsigned_min),
-        );
+        let (s, u) = (bytes(self.signed_max), bytes(self.unsigned_max));
         // Flipping the sign bit orders two's complement codes as unsigned ones.
-        let smax = codes(&s, size).map(|c| c ^ sign).max().unwrap_or(0) ^ sign;
-        let umax = codes(&u, size).max().unwrap_or(0);
-        let umin = codes(&m, size).min().unwrap_or(0);
+        let smax = s
+            .chunks_exact(size)
+            .map(|c| code(c) ^ sign)
+            .max()
+            .unwrap_or(0)
+            ^ sign;
+        let umax = u.chunks_exact(size).map(code).max().unwrap_or(0);
+        let umin = if smax < sign && umax >= sign {
+            // Both signs: `code_extremes` does not read it.
+            0
+        } else {
+            data.chunks_exact(size).map(code).min().unwrap_or(0)
+        };
         code_extremes(dtype, smax, umax, umin)
     }
 }
