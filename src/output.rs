@@ -315,7 +315,6 @@ fn stored_indexed(
 fn index_rows(grid: &[f32], width: usize, range: &Range, out: &mut Vec<u8>) -> Option<u32> {
     let rows = grid.len() / width;
     let len = (width + 1) as u16;
-    out.reserve(rows * (width + 6));
     let mut nan = false;
     let mut adler = simd_adler32::Adler32::new();
     for (r, vs) in grid.chunks_exact(width).enumerate() {

@@ -1228,13 +1228,21 @@ fn typical(data: &[u8], dtype: Dtype) -> Option<f32> {
 /// signed integer (`smax`, as an unsigned code), and the largest and smallest read as
 /// unsigned. Sign and magnitude order the codes without decoding: `smax` is the largest
 /// value if any value is positive, `umax` the smallest if any is negative, and `umin`
-/// settles the other cases. NaN and Inf codes have the largest magnitudes, so a band
-/// holding one has a non-finite extreme.
-fn code_extremes(dtype: Dtype, smax: u32, umax: u32, umin: u32) -> (f32, f32) {
+/// settles the other cases (asked for only then: a band of both signs does not need it).
+/// NaN and Inf codes have the largest magnitudes, so a band holding one has a non-finite
+/// extreme.
+fn code_extremes(dtype: Dtype, smax: u32, umax: u32, umin: impl FnOnce() -> u32) -> (f32, f32) {
     let size = dtype.size();
     let sign = 1u32 << (8 * size - 1);
-    let max = if smax < sign { smax } else { umin };
-    let min = if umax >= sign { umax } else { umin };
+    let (max, min) = match (smax < sign, umax >= sign) {
+        (true, true) => (smax, umax),
+        (true, false) => (smax, umin()),
+        (false, true) => (umin(), umax),
+        (false, false) => {
+            let umin = umin();
+            (umin, umin)
+        }
+    };
     let value = |c: u32| crate::dtype::decode_one(dtype, &c.to_le_bytes()[..size]);
     (value(min), value(max))
 }

@@ -1280,9 +1280,9 @@ fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
 
 /// The largest codes (F8_E4M3 bytes, BF16 or F16 words, sign-magnitude) as signed and as
 /// unsigned numbers, kept per lane: in a band with values of both signs, the first is
-/// its largest value's and the second its smallest's. [`CodeExtremes::extremes`] looks
-/// for the smallest code, which [`code_extremes`] needs when all values have one sign,
-/// only then, in the band's bytes: keeping it per lane too was one more instruction per
+/// its largest value's and the second its smallest's. The smallest code, which
+/// [`code_extremes`] asks for only when all values have one sign, is then found in the
+/// band's bytes: keeping it per lane too was one more instruction per
 /// 64 bytes, for bands of weights that nearly always have both signs.
 #[derive(Clone, Copy)]
 struct CodeExtremes {
@@ -1342,12 +1342,7 @@ impl CodeExtremes {
             .unwrap_or(0)
             ^ sign;
         let umax = u.chunks_exact(size).map(code).max().unwrap_or(0);
-        let umin = if smax < sign && umax >= sign {
-            // Both signs: `code_extremes` does not read it.
-            0
-        } else {
-            data.chunks_exact(size).map(code).min().unwrap_or(0)
-        };
+        let umin = || data.chunks_exact(size).map(code).min().unwrap_or(0);
         code_extremes(dtype, smax, umax, umin)
     }
 }

@@ -219,7 +219,7 @@ fn reduce(
     } else if dtype == Dtype::F8E5M2 {
         (t.smax, t.umax, t.umin) = (t.smax >> 8, t.umax >> 8, t.umin >> 8);
     }
-    let (min, max) = code_extremes(dtype, t.smax, t.umax, t.umin);
+    let (min, max) = code_extremes(dtype, t.smax, t.umax, || t.umin);
     if scale.is_some() {
         // The codes' extremes only tell NaN (and Inf) codes apart here.
         if !(min.is_finite() && max.is_finite()) {
