@@ -1,10 +1,10 @@
-// A model of the AVX-512 F8_E4M3 `mean` kernel's row loop, to bound what any Rust
-// version of it can reach against the read ceiling (README, "Where the speed comes
-// from"). Not part of the build; compile and run by hand:
+// A model of the AVX-512 F8_E4M3 `mean` kernel's row loop, to estimate the most a Rust
+// version of it can reach against the read ceiling on 4096-wide layers (README, "Where
+// the speed comes from"). Not part of the build; compile and run by hand:
 //
-//   gcc -O3 -mavx512{f,bw,dq,vbmi} -mfma -o /tmp/f8_row_model benches/f8_row_model.c -lm
-//   /tmp/f8_row_model model.safetensors 9          # pages mapped per run, as a render
-//   ONCE=1 /tmp/f8_row_model model.safetensors 9   # one map, pages already mapped
+//   gcc -O3 -pthread -mavx512{f,bw,dq,vbmi} -mfma benches/f8_row_model.c -lm -o /tmp/f8m
+//   /tmp/f8m model.safetensors 9          # pages mapped per run, as a render
+//   ONCE=1 /tmp/f8m model.safetensors 9   # one map, pages already mapped
 //
 // It reads the file's bytes from offset 8192 as F8_E4M3 rows of 4096 columns in bands
 // of 16 rows (the 4096-wide layers at `--max-size 256`, ignoring the header), on two

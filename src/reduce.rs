@@ -399,8 +399,9 @@ fn fast_values(
     band.fast_values(reduction, shifted, rows, geom, fused, out);
 }
 
-/// `s / n` (`s` finite, `n` > 0 a whole number below 2^53) as the division rounds it,
-/// from `y`, `1 / n` rounded: the product `s·y`, corrected twice by the remainder
+/// `s / n` as the division rounds it, for `s` zero or of magnitude 2^-969 to 2^1000 (a
+/// cell's sum of `f32` values: 2^-149 or more unless zero, so that nothing is subnormal)
+/// and `n` a whole number 1 to 2^53, from `y`, `1 / n` rounded: the product `s·y`, corrected twice by the remainder
 /// `s - n·q`, which a fused multiply-add gives exactly. The first correction leaves the
 /// estimate within an ulp of `s / n`, and from there Markstein's theorem makes the
 /// second round as the division does (`y` is within half an ulp of `1 / n`). (One
@@ -412,12 +413,16 @@ fn fast_values(
 /// are not a power of two.
 #[inline(always)]
 fn quotient(s: f64, n: f64, y: f64) -> f64 {
-    let correct = |q: f64| (-q).mul_add(n, s).mul_add(y, q);
+    /// `q` corrected by its remainder `s - n·q`.
+    #[inline(always)]
+    fn correct(q: f64, s: f64, n: f64, y: f64) -> f64 {
+        (-q).mul_add(n, s).mul_add(y, q)
+    }
     // (A zero keeps its sign, as in `s / n`; the corrections would make -0 +0.)
     if s == 0.0 {
         s
     } else {
-        correct(correct(s * y))
+        correct(correct(s * y, s, n, y), s, n, y)
     }
 }
 
@@ -1306,10 +1311,11 @@ mod tests {
     use super::*;
     use crate::config::Size;
 
-    /// [`quotient`] rounds as the division does: values of either sign and many
-    /// magnitudes, near multiples of the divisor and with all-ones significands, over
-    /// divisors 1 to 10^4 and random ones up to 2^40 (a cell's member count). (The fused
-    /// multiply-add here is the C library's, exact like the CPU's.)
+    /// [`quotient`] rounds as the division does: values of either sign and magnitudes
+    /// 2^-160 to 2^185, near multiples of the divisor and with all-ones significands,
+    /// over divisors 1 to 10^4, `2^k ± 1` up to 2^52 and random ones up to 2^40 (a
+    /// cell's member count). (The fused multiply-add here is the C library's, exact like
+    /// the CPU's.)
     #[test]
     fn quotient_is_the_division() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -1322,14 +1328,21 @@ mod tests {
         for k in 0..20_000u64 {
             let n = if k < 10_000 {
                 k + 1
-            } else {
+            } else if k % 2 == 0 {
                 1 + (next() >> (24 + k % 40))
+            } else {
+                let p = 1u64 << (1 + k / 2 % 52);
+                if k % 4 == 1 {
+                    p - 1
+                } else {
+                    p + 1
+                }
             } as f64;
             for i in 0..50 {
                 let r = next();
                 let s = match i % 3 {
-                    // Any significand and sign, exponents -40 to 23.
-                    0 => f64::from_bits(r & 0x800f_ffff_ffff_ffff | (983 + (r >> 52) % 64) << 52),
+                    // Any significand and sign, exponents -160 to 185.
+                    0 => f64::from_bits(r & 0x800f_ffff_ffff_ffff | (863 + (r >> 52) % 346) << 52),
                     1 => (r >> 24) as f64 * n + if r & 1 == 0 { 0.5 } else { -0.25 },
                     _ => {
                         let ones =
