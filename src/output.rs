@@ -254,20 +254,21 @@ fn stored_indexed(
     text: &[(&str, String)],
 ) -> Option<Indexed> {
     let height = grid.len() / width.max(1);
-    let size = (width + 1)
+    // The IDAT chunk's data: the zlib header, each row behind its block header and filter
+    // byte, the Adler-32.
+    let idat = (width + 6)
         .checked_mul(height)
-        .and_then(|n| n.checked_add(5 * height));
-    let fits = size.is_some_and(|n| i32::try_from(n + 6).is_ok());
-    let (Some(w), Some(h), Ok(row), true) = (
+        .and_then(|n| n.checked_add(6))
+        .filter(|&n| i32::try_from(n).is_ok());
+    let (Some(w), Some(h), Ok(row), Some(idat)) = (
         u32::try_from(width).ok().filter(|&w| w > 0),
         u32::try_from(height).ok().filter(|&h| h > 0),
         u16::try_from(width + 1),
-        fits,
+        idat,
     ) else {
         return indices(grid, range).map(Indexed::Pixels);
     };
     let texts: usize = text.iter().map(|(k, v)| 12 + k.len() + 5 + v.len()).sum();
-    let idat = 2 + height * (5 + usize::from(row)) + 4;
     let mut out = Vec::with_capacity(8 + 25 + 12 + palette.len() + texts + 12 + idat + 12);
     out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     // Width, height, 8 bits, indexed colour, deflate, adaptive filtering, no interlace.
