@@ -15,7 +15,7 @@
 //! ratio, and the peak heap during (b), from a counting global allocator.
 //!
 //! Both timings include releasing the map: dropping a file's page-table entries is part
-//! of reading it through a map (~4% of the ceiling's time for a 2 GiB file here), and
+//! of reading it through a map (4–6% of the ceiling's time for a 2 GiB file here), and
 //! `render` cannot return before it is done. For comparison with earlier measurements
 //! (the ceiling used to stop its clock before its release), the ratio to the
 //! ceiling without its release is printed too.
