@@ -10,15 +10,15 @@
 //! temporary folder, or with `--single` one square tensor of that size. Then, alternating,
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
 //! on all cores, through the library's own memory map (`source::Shard`), opened and
-//! released as `render` does it; (b) a full `tensorheat::render` with the given options, into a
-//! new folder that is removed after it is timed. Prints the median GB/s of each, their
-//! ratio, and the peak heap during (b), from a counting global allocator.
+//! released as `render` does it; (b) a full `tensorheat::render` with the given options,
+//! into a new folder that is removed after it is timed. Prints the median GB/s of each,
+//! their ratio, and the peak heap during (b), from a counting global allocator.
 //!
 //! Both timings include releasing the map: dropping a file's page-table entries is part
 //! of reading it through a map (4–6% of the ceiling's time for a 2 GiB file here), and
 //! `render` cannot return before it is done. For comparison with earlier measurements
-//! (the ceiling used to stop its clock before its release), the ratio to the
-//! ceiling without its release is printed too.
+//! (the ceiling used to stop its clock before its release), the ratio to the ceiling
+//! without its release is printed too.
 //!
 //! The model is flushed to disk before anything is timed, and each run writes into a
 //! folder of its own: otherwise the runs would also time the disk. The model's own
