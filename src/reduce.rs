@@ -402,9 +402,10 @@ fn fast_values(
 /// `s / n` as the division rounds it, for `s` zero or of magnitude 2^-969 to 2^1000 (a
 /// cell's sum of `f32` values: 2^-149 or more unless zero, so that nothing is subnormal)
 /// and `n` a whole number 1 to 2^53, from `y`, `1 / n` rounded: the product `s·y`,
-/// corrected twice by the remainder `s - n·q`, which a fused multiply-add gives exactly. The first correction leaves the
-/// estimate within an ulp of `s / n`, and from there Markstein's theorem makes the
-/// second round as the division does (`y` is within half an ulp of `1 / n`). (One
+/// corrected twice by the remainder `s - n·q`, which a fused multiply-add gives exactly.
+/// The first correction leaves the estimate within an ulp of `s / n`, and from there
+/// Markstein's theorem makes the second round as the division does (`y` is within half
+/// an ulp of `1 / n`). (One
 /// correction matched the division in every one of 7·10^8 quotients tried, adversarial
 /// divisors such as `2^k - 1` included, but no theorem covers it.) Only where the CPU
 /// fuses the operations: the C library's `fma` is far slower than a division. A division
