@@ -1,6 +1,6 @@
 // A model of the AVX-512 F8_E4M3 `mean` kernel's row loop at `--max-size 256`, to
-// estimate the most a Rust version of it can reach against the read ceiling (README,
-// "Where the speed comes from"). Not part of the build; compile and run by hand:
+// estimate the most a Rust version of it can reach against the read ceiling
+// (docs/performance.md). Not part of the build; compile and run by hand:
 //
 //   gcc -O3 -pthread -mavx512{f,bw,dq,vbmi} -mfma benches/f8_row_model.c -lm -o /tmp/f8m
 //   /tmp/f8m model.safetensors 9 [SHAPES]          # pages mapped per run, as a render
