@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--gib G] [--dtype bf16|f16|f32|f8]
-//!     [--max-size N] [--runs N] [--threads N] [--single] [--keep FILE]
+//!     [--max-size N] [--runs N] [--threads N] [--single] [--keep FILE] [--file MODEL]
 //! ```
 //!
 //! Writes a synthetic model of about G GiB (default 2) with the shapes of real LLM layers
@@ -29,7 +29,10 @@
 //! write-back at once (~5% of an F8 render at `--max-size 256`).
 //!
 //! `--keep FILE` writes the model to FILE and leaves it there (to time other tools on the
-//! same bytes).
+//! same bytes). `--file MODEL` times an existing `.safetensors` file instead of writing
+//! one (`--gib`, `--dtype`, `--single` and `--keep` are then ignored): your own model, or
+//! one in another page-cache state than a freshly written file's (a model read in from
+//! disk sits in larger folios, which changes both timings).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufWriter, Write};
@@ -76,6 +79,7 @@ struct Args {
     threads: Option<usize>,
     single: bool,
     keep: Option<std::path::PathBuf>,
+    file: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -87,6 +91,7 @@ fn parse_args() -> Args {
         threads: None,
         single: false,
         keep: None,
+        file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -99,6 +104,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = v().parse().ok(),
             "--single" => a.single = true,
             "--keep" => a.keep = Some(v().into()),
+            "--file" => a.file = Some(v().into()),
             other => eprintln!("ignoring unknown argument {other:?}"),
         }
     }
@@ -245,26 +251,32 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let dir = tempfile::tempdir()?;
-    let model = a
-        .keep
-        .clone()
-        .unwrap_or_else(|| dir.path().join("model.safetensors"));
-    let bytes = write_model(&model, a.gib, &a.dtype, a.single)?;
+    let (model, bytes) = match &a.file {
+        Some(f) => (f.clone(), std::fs::metadata(f)?.len()),
+        None => {
+            let model = a
+                .keep
+                .clone()
+                .unwrap_or_else(|| dir.path().join("model.safetensors"));
+            let bytes = write_model(&model, a.gib, &a.dtype, a.single)?;
+            (model, bytes)
+        }
+    };
     let n = NonZeroUsize::new(a.max_size).unwrap_or(NonZeroUsize::MIN);
     let config = RenderConfig {
         size: Size::MaxSize(n, n),
         ..RenderConfig::default()
     };
     let gb = bytes as f64 / 1e9;
+    let what = match &a.file {
+        Some(f) => f.display().to_string(),
+        None if a.single => format!("{} (one tensor)", a.dtype),
+        None => format!("{} (LLM layer shapes)", a.dtype),
+    };
     println!(
-        "model: {:.2} GB {} ({}), max-size {}, {} threads, {} runs",
+        "model: {:.2} GB {}, max-size {}, {} threads, {} runs",
         gb,
-        a.dtype,
-        if a.single {
-            "one tensor"
-        } else {
-            "LLM layer shapes"
-        },
+        what,
         a.max_size,
         rayon::current_num_threads(),
         a.runs
