@@ -30,9 +30,11 @@
 //!
 //! `--keep FILE` writes the model to FILE and leaves it there (to time other tools on the
 //! same bytes). `--file MODEL` times an existing `.safetensors` file instead of writing
-//! one (`--gib`, `--dtype`, `--single` and `--keep` are then ignored): your own model, or
-//! one in another page-cache state than a freshly written file's (a model read in from
-//! disk sits in larger folios, which changes both timings).
+//! one (`--gib`, `--dtype`, `--single` and `--keep` are then ignored, with a warning):
+//! your own model, or one in another page-cache state than a freshly written file's (a
+//! model read in from disk sits in larger folios, which changes both timings). It is
+//! flushed to disk first as a written model is, and read once before the timed runs, so
+//! these always run on pages in the cache.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufWriter, Write};
@@ -41,6 +43,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use rayon::prelude::*;
 use tensorheat::source::Shard;
 use tensorheat::{RenderConfig, Size};
@@ -80,6 +83,8 @@ struct Args {
     single: bool,
     keep: Option<std::path::PathBuf>,
     file: Option<std::path::PathBuf>,
+    /// The options given that only describe a model to write.
+    model_options: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -92,9 +97,13 @@ fn parse_args() -> Args {
         single: false,
         keep: None,
         file: None,
+        model_options: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if matches!(k.as_str(), "--gib" | "--dtype" | "--single" | "--keep") {
+            a.model_options.push(k.clone());
+        }
         let mut v = || it.next().unwrap_or_default();
         match k.as_str() {
             "--gib" => a.gib = v().parse().unwrap_or(a.gib),
@@ -252,7 +261,18 @@ fn main() -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let (model, bytes) = match &a.file {
-        Some(f) => (f.clone(), std::fs::metadata(f)?.len()),
+        Some(f) => {
+            if !a.model_options.is_empty() {
+                eprintln!("--file given: ignoring {}", a.model_options.join(", "));
+            }
+            let open = || -> std::io::Result<u64> {
+                let file = std::fs::File::open(f)?;
+                file.sync_all()?;
+                Ok(file.metadata()?.len())
+            };
+            let bytes = open().with_context(|| f.display().to_string())?;
+            (f.clone(), bytes)
+        }
         None => {
             let model = a
                 .keep
