@@ -17,8 +17,9 @@
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
 //! (about three times faster); on other CPUs, BF16, F16, F32 and F8_E4M3 `mean` (FP8
 //! with or without block scales), and F8_E5M2 `mean` on all, go to the smaller one in
-//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise). A band either declines is redone here.
-//! Bands are merged in order, so results do not depend on the thread count.
+//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise). A
+//! band either declines is redone here. Bands are merged in order, so results do not
+//! depend on the thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
