@@ -6,6 +6,7 @@
 //! manifest) is decided, so the output is the same whatever the thread count.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -322,6 +323,7 @@ fn render_input(
     progress.input_started(input, jobs.len(), bytes);
     let options = serde_json::to_string(&manifest.options).unwrap_or_default();
     let companions = Companions::new(&model);
+    let left = ShardsLeft::new(model.shards.len(), jobs.iter().map(|((r, _), _)| r.0));
     let results: Vec<(String, Result<TensorEntry>)> = jobs
         .par_iter()
         .map(|&((r, dtype), ref stem)| {
@@ -351,6 +353,9 @@ fn render_input(
                 (Err(_), m) => TensorOutcome::Failed(m.as_deref().unwrap_or_default()),
             };
             progress.tensor_finished(&t.name, t.nbytes() as u64, outcome);
+            if left.done(r.0) {
+                shard.release();
+            }
             (fp, result)
         })
         .collect();
@@ -371,6 +376,30 @@ fn render_input(
     }
     finish_manifest(dir, config, &mut report, &error);
     report
+}
+
+/// How many of each shard's selected tensors are still to render, so that a shard's
+/// page-table entries are dropped ([`crate::source::Shard::release`]) as soon as its
+/// last one is done: the kernel memory they take (~1.5 MiB per GB read) then stays that
+/// of the shards in flight, not of the whole model, which for a 700 GB model of many
+/// shards would be ~1 GB by its end. (A tensor that reads an FP8 scale from a released
+/// shard faults the scale's pages in again.)
+struct ShardsLeft(Vec<AtomicUsize>);
+
+impl ShardsLeft {
+    /// Counts for `shards` shards from the shard index of each selected tensor.
+    fn new(shards: usize, tensors: impl Iterator<Item = usize>) -> ShardsLeft {
+        let mut counts = vec![0; shards];
+        for s in tensors {
+            counts[s] += 1;
+        }
+        ShardsLeft(counts.into_iter().map(AtomicUsize::new).collect())
+    }
+
+    /// Marks one tensor of shard `s` done; true for the shard's last.
+    fn done(&self, s: usize) -> bool {
+        self.0[s].fetch_sub(1, Ordering::AcqRel) == 1
+    }
 }
 
 /// Puts the manifest's lists in canonical order and writes it (`manifest.json`, or the
@@ -458,4 +487,32 @@ pub fn write_manifest(dir: &Path, name: &str, m: &Manifest) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(m).map_err(|e| Error::Option(e.to_string()))?;
     json.push(b'\n');
     write_atomic(dir, name, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_done_once_after_its_last_tensor() {
+        // Shard of each selected tensor: shard 1 has none, shard 3 one.
+        let jobs: Vec<usize> = [0, 2, 0, 3, 2, 2, 0, 2, 0, 0].repeat(50);
+        let mut total = [0usize; 4];
+        for &s in &jobs {
+            total[s] += 1;
+        }
+        let left = ShardsLeft::new(4, jobs.iter().copied());
+        let finished: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+        let last: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+        jobs.par_iter().with_max_len(1).for_each(|&s| {
+            finished[s].fetch_add(1, Ordering::Relaxed);
+            if left.done(s) {
+                // Every other tensor of the shard finished before this one was counted.
+                assert_eq!(finished[s].load(Ordering::Relaxed), total[s]);
+                last[s].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let last: Vec<usize> = last.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        assert_eq!(last, [1, 0, 1, 1]);
+    }
 }
