@@ -380,10 +380,11 @@ fn render_input(
 
 /// How many of each shard's selected tensors are still to render, so that a shard's
 /// page-table entries are dropped ([`crate::source::Shard::release`]) as soon as its
-/// last one is done: the kernel memory they take (~1.5 MiB per GB read) then stays that
-/// of the shards in flight, not of the whole model, which for a 700 GB model of many
-/// shards would be ~1 GB by its end. (A tensor that reads an FP8 scale from a released
-/// shard faults the scale's pages in again.)
+/// last one is done. Where the kernel frees emptied page tables, their memory (up to
+/// 2 MiB per GB read) then stays that of the shards in flight, not of the whole model:
+/// over 1 GB by the end of a 700 GB model of many shards. (The workers take the tensors
+/// in name order, which in the usual checkpoints groups each shard's. A tensor that
+/// reads an FP8 scale from a released shard faults the scale's pages in again.)
 struct ShardsLeft(Vec<AtomicUsize>);
 
 impl ShardsLeft {

@@ -94,9 +94,11 @@ pub struct Shard {
 impl Drop for Shard {
     /// Unmapping a file's pages is work for one core (~10 ms per 2 GB mapped with 4 KiB
     /// pages), with the address space held exclusively. Their page-table entries are
-    /// first dropped in 64 MiB pieces on all cores (`MADV_DONTNEED` holds it shared), so
-    /// the unmap that follows finds them gone: ~10 → ~6 ms on 2 cores. A failure only
-    /// leaves the work to the unmap.
+    /// first dropped in 64 MiB pieces in parallel (`MADV_DONTNEED` holds it shared), so
+    /// the unmap that follows finds them gone: ~10 → ~6 ms on 2 cores. A render has
+    /// usually released the map already (`Shard::release`); this finds little left
+    /// then, but catches pages read back in since (FP8 scales). A failure only leaves
+    /// the work to the unmap.
     fn drop(&mut self) {
         self.release();
     }
@@ -115,9 +117,11 @@ fn release_pages(map: &Mmap, piece: usize) -> std::io::Result<()> {
         .into_par_iter()
         .step_by(piece)
         .try_for_each(|at| {
-            // SAFETY: the map is shared, read-only and file-backed, so dropping entries
-            // changes no data, and no reference into it is held across this call. The
-            // range is in bounds and starts on a page (the map's start is one).
+            // SAFETY: the map is shared, read-only and file-backed: dropping its entries
+            // changes no data, and a later read, through a reference taken before this
+            // call or after it, faults the same file bytes back in (under the map's own
+            // assumption that nobody modifies the file). The range is in bounds and
+            // starts on a page (the map's start is one).
             unsafe {
                 map.unchecked_advise_range(
                     memmap2::UncheckedAdvice::DontNeed,
@@ -185,10 +189,12 @@ impl Shard {
             .unwrap_or(&[])
     }
 
-    /// Drops the page-table entries of the whole map, in 64 MiB pieces on all cores: the
-    /// kernel memory they take (~1.5 MiB per GB read) goes back, and later reads fault the
-    /// file's pages in again. Maps of 64 MiB or less are left to the unmap.
-    pub fn release(&self) {
+    /// Drops the page-table entries of the whole map, in 64 MiB pieces in parallel; later
+    /// reads fault the file's pages in again. On kernels that free emptied page tables
+    /// (Linux built with `CONFIG_PT_RECLAIM`) their memory, up to 2 MiB per GB read, goes
+    /// back; elsewhere it waits for the unmap. Maps of 64 MiB or less are left to the
+    /// unmap.
+    pub(crate) fn release(&self) {
         if let Some(map) = &self.mmap {
             let _ = release_pages(map, 64 << 20);
         }
@@ -527,7 +533,24 @@ mod tests {
         let same =
             |data: &[u8]| data.len() == n && data.iter().enumerate().all(|(i, &c)| c == code(i));
         assert!(same(shard.data(t)));
+        #[cfg(target_os = "linux")]
+        let start = shard.data(t).as_ptr() as usize - (8 + shard.header.header_len);
+        #[cfg(target_os = "linux")]
+        assert!(mapped_kib(start) >= 65 << 10);
         shard.release();
+        #[cfg(target_os = "linux")]
+        assert_eq!(mapped_kib(start), 0);
         assert!(same(shard.data(t)));
+    }
+
+    /// The resident size (`Rss` in `/proc/self/smaps`) of the mapping that starts at
+    /// address `start`: the file pages it has entries for.
+    #[cfg(target_os = "linux")]
+    fn mapped_kib(start: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{start:08x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head)).skip(1);
+        let rss = lines.find_map(|l| l.strip_prefix("Rss:")).unwrap();
+        rss.trim().trim_end_matches("kB").trim().parse().unwrap()
     }
 }
