@@ -72,10 +72,12 @@ fn a_shard_is_released_after_its_last_tensor() {
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     let full = (rows * cols / 1024) as u64;
-    // When `a` is done its bytes are mapped and `b`'s not yet read (its header page aside).
+    // At most what reading a header maps: with a large folio, 2 MiB.
+    let little = 4 << 10;
+    // When `a` is done its bytes are mapped and `b`'s not yet read (its header aside).
     let [a, b] = seen[0].1;
-    assert!(a >= full && b < 1024, "after a: {a} KiB, {b} KiB");
+    assert!(a >= full && b <= little, "after a: {a} KiB, {b} KiB");
     // When `b` is done, `a`'s shard has been released.
     let [a, b] = seen[1].1;
-    assert!(a < 1024 && b >= full, "after b: {a} KiB, {b} KiB");
+    assert!(a <= little && b >= full, "after b: {a} KiB, {b} KiB");
 }
