@@ -14,6 +14,9 @@ tp=target/release/examples/throughput
   for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --max-size 256 --runs 5; done
   echo "## default options (1024x1024 grids, PNG encoding), 2 GiB"
   for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --runs 5; done
+  echo "## smaller models (cells 1-3 columns wide), default options, 2 GiB"
+  $tp --gib 2 --dtype bf16 --hidden 2048 --runs 5
+  $tp --gib 2 --dtype f32 --hidden 768 --runs 5
   echo "## scaling, bf16, default options"
   for g in 0.5 1 2 4; do $tp --gib "$g" --runs 3; done
   echo "## memory: one 2 GiB bf16 tensor"

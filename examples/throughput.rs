@@ -2,12 +2,16 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--gib G] [--dtype bf16|f16|f32|f8]
-//!     [--max-size N] [--runs N] [--threads N] [--single] [--keep FILE] [--file MODEL]
+//!     [--hidden H] [--max-size N] [--runs N] [--threads N] [--single] [--keep FILE]
+//!     [--file MODEL]
 //! ```
 //!
 //! Writes a synthetic model of about G GiB (default 2) with the shapes of real LLM layers
 //! (4096×4096, 14336×4096, 4096×14336, a 128256×4096 embedding, 1-D norms) into a
-//! temporary folder, or with `--single` one square tensor of that size. Then, alternating,
+//! temporary folder, or with `--single` one square tensor of that size. `--hidden H`
+//! scales the layers to hidden size H (H×H, 3.5H×H, H×3.5H, 128256×H): 2048 gives a
+//! model whose matrices but the down projections are at most 3072 columns wide, so
+//! reduced in cells 1 to 3 columns wide with default options. Then, alternating,
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
 //! on all cores, through the library's own memory map (`source::Shard`), opened and
 //! released as `render` does it; (b) a full `tensorheat::render` with the given options,
@@ -81,6 +85,7 @@ struct Args {
     runs: usize,
     threads: Option<usize>,
     single: bool,
+    hidden: usize,
     keep: Option<std::path::PathBuf>,
     file: Option<std::path::PathBuf>,
     /// The options given that only describe a model to write.
@@ -95,13 +100,17 @@ fn parse_args() -> Args {
         runs: 5,
         threads: None,
         single: false,
+        hidden: 4096,
         keep: None,
         file: None,
         model_options: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        if matches!(k.as_str(), "--gib" | "--dtype" | "--single" | "--keep") {
+        if matches!(
+            k.as_str(),
+            "--gib" | "--dtype" | "--single" | "--hidden" | "--keep"
+        ) {
             a.model_options.push(k.clone());
         }
         let mut v = || it.next().unwrap_or_default();
@@ -112,6 +121,7 @@ fn parse_args() -> Args {
             "--runs" => a.runs = v().parse().unwrap_or(a.runs),
             "--threads" => a.threads = v().parse().ok(),
             "--single" => a.single = true,
+            "--hidden" => a.hidden = v().parse().unwrap_or(a.hidden),
             "--keep" => a.keep = Some(v().into()),
             "--file" => a.file = Some(v().into()),
             other => eprintln!("ignoring unknown argument {other:?}"),
@@ -149,19 +159,21 @@ fn dtype_info(name: &str) -> (&'static str, usize, Gen) {
     }
 }
 
-/// Tensor shapes adding up to about `bytes` for elements of `size` bytes.
-fn shapes(bytes: u64, size: usize, single: bool) -> Vec<(String, Vec<usize>)> {
+/// Tensor shapes of hidden size `h` adding up to about `bytes` for elements of `size`
+/// bytes.
+fn shapes(bytes: u64, size: usize, single: bool, h: usize) -> Vec<(String, Vec<usize>)> {
     if single {
         let side = ((bytes / size as u64) as f64).sqrt() as usize;
         return vec![("weight".into(), vec![side, side])];
     }
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![128256, 4096])];
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![128256, h])];
+    let ffn = h * 7 / 2;
     let layer = [
-        ("self_attn.q_proj.weight", vec![4096, 4096]),
-        ("self_attn.o_proj.weight", vec![4096, 4096]),
-        ("mlp.gate_proj.weight", vec![14336, 4096]),
-        ("mlp.down_proj.weight", vec![4096, 14336]),
-        ("input_layernorm.weight", vec![4096]),
+        ("self_attn.q_proj.weight", vec![h, h]),
+        ("self_attn.o_proj.weight", vec![h, h]),
+        ("mlp.gate_proj.weight", vec![ffn, h]),
+        ("mlp.down_proj.weight", vec![h, ffn]),
+        ("input_layernorm.weight", vec![h]),
     ];
     let total = |v: &[(String, Vec<usize>)]| -> u64 {
         v.iter()
@@ -184,10 +196,16 @@ fn shapes(bytes: u64, size: usize, single: bool) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-fn write_model(path: &Path, gib: f64, dtype: &str, single: bool) -> std::io::Result<u64> {
+fn write_model(
+    path: &Path,
+    gib: f64,
+    dtype: &str,
+    single: bool,
+    hidden: usize,
+) -> std::io::Result<u64> {
     let (name, size, gen) = dtype_info(dtype);
     let target = (gib * (1u64 << 30) as f64) as u64;
-    let tensors = shapes(target, size, single);
+    let tensors = shapes(target, size, single, hidden);
     let mut header = serde_json::Map::new();
     let mut offset = 0u64;
     for (n, s) in &tensors {
@@ -278,7 +296,7 @@ fn main() -> anyhow::Result<()> {
                 .keep
                 .clone()
                 .unwrap_or_else(|| dir.path().join("model.safetensors"));
-            let bytes = write_model(&model, a.gib, &a.dtype, a.single)?;
+            let bytes = write_model(&model, a.gib, &a.dtype, a.single, a.hidden)?;
             (model, bytes)
         }
     };
@@ -291,7 +309,7 @@ fn main() -> anyhow::Result<()> {
     let what = match &a.file {
         Some(f) => f.display().to_string(),
         None if a.single => format!("{} (one tensor)", a.dtype),
-        None => format!("{} (LLM layer shapes)", a.dtype),
+        None => format!("{} (LLM layer shapes, hidden size {})", a.dtype, a.hidden),
     };
     println!(
         "model: {:.2} GB {}, max-size {}, {} threads, {} runs",
