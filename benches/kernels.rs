@@ -65,6 +65,21 @@ fn kernels(c: &mut Criterion) {
             b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
         });
     }
+    // A model of hidden size 2048 at the default size: cells 2 columns wide (the narrow
+    // kernel), in bands of 2 rows (an attention matrix) and 7 (an up projection).
+    for dtype in [Dtype::BF16, Dtype::F32] {
+        for rows in [2048, 7168] {
+            let cols = 2048;
+            let data = weights(dtype, rows * cols);
+            g.throughput(Throughput::Bytes(data.len() as u64));
+            let n = NonZeroUsize::new(1024).unwrap();
+            let geom = Geometry::new(rows, cols, Size::MaxSize(n, n), false);
+            let id = BenchmarkId::new(dtype.name(), format!("{rows}x{cols}-max1024"));
+            g.bench_with_input(id, &data, |b, d| {
+                b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
+            });
+        }
+    }
     // FP8 with per-128x128 F32 scales multiplied in, against the plain F8 rows above.
     let data = weights(Dtype::F8E4M3, rows * cols);
     let scales: Vec<u8> = (0..32 * 32)

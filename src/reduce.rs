@@ -17,13 +17,16 @@
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
 //! (about three times faster); on other CPUs, BF16, F16, F32 and F8_E4M3 `mean` (FP8
 //! with or without block scales), and F8_E5M2 `mean` on all, go to the smaller one in
-//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise). A
-//! band either declines is redone here. Bands are merged in order, so results do not
-//! depend on the thread count.
+//! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise).
+//! Such bands in cells 1 to 3 columns wide (tensors at most 3072 columns wide with
+//! default options) go to the one in `reduce/narrow.rs` on every CPU. A band these
+//! decline is redone here. Bands are merged in order, so results do not depend on the
+//! thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod lanes;
+mod narrow;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -246,6 +249,8 @@ pub fn reduce_scaled(
                 let bytes = &data[rows.start * row_bytes..rows.end * row_bytes];
                 let fast = if geom.bw >= 4 {
                     fast_band(bytes, dtype, &rows, scale, geom, reduction, band)
+                } else if scale.is_none() {
+                    narrow::band(bytes, dtype, rows.len(), geom, reduction, band)
                 } else {
                     None
                 };
@@ -546,6 +551,8 @@ struct Band {
     column_scales: ScaleCache,
     /// Decoded rows of the vertical kernel: `GROUP` rows of a column chunk.
     rows: Vec<f32>,
+    /// The narrow kernel's column sums.
+    narrow: narrow::Columns,
     /// The band's height at its last full reset, if only kernels of `fast_band` have run
     /// since (see `reset_for_fast`).
     reset_rows: Option<usize>,
@@ -618,6 +625,7 @@ impl Band {
             lane_scales: ScaleCache::default(),
             column_scales: ScaleCache::default(),
             rows: Vec::new(),
+            narrow: narrow::Columns::default(),
             reset_rows: None,
             extras_clean: false,
             #[cfg(target_arch = "x86_64")]

@@ -6,7 +6,8 @@
 //! groups and partial edge cells, sprinkled zeros, an offset far from zero, and one NaN
 //! or Inf that hands the band back to the general kernel. On other CPUs the same
 //! assertions hold for the general kernel and, for BF16, F16 and F8 `mean`, the kernel of
-//! `reduce/lanes.rs` (also checked here with `TENSORHEAT_NO_AVX512` set).
+//! `reduce/lanes.rs` (also checked here with `TENSORHEAT_NO_AVX512` set). Cells 1 to 3
+//! columns wide go to the kernel of `reduce/narrow.rs` on every CPU: the same checks.
 
 mod common;
 
@@ -86,13 +87,14 @@ struct Case {
     values: Vec<f32>,
 }
 
-fn case() -> impl Strategy<Value = Case> {
+/// Random cases with cells `widths` columns wide.
+fn case(widths: std::ops::Range<usize>) -> impl Strategy<Value = Case> {
     (
         prop::sample::select(vec![Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3]),
         1usize..80,
         1usize..300,
         1usize..70,
-        4usize..130,
+        widths,
         any::<u64>(),
         // Offset of the data: zero-centred weights, or norm-like values near ±1 or ±100
         // (all of one sign: extremes found on the codes depend on it).
@@ -138,64 +140,127 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 
     #[test]
-    fn fast_kernel_matches_the_naive_reference(c in case()) {
-        let f8 = e4m3_table();
-        let (bytes, exact) = encode(c.dtype, &c.values, &f8);
-        let geom = Geometry::new(
-            c.rows,
-            c.cols,
-            Size::Block(c.bh.try_into().unwrap(), c.bw.try_into().unwrap()),
-            false,
-        );
-        let finite: Vec<f64> = exact.iter().copied().filter(|v| v.is_finite()).collect();
-        let mean_abs = finite.iter().map(|v| v.abs()).sum::<f64>() / finite.len().max(1) as f64;
-        for r in Reduction::ALL {
-            let got = reduce(&bytes, c.dtype, &geom, r);
-            // The grid, cell by cell.
-            let (gh, gw) = (c.rows.div_ceil(c.bh), c.cols.div_ceil(c.bw));
-            prop_assert_eq!(got.grid.len(), gh * gw);
-            for i in 0..gh {
-                for j in 0..gw {
-                    let cell = cell_members(&exact, c.rows, c.cols, c.bh, c.bw, i, j);
-                    let want = naive_cell(&cell, r);
-                    let g = f64::from(got.grid[i * gw + j]);
-                    if want.is_nan() {
-                        prop_assert!(g.is_nan());
-                    } else {
-                        let cell_abs = cell.iter().filter(|v| v.is_finite()).map(|v| v.abs())
-                            .sum::<f64>() / cell.len() as f64;
-                        let tol = 1e-6 * want.abs() + 1e-5 * cell_abs.max(1e-30);
-                        prop_assert!(
-                            (g - want).abs() <= tol,
-                            "{:?} {:?} cell ({}, {}): got {}, want {}", c.dtype, r, i, j, g, want
-                        );
-                    }
+    fn fast_kernel_matches_the_naive_reference(c in case(4..130)) {
+        check_against_the_naive_reference(&c)?;
+    }
+
+    /// Cells 1 to 3 columns wide, which the kernel of `reduce/narrow.rs` takes (on every
+    /// CPU): the same checks.
+    #[test]
+    fn narrow_kernel_matches_the_naive_reference(c in case(1..4)) {
+        check_against_the_naive_reference(&c)?;
+    }
+}
+
+/// Cells 1 to 3 columns wide in rows longer than the narrow kernel's 512-value decode
+/// pieces (2048 columns, Llama 3.2 1B's width, and 1500, which ends in a partial piece
+/// and, for 2 and 3 columns, a partial cell), in bands of 1 to 3 rows, every dtype, data
+/// near zero and far from it: the checks of the tests above.
+#[test]
+fn narrow_cells_over_several_decode_pieces() {
+    let mut rng = Rng::new(7);
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+        for cols in [1500, 2048] {
+            for (bh, bw) in [(1, 1), (2, 2), (3, 3), (1, 3)] {
+                for offset in [0.0f32, 100.0] {
+                    let values = (0..7 * cols)
+                        .map(|_| offset + (1.0 + offset * 0.05) * rng.normal())
+                        .collect();
+                    let c = Case {
+                        rows: 7,
+                        values,
+                        dtype,
+                        cols,
+                        bh,
+                        bw,
+                    };
+                    check_against_the_naive_reference(&c).unwrap();
                 }
             }
-            // The statistics: counts and extremes exact, moments to 1e-6 of the data's size.
-            let s = got.stats;
-            prop_assert_eq!(s.count, finite.len() as u64);
-            prop_assert_eq!(s.nan, exact.iter().filter(|v| v.is_nan()).count() as u64);
-            prop_assert_eq!(s.inf, exact.iter().filter(|v| v.is_infinite()).count() as u64);
-            prop_assert_eq!(s.zeros, exact.iter().filter(|&&v| v == 0.0).count() as u64);
-            prop_assert_eq!(s.min, finite.iter().copied().reduce(f64::min));
-            prop_assert_eq!(s.max, finite.iter().copied().reduce(f64::max));
-            // With no finite element (one NaN or Inf in a 1-element tensor) there is no
-            // mean or std to report.
-            if finite.is_empty() {
-                prop_assert!(s.mean.is_none() && s.std.is_none(), "{:?}", s);
-                continue;
-            }
-            let n = finite.len() as f64;
-            let mean = finite.iter().sum::<f64>() / n;
-            let std = exact_std(&finite);
-            prop_assert!((s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs, "{:?} vs {}", s, mean);
-            prop_assert!(
-                (s.std.unwrap() - std).abs() <= 1e-6 * mean_abs + 1e-5 * std,
-                "{:?} vs {}", s, std
-            );
         }
     }
+}
+
+/// Every reduction of `c`: each cell against the naive float64 reference, the
+/// statistics against float64 ones.
+fn check_against_the_naive_reference(c: &Case) -> Result<(), TestCaseError> {
+    let f8 = e4m3_table();
+    let (bytes, exact) = encode(c.dtype, &c.values, &f8);
+    let geom = Geometry::new(
+        c.rows,
+        c.cols,
+        Size::Block(c.bh.try_into().unwrap(), c.bw.try_into().unwrap()),
+        false,
+    );
+    let finite: Vec<f64> = exact.iter().copied().filter(|v| v.is_finite()).collect();
+    let mean_abs = finite.iter().map(|v| v.abs()).sum::<f64>() / finite.len().max(1) as f64;
+    for r in Reduction::ALL {
+        let got = reduce(&bytes, c.dtype, &geom, r);
+        // The grid, cell by cell.
+        let (gh, gw) = (c.rows.div_ceil(c.bh), c.cols.div_ceil(c.bw));
+        prop_assert_eq!(got.grid.len(), gh * gw);
+        for i in 0..gh {
+            for j in 0..gw {
+                let cell = cell_members(&exact, c.rows, c.cols, c.bh, c.bw, i, j);
+                let want = naive_cell(&cell, r);
+                let g = f64::from(got.grid[i * gw + j]);
+                if want.is_nan() {
+                    prop_assert!(g.is_nan());
+                } else {
+                    let cell_abs = cell
+                        .iter()
+                        .filter(|v| v.is_finite())
+                        .map(|v| v.abs())
+                        .sum::<f64>()
+                        / cell.len() as f64;
+                    let tol = 1e-6 * want.abs() + 1e-5 * cell_abs.max(1e-30);
+                    prop_assert!(
+                        (g - want).abs() <= tol,
+                        "{:?} {:?} cell ({}, {}): got {}, want {}",
+                        c.dtype,
+                        r,
+                        i,
+                        j,
+                        g,
+                        want
+                    );
+                }
+            }
+        }
+        // The statistics: counts and extremes exact, moments to 1e-6 of the data's size.
+        let s = got.stats;
+        prop_assert_eq!(s.count, finite.len() as u64);
+        prop_assert_eq!(s.nan, exact.iter().filter(|v| v.is_nan()).count() as u64);
+        prop_assert_eq!(
+            s.inf,
+            exact.iter().filter(|v| v.is_infinite()).count() as u64
+        );
+        prop_assert_eq!(s.zeros, exact.iter().filter(|&&v| v == 0.0).count() as u64);
+        prop_assert_eq!(s.min, finite.iter().copied().reduce(f64::min));
+        prop_assert_eq!(s.max, finite.iter().copied().reduce(f64::max));
+        // With no finite element (one NaN or Inf in a 1-element tensor) there is no
+        // mean or std to report.
+        if finite.is_empty() {
+            prop_assert!(s.mean.is_none() && s.std.is_none(), "{:?}", s);
+            continue;
+        }
+        let n = finite.len() as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let std = exact_std(&finite);
+        prop_assert!(
+            (s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs,
+            "{:?} vs {}",
+            s,
+            mean
+        );
+        prop_assert!(
+            (s.std.unwrap() - std).abs() <= 1e-6 * mean_abs + 1e-5 * std,
+            "{:?} vs {}",
+            s,
+            std
+        );
+    }
+    Ok(())
 }
 
 /// CPUs without AVX-512 take clean BF16, F16, F32 and F8 `mean` bands (FP8 with block
