@@ -8,10 +8,10 @@
 //!
 //! Writes a synthetic model of about G GiB (default 2) with the shapes of real LLM layers
 //! (4096×4096, 14336×4096, 4096×14336, a 128256×4096 embedding, 1-D norms) into a
-//! temporary folder, or with `--single` one square tensor of that size. `--hidden H`
-//! scales the layers to hidden size H (H×H, 3.5H×H, H×3.5H, 128256×H): 2048 gives a
-//! model whose matrices but the down projections are at most 3072 columns wide, so
-//! reduced in cells 1 to 3 columns wide with default options. Then, alternating,
+//! temporary folder, or with `--single` one square tensor of that size. `--hidden H` (at
+//! least 64) scales the layers to hidden size H (H×H, 3.5H×H, H×3.5H, 128256×H): 2048
+//! gives a model whose matrices but the down projections are at most 3072 columns wide,
+//! so reduced in cells 1 to 3 columns wide with default options. Then, alternating,
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
 //! on all cores, through the library's own memory map (`source::Shard`), opened and
 //! released as `render` does it; (b) a full `tensorheat::render` with the given options,
@@ -175,22 +175,21 @@ fn shapes(bytes: u64, size: usize, single: bool, h: usize) -> Vec<(String, Vec<u
         ("mlp.down_proj.weight", vec![h, ffn]),
         ("input_layernorm.weight", vec![h]),
     ];
-    let total = |v: &[(String, Vec<usize>)]| -> u64 {
-        v.iter()
-            .map(|(_, s)| s.iter().product::<usize>() as u64 * size as u64)
-            .sum()
-    };
-    if total(&out) > bytes {
+    let bytes_of = |s: &[usize]| s.iter().product::<usize>() as u64 * size as u64;
+    let mut total = bytes_of(&out[0].1);
+    if total > bytes {
         // Small runs: drop the embedding and keep whole layers only.
         out.clear();
+        total = 0;
     }
     'layers: for l in 0.. {
         for (n, s) in &layer {
-            let next = s.iter().product::<usize>() as u64 * size as u64;
-            if total(&out) + next > bytes && !out.is_empty() {
+            let next = bytes_of(s);
+            if total + next > bytes && !out.is_empty() {
                 break 'layers;
             }
             out.push((format!("model.layers.{l}.{n}"), s.clone()));
+            total += next;
         }
     }
     out
@@ -272,6 +271,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let a = parse_args();
+    // (Smaller layers would make a model of hundreds of thousands of tensors.)
+    anyhow::ensure!(a.hidden >= 64, "--hidden must be at least 64");
     if let Some(n) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)

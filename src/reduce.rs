@@ -18,8 +18,9 @@
 //! (about three times faster); on other CPUs, BF16, F16, F32 and F8_E4M3 `mean` (FP8
 //! with or without block scales), and F8_E5M2 `mean` on all, go to the smaller one in
 //! `reduce/lanes.rs` (AVX2 intrinsics where the CPU has them, plain Rust otherwise).
-//! Such bands in cells 1 to 3 columns wide (tensors at most 3072 columns wide with
-//! default options) go to the one in `reduce/narrow.rs` on every CPU. A band these
+//! Clean BF16, F16, F32 and F8_E4M3 bands without block scales in cells 1 to 3 columns
+//! wide (tensors at most 3072 columns wide with default options) go to the one in
+//! `reduce/narrow.rs` on every CPU, for `mean`, `max`, `min` or `absmax`. A band these
 //! decline is redone here. Bands are merged in order, so results do not depend on the
 //! thread count.
 
@@ -343,15 +344,17 @@ fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
     band.reset(rows, geom);
 }
 
-/// Whether a kernel of [`fast_band`] for `dtype` and `reduction` (`scaled`: FP8 with
-/// block scales) keeps the cells' shifts and extremes: for `mean` of BF16, F16 and
-/// unscaled FP8 it writes only their sums (the extremes of a cell are then not needed, and
-/// its shift stays 0).
+/// Whether a fast kernel (one of [`fast_band`], or the narrow one) for `dtype` and
+/// `reduction` (`scaled`: FP8 with block scales) keeps the cells' shifts and extremes:
+/// for `mean` of BF16, F16 and unscaled FP8 it writes only their sums (the extremes of a
+/// cell are then not needed, and its shift stays 0). (The narrow kernel writes no shifts,
+/// and for `mean` no extremes either: F32 `mean` relies on the reset leaving the shifts
+/// 0.)
 fn keeps_extras(dtype: Dtype, reduction: Reduction, scaled: bool) -> bool {
     reduction != Reduction::Mean || dtype == Dtype::F32 || scaled
 }
 
-/// Readies `band` for a kernel of [`fast_band`], which writes only the cells' sums and,
+/// Readies `band` for a fast kernel (see [`keeps_extras`]), which writes only the cells' sums and,
 /// if it [`keeps_extras`], their shifts and extremes: when the band was last fully reset
 /// for as many rows and only those kernels have run since, only these are reset (a full
 /// reset writes ~45 bytes per cell, three times an F8 band's data with 4 × 4 cells), and
@@ -381,13 +384,13 @@ fn reset_for_fast(
         band.reset(rows, geom);
         band.reset_rows = Some(rows);
     }
-    // The kernel about to run writes them.
+    // The kernel about to run may write them.
     band.extras_clean &= !extras;
 }
 
-/// [`Band::fast_values`] compiled for the CPU's vector units, for bands a kernel of
-/// [`fast_band`] reduced (the general kernel's values are computed inside its
-/// multiversioned `reduce_band`).
+/// [`Band::fast_values`] compiled for the CPU's vector units, for bands a fast kernel
+/// reduced (the general kernel's values are computed inside its multiversioned
+/// `reduce_band`).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
@@ -553,11 +556,11 @@ struct Band {
     rows: Vec<f32>,
     /// The narrow kernel's column sums.
     narrow: narrow::Columns,
-    /// The band's height at its last full reset, if only kernels of `fast_band` have run
-    /// since (see `reset_for_fast`).
+    /// The band's height at its last full reset, if only fast kernels have run since (see
+    /// `reset_for_fast`).
     reset_rows: Option<usize>,
-    /// Whether `shift`, `min` and `max` hold their reset values: a kernel of `fast_band`
-    /// for `mean` of unscaled BF16, F16 or FP8 never writes them (see [`keeps_extras`]).
+    /// Whether `shift`, `min` and `max` hold their reset values: a fast kernel for `mean`
+    /// of unscaled BF16, F16 or FP8 never writes them (see [`keeps_extras`]).
     extras_clean: bool,
     /// The AVX-512 kernel's sums of squares and differences, eight `f64` lanes of each
     /// per chunk of a row (or run of chunks), in column order.
@@ -1422,6 +1425,101 @@ mod tests {
         let r = Reduction::Mean;
         let f8 = Dtype::F8E4M3;
         assert!(lanes_band(&codes, f8, &(0..rows), Some(&scale), &geom, r, &mut band).is_some());
+    }
+
+    /// Clean BF16, F16, F32 and F8_E4M3 bands in cells 1 to 3 columns wide go to the
+    /// kernel of `reduce/narrow.rs` for `mean`, `max`, `min` and `absmax`, rows shorter
+    /// and longer than one decode piece; it hands back bands with a NaN, an Inf or
+    /// values whose `f32` squares overflow, and the cases it does not take.
+    #[test]
+    fn narrow_bands_are_taken() {
+        let encode = |dtype: Dtype, values: &[f32]| -> Vec<u8> {
+            values
+                .iter()
+                .flat_map(|&v| match dtype {
+                    Dtype::F32 => v.to_le_bytes().to_vec(),
+                    Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+                    Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
+                    // (E4M3: 0, ±1, ±2, 3 as 0x44, and NaN, its stand-in for Inf too.)
+                    _ => vec![match v {
+                        v if !v.is_finite() => 0x7f,
+                        -2.0 => 0xc0,
+                        -1.0 => 0xb8,
+                        1.0 => 0x38,
+                        2.0 => 0x40,
+                        3.0 => 0x44,
+                        _ => 0x00,
+                    }],
+                })
+                .collect()
+        };
+        let take = |dtype: Dtype, values: &[f32], cols: usize, bw: usize, r: Reduction| {
+            let rows = values.len() / cols;
+            let size = Size::Block(rows.try_into().unwrap(), bw.try_into().unwrap());
+            let geom = Geometry::new(rows, cols, size, false);
+            let mut band = Band::new(geom.grid_w());
+            let bytes = encode(dtype, values);
+            narrow::band(&bytes, dtype, rows, &geom, r, &mut band)
+        };
+        let reductions = [
+            Reduction::Mean,
+            Reduction::Max,
+            Reduction::Min,
+            Reduction::AbsMax,
+        ];
+        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+            for cols in [5, 700] {
+                let values: Vec<f32> = (0..3 * cols).map(|i| (i % 6) as f32 - 2.0).collect();
+                for bw in 1..=3 {
+                    for r in reductions {
+                        let acc = take(dtype, &values, cols, bw, r);
+                        let acc = acc.unwrap_or_else(|| panic!("{dtype:?} {cols} {bw} {r:?}"));
+                        assert_eq!(acc.n, values.len() as u64);
+                    }
+                }
+                for bad in [f32::NAN, f32::INFINITY] {
+                    let mut v = values.clone();
+                    v[cols + 1] = bad;
+                    let r = Reduction::Mean;
+                    assert!(take(dtype, &v, cols, 2, r).is_none(), "{dtype:?} {bad}");
+                }
+                assert!(take(dtype, &values, cols, 4, Reduction::Mean).is_none());
+                assert!(take(dtype, &values, cols, 2, Reduction::Rms).is_none());
+            }
+        }
+        let values = [0f32, 1.0, 2.0, -1.0];
+        assert!(take(Dtype::F8E5M2, &values, 2, 2, Reduction::Mean).is_none());
+        // Finite values whose squared differences overflow `f32`: handed back, and the
+        // general kernel's statistics are right.
+        let huge = [1e20f32, -1e20];
+        assert!(take(Dtype::F32, &huge, 2, 2, Reduction::Mean).is_none());
+        let bytes = encode(Dtype::F32, &huge);
+        let size = Size::Block(1.try_into().unwrap(), 2.try_into().unwrap());
+        let got = reduce(
+            &bytes,
+            Dtype::F32,
+            &Geometry::new(1, 2, size, false),
+            Reduction::Mean,
+        );
+        let std = got.stats.std.unwrap();
+        assert!((std - 1e20).abs() <= 1e14, "{std}");
+    }
+
+    /// A cell of -0 values comes out +0 whichever kernel reduces its band (the narrow one
+    /// for the first band, the general one for the second, which holds a NaN).
+    #[test]
+    fn negative_zero_cells_are_positive_zero() {
+        let mut values = [-0.0f32; 16];
+        values[15] = f32::NAN;
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        let size = Size::Block(2.try_into().unwrap(), 2.try_into().unwrap());
+        let geom = Geometry::new(4, 4, size, false);
+        let got = reduce(&bytes, Dtype::BF16, &geom, Reduction::Mean);
+        let bits: Vec<u32> = got.grid.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, vec![0; 4], "{:?}", got.grid);
     }
 
     /// A grid handed back for reuse keeps its old values until the bands overwrite them:

@@ -6,8 +6,9 @@
 //!
 //! Such cells hold one to three columns of a few rows, so the other kernels' plan, sums
 //! kept per lane down a group of rows and then folded into cells, has little to fold,
-//! and the general kernel spent ~5 ns an element on its bookkeeping (0.06–0.13 of the
-//! read ceiling for such models). Here each row is decoded a piece at a time, and its
+//! and the general kernel spent 1.5–5 ns of CPU time an element on its bookkeeping
+//! (0.05–0.13 of the read ceiling for such models). Here the band is decoded a piece at
+//! a time (up to 512 values: a part of a long row, or whole short rows), and each row's
 //! values are added to their columns' sums in `f64` (the first row sets them, so
 //! nothing is zeroed per band) and to the band's sums and squares of differences from
 //! its typical value, extremes and zero count, in 16 `f32` lanes down the piece and then
@@ -93,17 +94,18 @@ fn run(
         }
     } else {
         for (m, cells) in band.min.iter_mut().zip(c.min.chunks(geom.bw)) {
-            *m = cells.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+            *m = cells.iter().fold(f32::INFINITY, |a, &v| smaller(a, v));
         }
         for (m, cells) in band.max.iter_mut().zip(c.max.chunks(geom.bw)) {
-            *m = cells.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            *m = cells.iter().fold(f32::NEG_INFINITY, |a, &v| larger(a, v));
         }
     }
     Some(acc)
 }
 
 /// Adds the band's rows into its columns' sums (`EXTREMES`: extremes) in `c` and
-/// returns the band's summary, or `None` if it holds a NaN or an Inf.
+/// returns the band's summary, or `None` if it holds a NaN or an Inf (or values whose
+/// `f32` squares overflow).
 #[inline(always)]
 fn columns<const EXTREMES: bool>(
     data: &[u8],
@@ -127,20 +129,31 @@ fn columns<const EXTREMES: bool>(
         zeros: 0,
     };
     let mut buf = [0f32; CHUNK];
-    for (r, row) in data.chunks_exact(cols * size).enumerate() {
-        for (k, piece) in row.chunks(CHUNK * size).enumerate() {
-            let xs = &mut buf[..piece.len() / size];
-            decode(dtype, piece, xs);
-            let at = k * CHUNK..k * CHUNK + xs.len();
-            let (sum, min, max) = if EXTREMES {
-                (&mut [][..], &mut c.min[at.clone()], &mut c.max[at])
-            } else {
-                (&mut c.sum[at], &mut [][..], &mut [][..])
-            };
-            if r == 0 {
-                add::<true, EXTREMES>(xs, sum, min, max, b, &mut t);
-            } else {
-                add::<false, EXTREMES>(xs, sum, min, max, b, &mut t);
+    if cols <= CHUNK {
+        // Pieces of whole rows, so that a row of a few columns does not take a piece
+        // (and a flush of the lanes) of its own.
+        let rows = CHUNK / cols;
+        for (p, piece) in data.chunks(rows * cols * size).enumerate() {
+            let xs = decoded(dtype, piece, &mut buf);
+            for (r, row) in xs.chunks_exact(cols).enumerate() {
+                if p == 0 && r == 0 {
+                    column::<true, EXTREMES>(row, 0, c);
+                } else {
+                    column::<false, EXTREMES>(row, 0, c);
+                }
+            }
+            lanes(xs, b, &mut t);
+        }
+    } else {
+        for (r, row) in data.chunks_exact(cols * size).enumerate() {
+            for (k, piece) in row.chunks(CHUNK * size).enumerate() {
+                let xs = decoded(dtype, piece, &mut buf);
+                if r == 0 {
+                    column::<true, EXTREMES>(xs, k * CHUNK, c);
+                } else {
+                    column::<false, EXTREMES>(xs, k * CHUNK, c);
+                }
+                lanes(xs, b, &mut t);
             }
         }
     }
@@ -151,61 +164,87 @@ fn columns<const EXTREMES: bool>(
         shift: b,
         s1,
         s2,
-        min: t.min.iter().fold(f32::INFINITY, |a, &v| a.min(v)),
-        max: t.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)),
+        min: t.min.iter().fold(f32::INFINITY, |a, &v| smaller(a, v)),
+        max: t.max.iter().fold(f32::NEG_INFINITY, |a, &v| larger(a, v)),
         nan: 0,
         inf: 0,
         zeros: t.zeros,
     })
 }
 
-/// Adds the values `xs` of one row piece (at most [`CHUNK`]) to their columns' sums
-/// (`EXTREMES`: extremes; `FIRST`: sets them) and to the band's totals: in `f32` lanes
-/// down the piece (at most 32 values each, as in the other kernels), then in `f64`.
+/// The values of `piece` (at most [`CHUNK`] elements of `dtype`), decoded into `buf`.
 #[inline(always)]
-fn add<const FIRST: bool, const EXTREMES: bool>(
-    xs: &[f32],
-    sum: &mut [f64],
-    min: &mut [f32],
-    max: &mut [f32],
-    b: f32,
-    t: &mut Totals,
-) {
-    if !EXTREMES {
-        for (s, &x) in sum.iter_mut().zip(xs) {
-            *s = if FIRST {
-                f64::from(x)
-            } else {
-                *s + f64::from(x)
-            };
+fn decoded<'a>(dtype: Dtype, piece: &[u8], buf: &'a mut [f32; CHUNK]) -> &'a [f32] {
+    let xs = &mut buf[..piece.len() / dtype.size()];
+    decode(dtype, piece, xs);
+    xs
+}
+
+/// `v` if it is below `a`, else `a` (of -0 and +0, the one seen first: as the other
+/// kernels keep them).
+#[inline(always)]
+fn smaller(a: f32, v: f32) -> f32 {
+    if v < a {
+        v
+    } else {
+        a
+    }
+}
+
+/// `v` if it is above `a`, else `a`.
+#[inline(always)]
+fn larger(a: f32, v: f32) -> f32 {
+    if v > a {
+        v
+    } else {
+        a
+    }
+}
+
+/// Adds the values `xs` of columns `at..` of one row to those columns' sums
+/// (`EXTREMES`: extremes; `FIRST`: sets them).
+#[inline(always)]
+fn column<const FIRST: bool, const EXTREMES: bool>(xs: &[f32], at: usize, c: &mut Columns) {
+    let at = at..at + xs.len();
+    if EXTREMES {
+        let (min, max) = (&mut c.min[at.clone()], &mut c.max[at]);
+        for ((&x, lo), hi) in xs.iter().zip(min).zip(max) {
+            *lo = if FIRST { x } else { smaller(*lo, x) };
+            *hi = if FIRST { x } else { larger(*hi, x) };
         }
     } else {
-        for ((&x, lo), hi) in xs.iter().zip(min).zip(max) {
-            *lo = if FIRST || x < *lo { x } else { *lo };
-            *hi = if FIRST || x > *hi { x } else { *hi };
+        for (s, &x) in c.sum[at].iter_mut().zip(xs) {
+            // (`0.0 +`: a cell of -0 comes out +0, as from the other kernels' sums.)
+            *s = if FIRST { 0.0 } else { *s } + f64::from(x);
         }
     }
+}
+
+/// Adds the values `xs` (at most [`CHUNK`]) to the band's totals: in `f32` lanes down
+/// the piece (at most 32 values each, as in the other kernels), then in `f64`.
+#[inline(always)]
+fn lanes(xs: &[f32], b: f32, t: &mut Totals) {
     let (mut s1, mut s2) = ([0f32; L], [0f32; L]);
     let (mut lo, mut hi) = (t.min, t.max);
     let mut zeros = [0u32; L];
-    let mut lanes = xs.chunks_exact(L);
-    for x in &mut lanes {
+    let mut whole = xs.chunks_exact(L);
+    for x in &mut whole {
         for k in 0..L {
             let d = x[k] - b;
             s1[k] += d;
             s2[k] += d * d;
             zeros[k] += u32::from(x[k] == 0.0);
-            lo[k] = if x[k] < lo[k] { x[k] } else { lo[k] };
-            hi[k] = if x[k] > hi[k] { x[k] } else { hi[k] };
+            lo[k] = smaller(lo[k], x[k]);
+            hi[k] = larger(hi[k], x[k]);
         }
     }
-    for (k, &x) in lanes.remainder().iter().enumerate() {
+    for (k, &x) in whole.remainder().iter().enumerate() {
         let d = x - b;
         s1[k] += d;
         s2[k] += d * d;
         zeros[k] += u32::from(x == 0.0);
-        lo[k] = lo[k].min(x);
-        hi[k] = hi[k].max(x);
+        lo[k] = smaller(lo[k], x);
+        hi[k] = larger(hi[k], x);
     }
     for k in 0..L {
         t.s1[k] += f64::from(s1[k]);
