@@ -348,8 +348,7 @@ fn reset(band: &mut Band, rows: usize, geom: &Geometry) {
 /// `reduction` (`scaled`: FP8 with block scales) keeps the cells' shifts and extremes:
 /// for `mean` of BF16, F16 and unscaled FP8 it writes only their sums (the extremes of a
 /// cell are then not needed, and its shift stays 0). (The narrow kernel writes no shifts,
-/// and for `mean` no extremes either: F32 `mean` relies on the reset leaving the shifts
-/// 0.)
+/// and for `mean` no extremes either: for F32 `mean` it readies the shifts to 0 itself.)
 fn keeps_extras(dtype: Dtype, reduction: Reduction, scaled: bool) -> bool {
     reduction != Reduction::Mean || dtype == Dtype::F32 || scaled
 }

@@ -505,6 +505,46 @@ fn cells_reused_across_bands_start_clean() {
     }
 }
 
+/// The same for cells 2 columns wide: a band the narrow kernel hands back (it holds a NaN)
+/// goes to the general kernel, which leaves its cells' shifts (~96) behind; the clean
+/// bands after it, on the same thread, must not add them to their F32 means.
+#[test]
+fn narrow_bands_after_a_general_one_start_clean() {
+    let f8 = e4m3_table();
+    let (rows, cols, bh, bw) = (8, 6, 2, 2);
+    let mut rng = Rng::new(9);
+    let mut values: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            if i < bh * cols {
+                96.123_45 + rng.normal()
+            } else {
+                rng.normal()
+            }
+        })
+        .collect();
+    values[0] = f32::NAN;
+    let (bytes, exact) = encode(Dtype::F32, &values, &f8);
+    let geom = Geometry::new(
+        rows,
+        cols,
+        Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
+        false,
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let got = pool.install(|| reduce(&bytes, Dtype::F32, &geom, Reduction::Mean));
+    for i in 0..rows / bh {
+        for j in 0..cols / bw {
+            let cell = cell_members(&exact, rows, cols, bh, bw, i, j);
+            let want = naive_cell(&cell, Reduction::Mean);
+            let g = f64::from(got.grid[i * (cols / bw) + j]);
+            assert!((g - want).abs() <= 1e-5, "cell ({i}, {j}): {g} vs {want}");
+        }
+    }
+}
+
 /// Plain sums of values near the f32 limit overflow even when their differences from the
 /// band's typical value are zero: the band must go to the general kernel, which sums in
 /// f64 (a fuzz finding: a constant cell of -2^127 came out as -inf).
