@@ -466,12 +466,31 @@ fn dead_and_constant_cells_are_exact() {
     }
 }
 
+/// The F32 `mean` of a `rows × cols` matrix in `bh × bw` blocks, reduced on one thread
+/// (so that its bands reuse one band's arrays), and the values' exact `f64`s.
+fn f32_mean_on_one_thread(
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    bh: usize,
+    bw: usize,
+) -> (tensorheat::reduce::Reduced, Vec<f64>) {
+    let (bytes, exact) = encode(Dtype::F32, values, &e4m3_table());
+    let size = Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap());
+    let geom = Geometry::new(rows, cols, size, false);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let got = pool.install(|| reduce(&bytes, Dtype::F32, &geom, Reduction::Mean));
+    (got, exact)
+}
+
 /// Bands reduced one after another on one thread reuse their cells' arrays: a constant
 /// F32 cell (whose value is kept as its shift) must leave nothing behind for the cell
 /// below it, in a band that is not constant.
 #[test]
 fn cells_reused_across_bands_start_clean() {
-    let f8 = e4m3_table();
     let (rows, cols, b) = (64, 64, 16);
     let mut rng = Rng::new(7);
     let values: Vec<f32> = (0..rows * cols)
@@ -483,18 +502,7 @@ fn cells_reused_across_bands_start_clean() {
             }
         })
         .collect();
-    let (bytes, exact) = encode(Dtype::F32, &values, &f8);
-    let geom = Geometry::new(
-        rows,
-        cols,
-        Size::Block(b.try_into().unwrap(), b.try_into().unwrap()),
-        false,
-    );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let got = pool.install(|| reduce(&bytes, Dtype::F32, &geom, Reduction::Mean));
+    let (got, exact) = f32_mean_on_one_thread(&values, rows, cols, b, b);
     for i in 0..rows / b {
         for j in 0..cols / b {
             let cell = cell_members(&exact, rows, cols, b, b, i, j);
@@ -510,7 +518,6 @@ fn cells_reused_across_bands_start_clean() {
 /// bands after it, on the same thread, must not add them to their F32 means.
 #[test]
 fn narrow_bands_after_a_general_one_start_clean() {
-    let f8 = e4m3_table();
     let (rows, cols, bh, bw) = (8, 6, 2, 2);
     let mut rng = Rng::new(9);
     let mut values: Vec<f32> = (0..rows * cols)
@@ -523,18 +530,7 @@ fn narrow_bands_after_a_general_one_start_clean() {
         })
         .collect();
     values[0] = f32::NAN;
-    let (bytes, exact) = encode(Dtype::F32, &values, &f8);
-    let geom = Geometry::new(
-        rows,
-        cols,
-        Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
-        false,
-    );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let got = pool.install(|| reduce(&bytes, Dtype::F32, &geom, Reduction::Mean));
+    let (got, exact) = f32_mean_on_one_thread(&values, rows, cols, bh, bw);
     for i in 0..rows / bh {
         for j in 0..cols / bw {
             let cell = cell_members(&exact, rows, cols, bh, bw, i, j);
