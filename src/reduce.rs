@@ -1375,6 +1375,29 @@ mod tests {
         }
     }
 
+    /// `values` as little-endian `dtype` bytes; for FP8 only the whole numbers -3 to 3 and
+    /// non-finite values (E4M3's NaN standing in for its missing Inf, E5M2's NaN for both).
+    fn encoded(dtype: Dtype, values: &[f32]) -> Vec<u8> {
+        let fp8 = |codes: [u8; 7], v: f32| {
+            if v.is_finite() {
+                codes[(v + 3.0) as usize]
+            } else {
+                0x7f
+            }
+        };
+        values
+            .iter()
+            .flat_map(|&v| match dtype {
+                Dtype::F32 => v.to_le_bytes().to_vec(),
+                Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+                Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
+                // (E4M3: 3 as 0x44; E5M2: 3 as 0x42.)
+                Dtype::F8E4M3 => vec![fp8([0xc4, 0xc0, 0xb8, 0x00, 0x38, 0x40, 0x44], v)],
+                _ => vec![fp8([0xc2, 0xc0, 0xbc, 0x00, 0x3c, 0x40, 0x42], v)],
+            })
+            .collect()
+    }
+
     /// Clean BF16, F16, F32 and F8 `mean` bands with cells at least 4 columns wide go to a kernel
     /// of [`fast_band`] on every CPU, and the one of `reduce/lanes.rs` (where CPUs without
     /// the AVX-512 kernel send them) takes them.
@@ -1390,19 +1413,8 @@ mod tests {
             Dtype::F8E4M3,
             Dtype::F8E5M2,
         ] {
-            let bytes: Vec<u8> = (0..rows * cols)
-                .flat_map(|i| {
-                    let v = (i % 7) as f32 - 3.0;
-                    match dtype {
-                        Dtype::F32 => v.to_le_bytes().to_vec(),
-                        Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
-                        Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
-                        // (E4M3: ±0, ±1, ±2, 3 as 0x44; E5M2: 3 as 0x42.)
-                        Dtype::F8E4M3 => vec![[0xc4, 0xc0, 0xb8, 0x00, 0x38, 0x40, 0x44][i % 7]],
-                        _ => vec![[0xc2, 0xc0, 0xbc, 0x00, 0x3c, 0x40, 0x42][i % 7]],
-                    }
-                })
-                .collect();
+            let values: Vec<f32> = (0..rows * cols).map(|i| (i % 7) as f32 - 3.0).collect();
+            let bytes = encoded(dtype, &values);
             for kernel in [fast_band, lanes_band] {
                 let mut band = Band::new(geom.grid_w());
                 let r = Reduction::Mean;
@@ -1432,32 +1444,12 @@ mod tests {
     /// values whose `f32` squares overflow, and the cases it does not take.
     #[test]
     fn narrow_bands_are_taken() {
-        let encode = |dtype: Dtype, values: &[f32]| -> Vec<u8> {
-            values
-                .iter()
-                .flat_map(|&v| match dtype {
-                    Dtype::F32 => v.to_le_bytes().to_vec(),
-                    Dtype::BF16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
-                    Dtype::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
-                    // (E4M3: 0, ±1, ±2, 3 as 0x44, and NaN, its stand-in for Inf too.)
-                    _ => vec![match v {
-                        v if !v.is_finite() => 0x7f,
-                        -2.0 => 0xc0,
-                        -1.0 => 0xb8,
-                        1.0 => 0x38,
-                        2.0 => 0x40,
-                        3.0 => 0x44,
-                        _ => 0x00,
-                    }],
-                })
-                .collect()
-        };
         let take = |dtype: Dtype, values: &[f32], cols: usize, bw: usize, r: Reduction| {
             let rows = values.len() / cols;
             let size = Size::Block(rows.try_into().unwrap(), bw.try_into().unwrap());
             let geom = Geometry::new(rows, cols, size, false);
             let mut band = Band::new(geom.grid_w());
-            let bytes = encode(dtype, values);
+            let bytes = encoded(dtype, values);
             narrow::band(&bytes, dtype, rows, &geom, r, &mut band)
         };
         let reductions = [
@@ -1492,7 +1484,7 @@ mod tests {
         // general kernel's statistics are right.
         let huge = [1e20f32, -1e20];
         assert!(take(Dtype::F32, &huge, 2, 2, Reduction::Mean).is_none());
-        let bytes = encode(Dtype::F32, &huge);
+        let bytes = encoded(Dtype::F32, &huge);
         let size = Size::Block(1.try_into().unwrap(), 2.try_into().unwrap());
         let got = reduce(
             &bytes,
@@ -1510,10 +1502,7 @@ mod tests {
     fn negative_zero_cells_are_positive_zero() {
         let mut values = [-0.0f32; 16];
         values[15] = f32::NAN;
-        let bytes: Vec<u8> = values
-            .iter()
-            .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
-            .collect();
+        let bytes = encoded(Dtype::BF16, &values);
         let size = Size::Block(2.try_into().unwrap(), 2.try_into().unwrap());
         let geom = Geometry::new(4, 4, size, false);
         let got = reduce(&bytes, Dtype::BF16, &geom, Reduction::Mean);
