@@ -63,7 +63,10 @@ const F16: Kind = 1;
 const F32: Kind = 2;
 /// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
 const E4M3: Kind = 3;
-/// [`E4M3`] for `mean` without scales: the looked-up bytes are paired into BF16 words by
+/// [`E4M3`] for `mean` without scales: the high bytes are looked up from the code's six
+/// top bits (a one-register lookup: one cycle, not the two of a 128-entry one) with its
+/// sign, zeros masked off (see [`e4m3_unpacked`]); NaN codes decode as numbers there, and
+/// are caught on the band's code extremes instead. The looked-up bytes are paired into BF16 words by
 /// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
 /// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
 /// chunk and group, except for whole chunks of cells 4, 6, 10, 12 or 14 columns wide or
@@ -452,11 +455,14 @@ macro_rules! kernel {
                         [_mm512_set1_ps(1.0); 4]
                     };
                     let mut row = |raw: __m512i| {
-                        zc = count_zeros::<KIND>(zc, raw, elems, ones);
+                        // (For [`E4M3_MEAN`], the nonzero elements are counted: their mask
+                        // also serves the decode.)
+                        let nonzero;
+                        (zc, nonzero) = count_zeros::<KIND>(zc, raw, elems, ones);
                         if on_codes {
                             codes.update::<KIND>(raw, elems);
                         }
-                        let v = $decode::<KIND>(raw, &lut);
+                        let v = $decode::<KIND>(raw, nonzero, &lut);
                         for u in 0..nvec {
                             let x = if SCALED {
                                 _mm512_mul_ps(v[u], sv[u])
@@ -566,6 +572,10 @@ macro_rules! kernel {
                 g0 += g;
             }
             t.zeros += count::<KIND>(zc);
+            if KIND == E4M3_MEAN {
+                // Those were the nonzero elements.
+                t.zeros = (rows * cols) as u64 - t.zeros;
+            }
             if rotate {
                 let (sq, diff) = band.slots[..16 * slots].split_at(8 * slots);
                 // The slots in a fixed order: `total`'s four chains of eight lanes.
@@ -595,6 +605,10 @@ macro_rules! kernel {
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>(&data[..rows * row_bytes]);
+                if KIND == E4M3_MEAN && (t.min.is_nan() || t.max.is_nan()) {
+                    // A NaN code, decoded as a number: the band is redone.
+                    (t.s2, t.cancels) = (f64::NAN, false);
+                }
             } else if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
@@ -1160,25 +1174,31 @@ fn load_ps(values: &[f32]) -> __m512 {
 
 /// Adds one to the lane counter of each element of the chunk `raw` in `elems` that is
 /// zero (either sign): 64 byte lanes for F8, 32 word lanes for 2-byte types, 16 for F32.
+/// For [`E4M3_MEAN`], of each element that is not, and returns their mask (which its
+/// decode needs: the count of zeros is then the band's elements less this one).
 #[target_feature(enable = "avx512f,avx512bw")]
 fn count_zeros<const KIND: Kind>(
     counts: __m512i,
     raw: __m512i,
     elems: u64,
     ones: __m512i,
-) -> __m512i {
+) -> (__m512i, __mmask64) {
     match KIND {
         BF16 | F16 => {
             let z = _mm512_mask_testn_epi16_mask(elems as u32, raw, _mm512_set1_epi16(0x7fff));
-            _mm512_mask_sub_epi16(counts, z, counts, ones)
+            (_mm512_mask_sub_epi16(counts, z, counts, ones), 0)
         }
         F32 => {
             let z = _mm512_mask_testn_epi32_mask(elems as u16, raw, _mm512_set1_epi32(0x7fff_ffff));
-            _mm512_mask_sub_epi32(counts, z, counts, ones)
+            (_mm512_mask_sub_epi32(counts, z, counts, ones), 0)
+        }
+        E4M3 => {
+            let z = _mm512_mask_testn_epi8_mask(elems, raw, _mm512_set1_epi8(0x7f));
+            (_mm512_mask_sub_epi8(counts, z, counts, ones), 0)
         }
         _ => {
-            let z = _mm512_mask_testn_epi8_mask(elems, raw, _mm512_set1_epi8(0x7f));
-            _mm512_mask_sub_epi8(counts, z, counts, ones)
+            let nz = _mm512_mask_test_epi8_mask(elems, raw, _mm512_set1_epi8(0x7f));
+            (_mm512_mask_sub_epi8(counts, nz, counts, ones), nz)
         }
     }
 }
@@ -1201,7 +1221,7 @@ fn count<const KIND: Kind>(counts: __m512i) -> u64 {
 /// The chunk's values as up to four vectors of 16 lanes, laid out as [`layout`] says
 /// (the 2- and 4-byte types).
 #[target_feature(enable = "avx512f")]
-fn decode<const KIND: Kind>(raw: __m512i, _: &E4m3Lut) -> [__m512; 4] {
+fn decode<const KIND: Kind>(raw: __m512i, _: __mmask64, _: &E4m3Lut) -> [__m512; 4] {
     let z = _mm512_setzero_ps();
     match KIND {
         BF16 => {
@@ -1220,9 +1240,9 @@ fn decode<const KIND: Kind>(raw: __m512i, _: &E4m3Lut) -> [__m512; 4] {
 
 /// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_MEAN`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn decode_e4m3<const KIND: Kind>(raw: __m512i, lut: &E4m3Lut) -> [__m512; 4] {
+fn decode_e4m3<const KIND: Kind>(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> [__m512; 4] {
     let [a, b] = if KIND == E4M3_MEAN {
-        e4m3_unpacked(raw, lut)
+        e4m3_unpacked(raw, nonzero, lut)
     } else {
         e4m3_words(raw, lut)
     };
@@ -1244,10 +1264,22 @@ fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
 
 /// The 64 F8_E4M3 codes of `raw` as BF16 words in the unpack order: the first vector
 /// holds elements `16k .. 16k + 8` of each 16-byte lane `k`, the second `16k + 8 ..
-/// 16k + 16`.
+/// 16k + 16`; elements not in `nonzero` (zeros, padding) as +0, and the NaN codes as
+/// numbers.
+///
+/// The low byte needs all seven bits of the magnitude (a subnormal code's differs from
+/// the normal one's with the same six low bits), but the high byte (sign and seven
+/// exponent bits) only the top six bits of the code, `S.EEEE.M`: a normal value's
+/// depends on its sign and exponent alone, and E4M3's subnormals (`S.0000.MMM`) share
+/// theirs with the other codes of their top mantissa bit, except zero, which `nonzero`
+/// masks off.
+/// So it is looked up in one register from the code shifted right by two (a 16-bit shift:
+/// the bits shifted in from the next byte fall in the two index bits `vpermb` ignores),
+/// and the sign comes with it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn e4m3_unpacked(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
-    let (lo, hi) = e4m3_bytes(raw, lut);
+fn e4m3_unpacked(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> [__m512i; 2] {
+    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
+    let hi = _mm512_maskz_permutexvar_epi8(nonzero, _mm512_srli_epi16::<2>(raw), lut.hi6);
     [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
 }
 
@@ -1357,12 +1389,14 @@ fn split_bf16(raw: __m512i) -> (__m512, __m512) {
 }
 
 /// Tables for F8_E4M3: the low and high bytes of each 7-bit magnitude's BF16 value
-/// (exact: E4M3 has 3 mantissa bits, BF16 7), and the byte shuffles that pair them
-/// into 16-bit words for elements 0–31 and 32–63.
+/// (exact: E4M3 has 3 mantissa bits, BF16 7), the byte shuffles that pair them
+/// into 16-bit words for elements 0–31 and 32–63, and the high byte (with the sign) of
+/// each nonzero code by its top six bits ([`e4m3_unpacked`]).
 struct E4m3Lut {
     lo: [__m512i; 2],
     hi: [__m512i; 2],
     words: [__m512i; 2],
+    hi6: __m512i,
 }
 
 impl E4m3Lut {
@@ -1373,13 +1407,14 @@ impl E4m3Lut {
             lo: [load(&t[0]), load(&t[1])],
             hi: [load(&t[2]), load(&t[3])],
             words: [load(&t[4]), load(&t[5])],
+            hi6: load(&t[6]),
         }
     }
 }
 
 /// The bytes of [`E4m3Lut`]'s vectors, computed once.
-fn e4m3_tables() -> &'static [[u8; 64]; 6] {
-    static TABLES: std::sync::OnceLock<[[u8; 64]; 6]> = std::sync::OnceLock::new();
+fn e4m3_tables() -> &'static [[u8; 64]; 7] {
+    static TABLES: std::sync::OnceLock<[[u8; 64]; 7]> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         let bf16 = |c: usize| (decode_one(Dtype::F8E4M3, &[c as u8]).to_bits() >> 16) as u16;
         // Byte `byte` (0 low, 1 high) of the BF16 value of codes `64·half ..`.
@@ -1397,6 +1432,7 @@ fn e4m3_tables() -> &'static [[u8; 64]; 6] {
             table(1, 1),
             words(0),
             words(32),
+            std::array::from_fn(|i| bf16(i << 2 | 1).to_le_bytes()[1]),
         ]
     })
 }
@@ -1404,6 +1440,54 @@ fn e4m3_tables() -> &'static [[u8; 64]; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both F8_E4M3 decodes give every code but the two NaNs its value, to the bit (the
+    /// `mean` one gives -0 as +0), in the lanes [`layout`] says, with and without the codes'
+    /// elements masked off as padding (zeros).
+    #[test]
+    fn e4m3_decodes_give_every_code_its_value() {
+        if !available(E4M3) {
+            return;
+        }
+        for chunk in 0..4u8 {
+            let codes: [u8; 64] = std::array::from_fn(|i| 64 * chunk + i as u8);
+            for elems in [u64::MAX, 0x00ff_ff00_0f0f_ffff] {
+                // SAFETY: `available` checked the features both decodes are compiled with.
+                let (mean, plain) = unsafe {
+                    let (lut, ones) = (E4m3Lut::new(), _mm512_set1_epi8(-1));
+                    let raw = load(&codes);
+                    let raw = _mm512_maskz_mov_epi8(elems, raw);
+                    let (_, nonzero) = count_zeros::<E4M3_MEAN>(raw, raw, elems, ones);
+                    let (_, none) = count_zeros::<E4M3>(raw, raw, elems, ones);
+                    (
+                        to_layout(decode_e4m3::<E4M3_MEAN>(raw, nonzero, &lut)),
+                        decode_e4m3::<E4M3>(raw, none, &lut),
+                    )
+                };
+                // SAFETY: `__m512` is 16 `f32` of plain vector data.
+                let lanes = |v: __m512| unsafe { std::mem::transmute::<__m512, [f32; 16]>(v) };
+                for u in 0..4 {
+                    let (first, step) = layout(E4M3, u);
+                    let (got, got_plain) = (lanes(mean[u]), lanes(plain[u]));
+                    for m in 0..16 {
+                        let e = first + step * m;
+                        let code = if elems >> e & 1 == 1 { codes[e] } else { 0 };
+                        let want = decode_one(Dtype::F8E4M3, &[code]);
+                        if want.is_nan() {
+                            continue;
+                        }
+                        let bits = |x: f32| if x == 0.0 { 0 } else { x.to_bits() };
+                        assert_eq!(bits(got[m]), bits(want), "mean decode of {code:#04x}");
+                        assert_eq!(
+                            got_plain[m].to_bits(),
+                            want.to_bits(),
+                            "decode of {code:#04x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// [`fold_pairs`] gives every cell the same sum, to the bit, as [`to_layout`] and the
     /// general [`fold`], for chunks starting at every place in a cell: lanes of magnitudes
