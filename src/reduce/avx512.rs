@@ -1038,18 +1038,20 @@ fn drain(acc: __m512d, v: &mut [__m512]) -> __m512d {
     })
 }
 
-/// Moves the `f32` lanes of a chunk's `n` vectors to `f64` (paired first: each holds at
-/// most `GROUP` values per lane) and clears them.
+/// Moves the `f32` lanes of a chunk's `n` (at least one) vectors to `f64` (paired first:
+/// each holds at most `GROUP` values per lane) and clears them. (The sums start from their
+/// first term, not from +0: they are sums of squares or differences that started at +0,
+/// so never -0, and adding them to +0 would change nothing but cost three additions a
+/// chunk.)
 #[target_feature(enable = "avx512f,avx512dq")]
 fn to_f64(v: &mut [__m512; 4], n: usize) -> __m512d {
-    let mut acc = _mm512_setzero_pd();
-    for pair in v[..n].chunks_mut(2) {
-        let s = pair
-            .iter()
-            .fold(_mm512_setzero_ps(), |a, &x| _mm512_add_ps(a, x));
-        acc = add_f64(acc, s);
-        pair.fill(_mm512_setzero_ps());
-    }
+    let mut pairs = v[..n].chunks(2).map(|p| {
+        let [lo, hi] = widen(p[1..].iter().fold(p[0], |a, &x| _mm512_add_ps(a, x)));
+        _mm512_add_pd(lo, hi)
+    });
+    let first = pairs.next().expect("at least one vector");
+    let acc = pairs.fold(first, |a, s| _mm512_add_pd(a, s));
+    v[..n].fill(_mm512_setzero_ps());
     acc
 }
 
