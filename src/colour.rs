@@ -86,16 +86,22 @@ impl Colormap {
         }
     }
 
-    /// The 256-entry lookup table.
+    /// The 256-entry lookup table: sampled from the gradient once per process (~9 µs,
+    /// a seventh of colouring and encoding a 256 × 256 picture), then copied.
     pub fn lut(&self) -> Lut {
-        let (_, gradient, flip) = MAPS[self.index];
-        let mut colors = [[0u8; 3]; 256];
-        for (i, c) in colors.iter_mut().enumerate() {
-            let k = if self.reversed != flip { 255 - i } else { i };
-            let rgb = gradient.eval_rational(k, 256);
-            *c = [rgb.r, rgb.g, rgb.b];
-        }
-        Lut(colors)
+        static LUTS: [[std::sync::OnceLock<Lut>; 2]; MAPS.len()] =
+            [const { [const { std::sync::OnceLock::new() }; 2] }; MAPS.len()];
+        let lut = LUTS[self.index][usize::from(self.reversed)].get_or_init(|| {
+            let (_, gradient, flip) = MAPS[self.index];
+            let mut colors = [[0u8; 3]; 256];
+            for (i, c) in colors.iter_mut().enumerate() {
+                let k = if self.reversed != flip { 255 - i } else { i };
+                let rgb = gradient.eval_rational(k, 256);
+                *c = [rgb.r, rgb.g, rgb.b];
+            }
+            Lut(colors)
+        });
+        lut.clone()
     }
 }
 
