@@ -83,11 +83,11 @@ fn run_render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         failed |= r.failed();
         if !args.quiet {
             eprintln!(
-                "tensorheat: {}: rendered {} tensors, skipped {}, {} errors -> {}",
+                "tensorheat: {}: rendered {}, skipped {}, {} -> {}",
                 r.input.display(),
-                r.manifest.tensors.len(),
+                counted(r.manifest.tensors.len(), "tensor"),
                 r.manifest.skipped.len(),
-                r.manifest.errors.len(),
+                counted(r.manifest.errors.len(), "error"),
                 r.out_dir.display()
             );
         }
@@ -349,6 +349,11 @@ fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64)
         rows.len(),
         human(bytes)
     )
+}
+
+/// `1 tensor`, `2 tensors`.
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 fn human(b: u64) -> String {

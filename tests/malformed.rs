@@ -388,6 +388,12 @@ fn good_file_renders_and_lists_with_exit_0() {
     assert_stderr_well_formed(&r);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(error_lines(&r).is_empty(), "{r:?}");
+    // The summary counts in words that agree with their numbers.
+    assert!(
+        r.stderr
+            .contains(": rendered 1 tensor, skipped 0, 0 errors -> "),
+        "{r:?}"
+    );
     assert_good_output(&out);
     assert_no_temp_files(&out);
 
