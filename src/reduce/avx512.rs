@@ -66,14 +66,14 @@ const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the high bytes are looked up from the code's six
 /// top bits (a one-register lookup: one cycle, not the two of a 128-entry one) with its
 /// sign, zeros masked off (see [`e4m3_unpacked`]); NaN codes decode as numbers there, and
-/// are caught on the band's code extremes instead. The looked-up bytes are paired into BF16 words by
-/// unpacking (one cycle each, not a two-cycle byte permute), so that the four vectors
-/// hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s once per
-/// chunk and group, except for whole chunks of cells 4, 6, 10, 12 or 14 columns wide or
-/// a multiple of 8: [`fold_fours`], [`fold_pairs`], [`fold_eights`]); the
-/// band's extremes are found on the codes, and the squares are plain, `x²` not `(x -
-/// b)²` (one operation fewer per 16 values: F8 is bound by the kernel's instructions, not
-/// by memory), re-based onto `b` at the end (see [`super::PLAIN_LIMIT`]).
+/// are caught on the band's code extremes instead. The looked-up bytes are paired into
+/// BF16 words by unpacking (one cycle each, not a two-cycle byte permute), so that the
+/// four vectors hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s
+/// once per chunk and group, except for whole chunks of cells 4, 6, 10, 12 or 14 columns
+/// wide or a multiple of 8: [`fold_fours`], [`fold_pairs`], [`fold_eights`]); the band's
+/// extremes are found on the codes, and the squares are plain, `x²` not `(x - b)²` (one
+/// operation fewer per 16 values: F8 is bound by the kernel's instructions more than by
+/// memory), re-based onto `b` at the end (see [`super::PLAIN_LIMIT`]).
 const E4M3_MEAN: Kind = 4;
 
 /// The kernel's kind for `dtype`, if it takes it.
@@ -1274,10 +1274,9 @@ fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
 /// exponent bits) only the top six bits of the code, `S.EEEE.M`: a normal value's
 /// depends on its sign and exponent alone, and E4M3's subnormals (`S.0000.MMM`) share
 /// theirs with the other codes of their top mantissa bit, except zero, which `nonzero`
-/// masks off.
-/// So it is looked up in one register from the code shifted right by two (a 16-bit shift:
-/// the bits shifted in from the next byte fall in the two index bits `vpermb` ignores),
-/// and the sign comes with it.
+/// masks off. So it is looked up in one register from the code shifted right by two (a
+/// 16-bit shift: the bits shifted in from the next byte fall in the two index bits
+/// `vpermb` ignores), and the sign comes with it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn e4m3_unpacked(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> [__m512i; 2] {
     let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
