@@ -383,6 +383,82 @@ proptest! {
     }
 }
 
+/// FP8 with block scales whose values all have one sign, though their codes may not
+/// (negative codes in blocks of negative scale): the kernel finds a scaled band's
+/// extremes from each lane's largest codes, which hold its largest value only if that is
+/// above zero and its smallest only if below, and must hand such bands back. The
+/// statistics and every cell's mean against float64, for `mean` (the other reductions
+/// keep each cell's extremes).
+#[test]
+fn fp8_blocks_of_one_sign() {
+    let f8 = e4m3_table();
+    let (rows, cols, sbw) = (64, 256, 128);
+    let mut rng = Rng::new(7);
+    for case in 0..3 {
+        // 0: positive codes, positive scales; 1: the same negated; 2: negative codes where
+        // the scale is negative (the right half), so every value is positive.
+        let scales: Vec<f32> = match case {
+            0 => vec![0.5, 2.0],
+            1 => vec![-0.5, -2.0],
+            _ => vec![0.5, -2.0],
+        };
+        let codes: Vec<u8> = (0..rows * cols)
+            .map(|i| {
+                // Nonzero finite magnitudes, the sign bit from the scale's.
+                let m = 1 + (rng.next_u64() % 0x7e) as u8;
+                let negative = case == 2 && i % cols >= sbw;
+                if negative {
+                    m | 0x80
+                } else {
+                    m
+                }
+            })
+            .collect();
+        let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let scale = Scale {
+            data: &scale_bytes,
+            dtype: Dtype::F32,
+            rows: 1,
+            cols: 2,
+            bh: rows,
+            bw: sbw,
+        };
+        let exact: Vec<f64> = (0..rows * cols)
+            .map(|i| f64::from(f8[usize::from(codes[i])]) * f64::from(scales[i % cols / sbw]))
+            .collect();
+        let (bh, bw) = (16, 16);
+        let geom = Geometry::new(
+            rows,
+            cols,
+            Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
+            false,
+        );
+        let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean);
+        let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s = got.stats;
+        assert_eq!(s.min, Some(lo), "case {case}");
+        assert_eq!(s.max, Some(hi), "case {case}");
+        let n = exact.len() as f64;
+        let mean = exact.iter().sum::<f64>() / n;
+        assert!(
+            (s.mean.unwrap() - mean).abs() <= 1e-6 * mean.abs(),
+            "case {case}"
+        );
+        let std = exact_std(&exact);
+        assert!((s.std.unwrap() - std).abs() <= 1e-5 * std, "case {case}");
+        let gw = cols / bw;
+        for (k, &g) in got.grid.iter().enumerate() {
+            let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
+            let want = naive_cell(&cell, Reduction::Mean);
+            assert!(
+                (f64::from(g) - want).abs() <= 1e-6 * want.abs(),
+                "case {case} cell {k}"
+            );
+        }
+    }
+}
+
 /// Cells 4 columns wide (every 4096-column tensor with default options), 6, 10, 12 and
 /// 14 (a 14336-column one) and multiples of 8 (16 at `--max-size 256`; 56 for a
 /// 14336-column one; 512, wider than the tensor), which F8 `mean` folds by paths of
