@@ -69,16 +69,18 @@ const BF16: Kind = 0;
 const F16: Kind = 1;
 /// Four bytes, 16 columns.
 const F32: Kind = 2;
-/// One byte, looked up as BF16 and split like it: 64 columns in four vectors.
+/// One byte, looked up as BF16 and split like it: 64 columns in four vectors, which hold
+/// them in the unpack order ([`unpacked`]: the looked-up bytes are paired into BF16 words
+/// by unpacking, one cycle each, not a two-cycle byte permute); lane scales are laid out
+/// the same way, and [`to_layout`] puts the cells' sums and extremes in [`layout`]'s order
+/// once per chunk and group, for folding.
 const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the high bytes are looked up from the code's six
 /// top bits (a one-register lookup: one cycle, not the two of a 128-entry one) with its
 /// sign, zeros masked off (see [`e4m3_unpacked`]); NaN codes decode as numbers there, and
-/// are caught on the band's code extremes instead. The looked-up bytes are paired into
-/// BF16 words by unpacking (one cycle each, not a two-cycle byte permute), so that the
-/// four vectors hold the columns in the unpack order ([`to_layout`] restores [`E4M3`]'s
-/// once per chunk and group, except for whole chunks of cells 4, 6, 10, 12 or 14 columns
-/// wide or a multiple of 8: [`fold_fours`], [`fold_pairs`], [`fold_eights`]); the band's
+/// are caught on the band's code extremes instead. Its vectors are in [`E4M3`]'s unpack
+/// order too, and whole chunks of cells 4, 6, 10, 12 or 14 columns wide or a multiple of
+/// 8 fold straight from it ([`fold_fours`], [`fold_pairs`], [`fold_eights`]); the band's
 /// extremes are found on the codes, and the squares are plain, `x²` not `(x - b)²` (one
 /// operation fewer per 16 values: F8 is bound by the kernel's instructions more than by
 /// memory), re-based onto `b` at the end (see [`super::PLAIN_LIMIT`]).
@@ -250,8 +252,7 @@ impl<'a> Scales<'a> {
             lanes.clear();
             for chunk in by_col.chunks_exact(64) {
                 for u in 0..4 {
-                    let (first, step) = layout(E4M3, u);
-                    lanes.extend((0..16).map(|k| chunk[first + step * k]));
+                    lanes.extend((0..16).map(|m| chunk[unpacked(u, m)]));
                 }
             }
             self.lanes.index = Some(sr);
@@ -280,6 +281,13 @@ const fn layout(kind: Kind, u: usize) -> (usize, usize) {
         F32 => (0, 1),
         _ => (32 * (u / 2) + u % 2, 2),
     }
+}
+
+/// The element (column from the chunk's start) that lane `m` of vector `u` of an F8 chunk
+/// holds as both F8 kinds decode it, in the unpack order ([`to_layout`] puts the vectors
+/// in [`layout`]'s).
+const fn unpacked(u: usize, m: usize) -> usize {
+    16 * (m / 4) + 2 * (m % 4) + (u & 1) + 8 * (u >> 1)
 }
 
 /// Columns in one 64-byte chunk and decoded vectors per chunk.
@@ -460,6 +468,17 @@ macro_rules! kernel {
                             ((1u32 << n) - 1) as __mmask16
                         })
                     };
+                    // The same for the vectors as the rows decode them (F8 in the unpack
+                    // order).
+                    let row_masks: [__mmask16; 4] = if valid == chunk_cols || KIND != E4M3 {
+                        masks
+                    } else {
+                        std::array::from_fn(|u| {
+                            (0..16)
+                                .filter(|&m| unpacked(u, m) < valid)
+                                .fold(0, |k, m| k | 1 << m)
+                        })
+                    };
                     // Elements of the chunk that are the tensor's (the rest is padding).
                     let elems = if valid == 64 {
                         u64::MAX
@@ -500,7 +519,7 @@ macro_rules! kernel {
                             } else {
                                 v[u]
                             };
-                            let m = masks[u];
+                            let m = row_masks[u];
                             if EXTREMES || exact {
                                 lo[u] = _mm512_min_ps(lo[u], x);
                                 hi[u] = _mm512_max_ps(hi[u], x);
@@ -585,7 +604,7 @@ macro_rules! kernel {
                         for k in 0..nvec {
                             let a = _mm512_mul_ps(sm[k], sv[k]);
                             let b = _mm512_mul_ps(um[k], sv[k]);
-                            let m = masks[k];
+                            let m = row_masks[k];
                             mn[k] = _mm512_mask_range_ps::<MIN0>(
                                 mn[k],
                                 m,
@@ -614,8 +633,11 @@ macro_rules! kernel {
                     } else if let Some(p) = pairs.filter(|_| valid == chunk_cols) {
                         fold_pairs(c0, p, &sum, band);
                     } else {
-                        if KIND == E4M3_MEAN {
+                        if matches!(KIND, E4M3 | E4M3_MEAN) {
                             sum = to_layout(sum);
+                        }
+                        if KIND == E4M3 && EXTREMES {
+                            (lo, hi) = (to_layout(lo), to_layout(hi));
                         }
                         if EXTREMES || exact {
                             fold::<KIND, true>(c0, cells, &masks, &lo, &hi, band);
@@ -1305,22 +1327,12 @@ fn decode_e4m3<const KIND: Kind>(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut
     let [a, b] = if KIND == E4M3_MEAN {
         e4m3_unpacked(raw, nonzero, lut)
     } else {
-        e4m3_words(raw, lut)
+        let (lo, hi) = e4m3_bytes(raw, lut);
+        [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
     };
     let (xa, ya) = split_bf16(a);
     let (xb, yb) = split_bf16(b);
     [xa, ya, xb, yb]
-}
-
-/// The 64 F8_E4M3 codes of `raw` as BF16 words (exact: E4M3 has 3 mantissa bits,
-/// BF16 7): elements 0–31, then 32–63.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn e4m3_words(raw: __m512i, lut: &E4m3Lut) -> [__m512i; 2] {
-    let (lo, hi) = e4m3_bytes(raw, lut);
-    [
-        _mm512_permutex2var_epi8(lo, lut.words[0], hi),
-        _mm512_permutex2var_epi8(lo, lut.words[1], hi),
-    ]
 }
 
 /// The 64 F8_E4M3 codes of `raw` as BF16 words in the unpack order: the first vector
@@ -1355,9 +1367,9 @@ fn e4m3_bytes(raw: __m512i, lut: &E4m3Lut) -> (__m512i, __m512i) {
     )
 }
 
-/// The four vectors of [`E4M3_MEAN`] (split from [`e4m3_unpacked`]'s words) put in
-/// [`E4M3`]'s [`layout`]. On input, vector 0 lane `m` holds element `16(m / 4) + 2(m %
-/// 4)`, vector 2 the same plus 8, vectors 1 and 3 the next element of each.
+/// Four vectors of an F8 chunk in the unpack order ([`unpacked`]) put in [`E4M3`]'s
+/// [`layout`]. On input, vector 0 lane `m` holds element `16(m / 4) + 2(m % 4)`, vector
+/// 2 the same plus 8, vectors 1 and 3 the next element of each.
 #[target_feature(enable = "avx512f")]
 fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
     let first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
@@ -1449,13 +1461,11 @@ fn split_bf16(raw: __m512i) -> (__m512, __m512) {
 }
 
 /// Tables for F8_E4M3: the low and high bytes of each 7-bit magnitude's BF16 value
-/// (exact: E4M3 has 3 mantissa bits, BF16 7), the byte shuffles that pair them
-/// into 16-bit words for elements 0–31 and 32–63, and the high byte (with the sign) of
-/// each nonzero code by its top six bits ([`e4m3_unpacked`]).
+/// (exact: E4M3 has 3 mantissa bits, BF16 7), and the high byte (with the sign) of each
+/// nonzero code by its top six bits ([`e4m3_unpacked`]).
 struct E4m3Lut {
     lo: [__m512i; 2],
     hi: [__m512i; 2],
-    words: [__m512i; 2],
     hi6: __m512i,
 }
 
@@ -1466,32 +1476,25 @@ impl E4m3Lut {
         E4m3Lut {
             lo: [load(&t[0]), load(&t[1])],
             hi: [load(&t[2]), load(&t[3])],
-            words: [load(&t[4]), load(&t[5])],
-            hi6: load(&t[6]),
+            hi6: load(&t[4]),
         }
     }
 }
 
 /// The bytes of [`E4m3Lut`]'s vectors, computed once.
-fn e4m3_tables() -> &'static [[u8; 64]; 7] {
-    static TABLES: std::sync::OnceLock<[[u8; 64]; 7]> = std::sync::OnceLock::new();
+fn e4m3_tables() -> &'static [[u8; 64]; 5] {
+    static TABLES: std::sync::OnceLock<[[u8; 64]; 5]> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         let bf16 = |c: usize| (decode_one(Dtype::F8E4M3, &[c as u8]).to_bits() >> 16) as u16;
         // Byte `byte` (0 low, 1 high) of the BF16 value of codes `64·half ..`.
         let table = |byte: usize, half: usize| -> [u8; 64] {
             std::array::from_fn(|i| bf16(64 * half + i).to_le_bytes()[byte])
         };
-        // Byte 2i of a word vector is `lo[e]`, byte 2i + 1 is `hi[e]` (index + 64).
-        let words = |base: usize| -> [u8; 64] {
-            std::array::from_fn(|i| (base + i / 2 + if i % 2 == 1 { 64 } else { 0 }) as u8)
-        };
         [
             table(0, 0),
             table(0, 1),
             table(1, 0),
             table(1, 1),
-            words(0),
-            words(32),
             std::array::from_fn(|i| bf16(i << 2 | 1).to_le_bytes()[1]),
         ]
     })
@@ -1502,8 +1505,9 @@ mod tests {
     use super::*;
 
     /// Both F8_E4M3 decodes give every code but the two NaNs its value, to the bit (the
-    /// `mean` one gives -0 as +0), in the lanes [`layout`] says, with and without the codes'
-    /// elements masked off as padding (zeros).
+    /// `mean` one gives -0 as +0), in the lanes [`layout`] says once [`to_layout`] has
+    /// reordered them (so in the lanes [`unpacked`] says before), with and without the
+    /// codes' elements masked off as padding (zeros).
     #[test]
     fn e4m3_decodes_give_every_code_its_value() {
         if !available(E4M3) {
@@ -1521,7 +1525,7 @@ mod tests {
                     let (_, none) = count_zeros::<E4M3>(raw, raw, elems, ones);
                     (
                         to_layout(decode_e4m3::<E4M3_MEAN>(raw, nonzero, &lut)),
-                        decode_e4m3::<E4M3>(raw, none, &lut),
+                        to_layout(decode_e4m3::<E4M3>(raw, none, &lut)),
                     )
                 };
                 // SAFETY: `__m512` is 16 `f32` of plain vector data.
