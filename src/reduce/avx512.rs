@@ -77,7 +77,7 @@ const F32: Kind = 2;
 const E4M3: Kind = 3;
 /// [`E4M3`] for `mean` without scales: the high bytes are looked up from the code's six
 /// top bits (a one-register lookup: one cycle, not the two of a 128-entry one) with its
-/// sign, zeros masked off (see [`e4m3_unpacked`]); NaN codes decode as numbers there, and
+/// sign, zeros masked off (see [`e4m3_high`]); NaN codes decode as numbers there, and
 /// are caught on the band's code extremes instead. Its vectors are in [`E4M3`]'s unpack
 /// order too, and whole chunks of cells 4, 6, 10, 12 or 14 columns wide or a multiple of
 /// 8 fold straight from it ([`fold_fours`], [`fold_pairs`], [`fold_eights`]); the band's
@@ -1321,50 +1321,37 @@ fn decode<const KIND: Kind>(raw: __m512i, _: __mmask64, _: &E4m3Lut) -> [__m512;
     }
 }
 
-/// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_MEAN`]).
+/// [`decode`] for F8_E4M3 (`KIND` is [`E4M3`] or [`E4M3_MEAN`]): each code's BF16 low
+/// and high bytes looked up (exact: E4M3 has 3 mantissa bits, BF16 7), paired into words
+/// by unpacking, so in the unpack order ([`unpacked`]), and split like BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 fn decode_e4m3<const KIND: Kind>(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> [__m512; 4] {
-    let [a, b] = if KIND == E4M3_MEAN {
-        e4m3_unpacked(raw, nonzero, lut)
-    } else {
-        let (lo, hi) = e4m3_bytes(raw, lut);
-        [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
-    };
-    let (xa, ya) = split_bf16(a);
-    let (xb, yb) = split_bf16(b);
+    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
+    let hi = e4m3_high::<KIND>(raw, nonzero, lut);
+    let (xa, ya) = split_bf16(_mm512_unpacklo_epi8(lo, hi));
+    let (xb, yb) = split_bf16(_mm512_unpackhi_epi8(lo, hi));
     [xa, ya, xb, yb]
 }
 
-/// The 64 F8_E4M3 codes of `raw` as BF16 words in the unpack order: the first vector
-/// holds elements `16k .. 16k + 8` of each 16-byte lane `k`, the second `16k + 8 ..
-/// 16k + 16`; elements not in `nonzero` (zeros, padding) as +0, and the NaN codes as
-/// numbers.
-///
-/// The low byte needs all seven bits of the magnitude (a subnormal code's differs from
-/// the normal one's with the same six low bits), but the high byte (sign and seven
-/// exponent bits) only the top six bits of the code, `S.EEEE.M`: a normal value's
-/// depends on its sign and exponent alone, and E4M3's subnormals (`S.0000.MMM`) share
-/// theirs with the other codes of their top mantissa bit, except zero, which `nonzero`
-/// masks off. So it is looked up in one register from the code shifted right by two (a
-/// 16-bit shift: the bits shifted in from the next byte fall in the two index bits
-/// `vpermb` ignores), and the sign comes with it.
+/// The high byte (sign and seven exponent bits) of the BF16 value of each of the 64
+/// F8_E4M3 codes of `raw`. For [`E4M3`], that of the code's magnitude, looked up in two
+/// registers, with the code's sign bit. For [`E4M3_MEAN`], elements not in `nonzero`
+/// (zeros, padding) as +0, and the NaN codes as numbers: the low byte needs all seven
+/// bits of the magnitude (a subnormal code's differs from the normal one's with the same
+/// six low bits), but the high byte only the top six bits of the code, `S.EEEE.M`: a
+/// normal value's depends on its sign and exponent alone, and E4M3's subnormals
+/// (`S.0000.MMM`) share theirs with the other codes of their top mantissa bit, except
+/// zero, which `nonzero` masks off. So it is looked up in one register from the code
+/// shifted right by two (a 16-bit shift: the bits shifted in from the next byte fall in
+/// the two index bits `vpermb` ignores), and the sign comes with it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn e4m3_unpacked(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> [__m512i; 2] {
-    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
-    let hi = _mm512_maskz_permutexvar_epi8(nonzero, _mm512_srli_epi16::<2>(raw), lut.hi6);
-    [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
-}
-
-/// The low and high bytes of the BF16 value of each of the 64 F8_E4M3 codes of `raw`:
-/// those of the code's magnitude, looked up, with the code's sign bit.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn e4m3_bytes(raw: __m512i, lut: &E4m3Lut) -> (__m512i, __m512i) {
-    let lo = _mm512_permutex2var_epi8(lut.lo[0], raw, lut.lo[1]);
-    let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
-    (
-        lo,
-        _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128)),
-    )
+fn e4m3_high<const KIND: Kind>(raw: __m512i, nonzero: __mmask64, lut: &E4m3Lut) -> __m512i {
+    if KIND == E4M3_MEAN {
+        _mm512_maskz_permutexvar_epi8(nonzero, _mm512_srli_epi16::<2>(raw), lut.hi6)
+    } else {
+        let hi = _mm512_permutex2var_epi8(lut.hi[0], raw, lut.hi[1]);
+        _mm512_ternarylogic_epi32::<0xf8>(hi, raw, _mm512_set1_epi8(-128))
+    }
 }
 
 /// Four vectors of an F8 chunk in the unpack order ([`unpacked`]) put in [`E4M3`]'s
@@ -1462,7 +1449,7 @@ fn split_bf16(raw: __m512i) -> (__m512, __m512) {
 
 /// Tables for F8_E4M3: the low and high bytes of each 7-bit magnitude's BF16 value
 /// (exact: E4M3 has 3 mantissa bits, BF16 7), and the high byte (with the sign) of each
-/// nonzero code by its top six bits ([`e4m3_unpacked`]).
+/// nonzero code by its top six bits ([`e4m3_high`]).
 struct E4m3Lut {
     lo: [__m512i; 2],
     hi: [__m512i; 2],
