@@ -372,16 +372,11 @@ fn reset_for_fast(
     scaled: bool,
 ) {
     let extras = keeps_extras(dtype, reduction, scaled);
-    if band.reset_rows == Some(rows) {
+    if !band.reset_for_height(rows, geom) {
         band.s1.fill(0.0);
-        if extras && !band.extras_clean {
-            band.shift.fill(0.0);
-            band.min.fill(f32::INFINITY);
-            band.max.fill(f32::NEG_INFINITY);
+        if extras {
+            band.clean_extras();
         }
-    } else {
-        band.reset(rows, geom);
-        band.reset_rows = Some(rows);
     }
     // The kernel about to run may write them.
     band.extras_clean &= !extras;
@@ -637,19 +632,39 @@ impl Band {
 
     #[inline(always)]
     fn reset(&mut self, rows: usize, geom: &Geometry) {
-        self.shift.fill(0.0);
+        self.extras_clean = false;
+        self.clean_extras();
         self.primed.fill(false);
         self.s1.fill(0.0);
         self.s2.fill(0.0);
-        self.min.fill(f32::INFINITY);
-        self.max.fill(f32::NEG_INFINITY);
         self.nonfinite.fill(0);
         for (j, m) in self.members.iter_mut().enumerate() {
             let w = geom.bw.min(geom.cols - j * geom.bw);
             *m = (rows * w) as u64;
         }
         (self.nan, self.inf, self.zeros) = (0, 0, 0);
-        self.extras_clean = true;
+    }
+
+    /// For the fast kernels: a full [`Band::reset`] for bands of `rows` rows, if the band
+    /// was last fully reset for another height (or the general kernel has run since);
+    /// whether it was.
+    fn reset_for_height(&mut self, rows: usize, geom: &Geometry) -> bool {
+        let reset = self.reset_rows != Some(rows);
+        if reset {
+            self.reset(rows, geom);
+            self.reset_rows = Some(rows);
+        }
+        reset
+    }
+
+    /// Gives the cells' shifts and extremes their reset values, unless they hold them.
+    fn clean_extras(&mut self) {
+        if !self.extras_clean {
+            self.shift.fill(0.0);
+            self.min.fill(f32::INFINITY);
+            self.max.fill(f32::NEG_INFINITY);
+            self.extras_clean = true;
+        }
     }
 
     /// Gives cell `j` its first finite value and its shift if it has none yet, from

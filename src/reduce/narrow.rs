@@ -74,14 +74,8 @@ pub(super) fn band(
 /// every cell's sums, shifts and extremes per band, as `reset_for_fast` does, took ~10%
 /// of F32 `mean` in bands of two rows.)
 fn ready(band: &mut Band, rows: usize, geom: &Geometry, dtype: Dtype, extremes: bool) {
-    if band.reset_rows != Some(rows) {
-        band.reset(rows, geom);
-        band.reset_rows = Some(rows);
-    } else if dtype == Dtype::F32 && !extremes && !band.extras_clean {
-        band.shift.fill(0.0);
-        band.min.fill(f32::INFINITY);
-        band.max.fill(f32::NEG_INFINITY);
-        band.extras_clean = true;
+    if !band.reset_for_height(rows, geom) && dtype == Dtype::F32 && !extremes {
+        band.clean_extras();
     }
     band.extras_clean &= !extremes;
 }
