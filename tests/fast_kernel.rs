@@ -459,6 +459,87 @@ fn fp8_blocks_of_one_sign() {
     }
 }
 
+/// FP8 with block scales holding a NaN code (0x7f or 0xff) among finite ones, in bands
+/// of 4 and of 40 rows: F8 `mean` takes the high byte of each code's value from the
+/// code's top six bits, which makes NaN codes numbers, so a scaled band must find them
+/// in its lanes' largest codes and be handed back. The NaN count, the statistics of the
+/// rest and every cell's mean (of its finite members) against float64.
+#[test]
+fn fp8_blocks_with_nan_codes() {
+    let f8 = e4m3_table();
+    let (rows, cols, sbh, sbw) = (80, 256, 8, 128);
+    let mut rng = Rng::new(11);
+    let scales: Vec<f32> = (0..rows / sbh * 2)
+        .map(|_| 0.25 + rng.uniform() * 4.0)
+        .collect();
+    let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let scale = Scale {
+        data: &scale_bytes,
+        dtype: Dtype::F32,
+        rows: rows / sbh,
+        cols: 2,
+        bh: sbh,
+        bw: sbw,
+    };
+    for (nan_code, at) in [(0x7f, 3 * cols + 70), (0xff, 57 * cols + 200), (0x7f, 255)] {
+        let mut codes: Vec<u8> = (0..rows * cols)
+            .map(|_| {
+                let c = (rng.next_u64() & 0xff) as u8;
+                if c & 0x7f == 0x7f {
+                    c - 1
+                } else {
+                    c
+                }
+            })
+            .collect();
+        codes[at] = nan_code;
+        let exact: Vec<f64> = (0..rows * cols)
+            .map(|i| {
+                let (y, x) = (i / cols, i % cols);
+                f64::from(f8[usize::from(codes[i])]) * f64::from(scales[y / sbh * 2 + x / sbw])
+            })
+            .collect();
+        let finite: Vec<f64> = exact.iter().copied().filter(|v| v.is_finite()).collect();
+        assert_eq!(finite.len(), rows * cols - 1);
+        for (bh, bw) in [(4, 4), (40, 16)] {
+            let ctx = format!("NaN code {nan_code:#x} at {at}, {bh} x {bw} cells");
+            let geom = Geometry::new(
+                rows,
+                cols,
+                Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
+                false,
+            );
+            let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean);
+            let s = got.stats;
+            assert_eq!((s.nan, s.count), (1, finite.len() as u64), "{ctx}");
+            let n = finite.len() as f64;
+            let mean = finite.iter().sum::<f64>() / n;
+            let mean_abs = finite.iter().map(|v| v.abs()).sum::<f64>() / n;
+            assert!((s.mean.unwrap() - mean).abs() <= 1e-6 * mean_abs, "{ctx}");
+            let std = exact_std(&finite);
+            assert!((s.std.unwrap() - std).abs() <= 1e-5 * std, "{ctx}");
+            let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            // (The library multiplies in `f32`.)
+            assert!((s.min.unwrap() - lo).abs() <= 1e-6 * lo.abs(), "{ctx}");
+            assert!((s.max.unwrap() - hi).abs() <= 1e-6 * hi.abs(), "{ctx}");
+            let gw = cols / bw;
+            for (k, &g) in got.grid.iter().enumerate() {
+                let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
+                let want = naive_cell(&cell, Reduction::Mean);
+                let cell_abs = naive_cell(
+                    &cell.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                    Reduction::Mean,
+                );
+                assert!(
+                    (f64::from(g) - want).abs() <= 1e-6 * want.abs() + 1e-6 * cell_abs,
+                    "{ctx} cell {k}: got {g}, want {want}"
+                );
+            }
+        }
+    }
+}
+
 /// Cells 4 columns wide (every 4096-column tensor with default options), 6, 10, 12 and
 /// 14 (a 14336-column one) and multiples of 8 (16 at `--max-size 256`; 56 for a
 /// 14336-column one; 512, wider than the tensor), which F8 `mean` folds by paths of

@@ -7,13 +7,15 @@
 //! register: per-lane plain sums for the cells (or their extremes) and, for the tensor's
 //! statistics, sums of `(x - b)²` around one typical value `b` of the band (and of
 //! `x - b`, unless the cells' sums give it), or for `mean` of F8 plain squares re-based
-//! onto `b` at the end, the band's extremes (on the codes, for `mean` of BF16, F16 and F8;
-//! for `mean` of FP8 with scales over at least [`LANE_CODE_ROWS`] rows, on each lane's
-//! codes, decoded and scaled once per chunk) and zero count. Each decoded vector costs two to five instructions and nothing is
-//! stored per element, which keeps the loop close to the speed at which memory delivers
-//! the bytes. NaN and Inf are not looked for: they make the
+//! onto `b` at the end (with FP8 scales, over at least [`SCALED_MEAN_ROWS`] rows, each
+//! lane's sums and squares scaled once per chunk), the band's extremes (on the codes, for
+//! `mean` of BF16, F16 and F8; for `mean` of FP8 with scales, on each lane's codes,
+//! decoded and scaled once per chunk) and zero count. Each decoded vector costs two to
+//! five instructions and nothing is stored per element, which keeps the loop close to the
+//! speed at which memory delivers the bytes. NaN and Inf are not looked for: they make the
 //! sum of squares (or a cell's sum) non-finite, and such a band (like one whose `f32` sums
-//! overflow) is reported back and redone by the general kernel.
+//! overflow) is reported back and redone by the general kernel. (F8 `mean` reads NaN
+//! codes as numbers, and finds them among the band's or its lanes' largest codes.)
 
 use std::arch::x86_64::*;
 
@@ -40,13 +42,22 @@ const AHEAD: usize = 4;
 /// reduce F8 4096² and 4096 × 14336 tensors, alternating in one process; no change for
 /// groups of 14 or more rows.
 const AHEAD_ROWS: usize = 64;
-/// Rows from which a band of FP8 with scales, for `mean`, keeps its lanes' largest codes
-/// rather than its extremes (see `LANE_CODES` in the kernel): finding the extremes from
+/// Rows from which a band of FP8 with scales, for `mean`, redone with differences from
+/// `b` (its plain squares would cancel), keeps its lanes' largest codes rather than its
+/// extremes (see `LANE_CODES` in the kernel): finding the extremes from
 /// them costs ~50 operations a chunk of rows, against six a row saved. (Criterion, 4096²
 /// with 128 × 128 scales, two alternating pairs: bands of 16 rows 9.2–9.8 → 10.0–11.4
 /// GiB/s; bands of 4 rows went 5.5 → 5.0 when they kept codes too, and a run-time choice
 /// inside one kernel cost both.)
 const LANE_CODE_ROWS: usize = 16;
+/// Rows from which a band of FP8 with scales, for `mean`, is summed as unscaled `mean`
+/// is (one-register lookups of the high bytes, plain squares), each lane's sums and
+/// squares scaled once per chunk, its extremes from its lanes' codes. Its ~50 operations
+/// a chunk for the extremes cost more than they save in bands of 2 rows (a DeepSeek-style
+/// model of 2048 × 7168 experts with default options, CLI: 138–143 → 143–150 ms), and
+/// less from 4 (criterion, 4096² with 128 × 128 scales: 5.3 → 6.7 GiB/s in bands of 4
+/// rows, 11.8 → 15.6 in bands of 16).
+const SCALED_MEAN_ROWS: usize = 4;
 /// Bytes of a memory page.
 const PAGE: usize = 4096;
 /// `vrangeps` as the minimum and maximum with -0 below +0 (`vminps` and `vmaxps` return
@@ -171,8 +182,20 @@ pub(super) fn band(
                 }
             }
             (_, true, None) => run_vbmi::<E4M3, true, false, false>(data, cols, bw, b, None, band),
-            (_, false, s) if data.len() / cols >= LANE_CODE_ROWS => {
-                run_vbmi::<E4M3, false, true, true>(data, cols, bw, b, s, band)
+            (_, false, Some(s)) if data.len() / cols >= SCALED_MEAN_ROWS => {
+                let first = Some(&mut *s);
+                match run_vbmi::<E4M3_MEAN, false, true, true>(data, cols, bw, b, first, band) {
+                    // (As unscaled: only the cells' sums were written.)
+                    t if t.cancels => {
+                        band.s1.fill(0.0);
+                        if data.len() / cols >= LANE_CODE_ROWS {
+                            run_vbmi::<E4M3, false, true, true>(data, cols, bw, b, Some(s), band)
+                        } else {
+                            run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, Some(s), band)
+                        }
+                    }
+                    t => t,
+                }
             }
             (_, false, s) => run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, s, band),
             (_, true, s) => run_vbmi::<E4M3, true, true, false>(data, cols, bw, b, s, band),
@@ -358,6 +381,14 @@ macro_rules! kernel {
             // The differences themselves, moved with the squares (with FP8 scales, after
             // each chunk: a lane then sums values of one scale).
             let mut d1 = [_mm512_setzero_ps(); 4];
+            // For [`E4M3_MEAN`] with FP8 scales, outside rotated bands: the chunks' plain
+            // squares, each scaled by its lanes' squared scales, since that move. (The rows
+            // sum the codes' values unscaled: a lane is one column, and a group of rows
+            // one scale row, so each lane's sums take its scale once per chunk.)
+            let mut q2 = [_mm512_setzero_ps(); 4];
+            // Bytes of the lanes' largest codes that are NaN codes (0x7f, 0xff), which
+            // [`E4M3_MEAN`] decodes as numbers: with scales, it finds them there.
+            let mut nan_codes = 0u64;
             let mut s1 = _mm512_setzero_pd();
             let mut s2 = _mm512_setzero_pd();
             let mut zc = _mm512_setzero_si512();
@@ -391,7 +422,8 @@ macro_rules! kernel {
             let ones = std::hint::black_box(_mm512_set1_epi8(-1));
             // The band's extremes, for `mean`, from the codes: three integer operations per
             // chunk instead of two per decoded vector.
-            let on_codes = KIND == E4M3_MEAN || (matches!(KIND, BF16 | F16) && !EXTREMES);
+            let on_codes =
+                (KIND == E4M3_MEAN && !SCALED) || (matches!(KIND, BF16 | F16) && !EXTREMES);
             // `LANE_CODES` (for `mean` of FP8 with scales): the band's extremes from each
             // lane's largest codes (signed and unsigned) over a chunk's rows, decoded and
             // scaled once per chunk, instead of two operations per decoded vector. A lane
@@ -405,7 +437,7 @@ macro_rules! kernel {
             // cells' (exact in `f32` for values within a few binades of each other, and
             // where they are not, the data is not far from zero for its spread), so the
             // differences need no sums of their own.
-            let from_cells = !EXTREMES && !SCALED && KIND != F32;
+            let from_cells = !EXTREMES && (!SCALED || KIND == E4M3_MEAN) && KIND != F32;
             let codes = &mut CodeExtremes::new::<KIND>();
             let mut g0 = 0;
             while g0 < rows {
@@ -450,6 +482,9 @@ macro_rules! kernel {
                         if !rotate {
                             s2 = drain(s2, &mut d2[..nvec]);
                             s1 = drain(s1, &mut d1[..nvec]);
+                            if KIND == E4M3_MEAN && SCALED {
+                                s2 = drain(s2, &mut q2[..nvec]);
+                            }
                         }
                         t.zeros += count::<KIND>(zc);
                         zc = _mm512_setzero_si512();
@@ -470,15 +505,16 @@ macro_rules! kernel {
                     };
                     // The same for the vectors as the rows decode them (F8 in the unpack
                     // order).
-                    let row_masks: [__mmask16; 4] = if valid == chunk_cols || KIND != E4M3 {
-                        masks
-                    } else {
-                        std::array::from_fn(|u| {
-                            (0..16)
-                                .filter(|&m| unpacked(u, m) < valid)
-                                .fold(0, |k, m| k | 1 << m)
-                        })
-                    };
+                    let row_masks: [__mmask16; 4] =
+                        if valid == chunk_cols || !matches!(KIND, E4M3 | E4M3_MEAN) {
+                            masks
+                        } else {
+                            std::array::from_fn(|u| {
+                                (0..16)
+                                    .filter(|&m| unpacked(u, m) < valid)
+                                    .fold(0, |k, m| k | 1 << m)
+                            })
+                        };
                     // Elements of the chunk that are the tensor's (the rest is padding).
                     let elems = if valid == 64 {
                         u64::MAX
@@ -514,7 +550,7 @@ macro_rules! kernel {
                         }
                         let v = $decode::<KIND>(raw, nonzero, &lut);
                         for u in 0..nvec {
-                            let x = if SCALED {
+                            let x = if SCALED && KIND != E4M3_MEAN {
                                 _mm512_mul_ps(v[u], sv[u])
                             } else {
                                 v[u]
@@ -584,6 +620,21 @@ macro_rules! kernel {
                         row(unsafe { _mm512_loadu_si512(p.cast()) });
                         p = p.wrapping_add(stride);
                     }
+                    if KIND == E4M3_MEAN && SCALED {
+                        for u in 0..nvec {
+                            let q = _mm512_mul_ps(sv[u], sv[u]);
+                            if rotate {
+                                d2[u] = _mm512_mul_ps(d2[u], q);
+                            } else {
+                                q2[u] = _mm512_fmadd_ps(d2[u], q, q2[u]);
+                                d2[u] = _mm512_setzero_ps();
+                            }
+                            sum[u] = _mm512_mul_ps(sum[u], sv[u]);
+                        }
+                        let nan = _mm512_cmpeq_epi8_mask(lane.signed_max, _mm512_set1_epi8(0x7f))
+                            | _mm512_cmpeq_epi8_mask(lane.unsigned_max, _mm512_set1_epi8(-1));
+                        nan_codes |= nan;
+                    }
                     if rotate {
                         let (at, add) = (8 * (c / per), g0 > 0 || c % per > 0);
                         let (sq, diff) = band.slots.split_at_mut(8 * slots);
@@ -591,15 +642,15 @@ macro_rules! kernel {
                         if !from_cells {
                             add_to_slot(&mut diff[at..at + 8], to_f64(&mut d1, nvec), add);
                         }
-                    } else if SCALED {
+                    } else if SCALED && !from_cells {
                         s1 = drain(s1, &mut d1[..nvec]);
                     }
                     if LANE_CODES {
                         // Each lane's values of those two codes, scaled (the band's signs are
                         // checked at the end).
                         let (sm, um) = (
-                            $decode::<KIND>(lane.signed_max, 0, &lut),
-                            $decode::<KIND>(lane.unsigned_max, 0, &lut),
+                            $decode::<E4M3>(lane.signed_max, 0, &lut),
+                            $decode::<E4M3>(lane.unsigned_max, 0, &lut),
                         );
                         for k in 0..nvec {
                             let a = _mm512_mul_ps(sm[k], sv[k]);
@@ -662,6 +713,9 @@ macro_rules! kernel {
                     t.s1 = total(diff);
                 }
             } else {
+                if KIND == E4M3_MEAN && SCALED {
+                    s2 = drain(s2, &mut q2[..nvec]);
+                }
                 t.s2 = _mm512_reduce_add_pd(drain(s2, &mut d2[..nvec]));
                 t.s1 = _mm512_reduce_add_pd(drain(s1, &mut d1[..nvec]));
             }
@@ -694,8 +748,8 @@ macro_rules! kernel {
                 let (lo, hi) = (mn[1..].iter(), mx[1..].iter());
                 t.min = _mm512_reduce_min_ps(lo.fold(mn[0], |a, &v| _mm512_min_ps(a, v)));
                 t.max = _mm512_reduce_max_ps(hi.fold(mx[0], |a, &v| _mm512_max_ps(a, v)));
-                if LANE_CODES && !(t.min < 0.0 && t.max > 0.0) {
-                    t.s2 = f64::NAN;
+                if LANE_CODES && !(t.min < 0.0 && t.max > 0.0) || nan_codes != 0 {
+                    (t.s2, t.cancels) = (f64::NAN, false);
                 }
             }
             t
