@@ -17,7 +17,6 @@ use tensorheat::reduce::{reduce, reduce_scaled, Scale};
 use tensorheat::view::Geometry;
 use tensorheat::{Dtype, Reduction, Size};
 
-/// Encodes values as `dtype`, returning the bytes and the exact values they hold.
 /// The members of grid cell `(i, j)` of a row-major `rows × cols` matrix in `bh × bw`
 /// blocks, in row-major order.
 fn cell_members(
@@ -35,6 +34,13 @@ fn cell_members(
         .collect()
 }
 
+/// The geometry of a `rows × cols` matrix in `bh × bw` blocks.
+fn blocks(rows: usize, cols: usize, bh: usize, bw: usize) -> Geometry {
+    let size = Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap());
+    Geometry::new(rows, cols, size, false)
+}
+
+/// Encodes values as `dtype`, returning the bytes and the exact values they hold.
 fn encode(dtype: Dtype, vals: &[f32], f8: &[f32]) -> (Vec<u8>, Vec<f64>) {
     // Finite F8 codes by value, for a nearest-code search.
     let mut codes: Vec<(f32, u8)> = (0..=255u8)
@@ -338,12 +344,7 @@ proptest! {
                 f64::from(f8[usize::from(codes[i])]) * f64::from(scales[y / sbh * scols + x / sbw])
             })
             .collect();
-        let geom = Geometry::new(
-            rows,
-            cols,
-            Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
-            false,
-        );
+        let geom = blocks(rows, cols, bh, bw);
         for r in [Reduction::Mean, Reduction::Max, Reduction::Min, Reduction::AbsMax] {
             let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, r);
             let gw = cols.div_ceil(bw);
@@ -427,12 +428,7 @@ fn fp8_blocks_of_one_sign() {
             .map(|i| f64::from(f8[usize::from(codes[i])]) * f64::from(scales[i % cols / sbw]))
             .collect();
         let (bh, bw) = (16, 16);
-        let geom = Geometry::new(
-            rows,
-            cols,
-            Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
-            false,
-        );
+        let geom = blocks(rows, cols, bh, bw);
         let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean);
         let lo = exact.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = exact.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -503,12 +499,7 @@ fn fp8_blocks_with_nan_codes() {
         assert_eq!(finite.len(), rows * cols - 1);
         for (bh, bw) in [(4, 4), (40, 16)] {
             let ctx = format!("NaN code {nan_code:#x} at {at}, {bh} x {bw} cells");
-            let geom = Geometry::new(
-                rows,
-                cols,
-                Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
-                false,
-            );
+            let geom = blocks(rows, cols, bh, bw);
             let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, Reduction::Mean);
             let s = got.stats;
             assert_eq!((s.nan, s.count), (1, finite.len() as u64), "{ctx}");
@@ -563,12 +554,7 @@ fn narrow_cells_match_the_naive_reference() {
         for (bh, bw) in [4, 14, 40].into_iter().flat_map(|bh| {
             [4, 6, 8, 10, 12, 14, 16, 24, 32, 56, 64, 72, 128, 512].map(|bw| (bh, bw))
         }) {
-            let geom = Geometry::new(
-                rows,
-                cols,
-                Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap()),
-                false,
-            );
+            let geom = blocks(rows, cols, bh, bw);
             let got = reduce(&bytes, dtype, &geom, Reduction::Mean);
             let gw = cols.div_ceil(bw);
             assert_eq!(got.grid.len(), rows.div_ceil(bh) * gw);
