@@ -50,10 +50,10 @@ const AHEAD_ROWS: usize = 64;
 /// GiB/s; bands of 4 rows went 5.5 → 5.0 when they kept codes too, and a run-time choice
 /// inside one kernel cost both.)
 const LANE_CODE_ROWS: usize = 16;
-/// Rows from which a band of FP8 with scales, for `mean`, is summed as unscaled `mean`
-/// is (one-register lookups of the high bytes, plain squares), each lane's sums and
-/// squares scaled once per chunk, its extremes from its lanes' codes. Its ~50 operations
-/// a chunk for the extremes cost more than they save in bands of 2 rows (a DeepSeek-style
+/// Rows from which a band of FP8 with scales, for `mean` (summed as unscaled `mean` is,
+/// each lane's sums and squares scaled once per chunk), takes its extremes from its
+/// lanes' largest codes; shorter bands scale each decoded vector for them. The codes'
+/// ~50 operations a chunk cost more than they save in bands of 2 rows (a DeepSeek-style
 /// model of 2048 × 7168 experts with default options, CLI: 138–143 → 143–150 ms), and
 /// less from 4 (criterion, 4096² with 128 × 128 scales: 5.3 → 6.7 GiB/s in bands of 4
 /// rows, 11.8 → 15.6 in bands of 16).
@@ -182,22 +182,26 @@ pub(super) fn band(
                 }
             }
             (_, true, None) => run_vbmi::<E4M3, true, false, false>(data, cols, bw, b, None, band),
-            (_, false, Some(s)) if data.len() / cols >= SCALED_MEAN_ROWS => {
+            (_, false, Some(s)) => {
+                let rows = data.len() / cols;
                 let first = Some(&mut *s);
-                match run_vbmi::<E4M3_MEAN, false, true, true>(data, cols, bw, b, first, band) {
+                let t = if rows >= SCALED_MEAN_ROWS {
+                    run_vbmi::<E4M3_MEAN, false, true, true>(data, cols, bw, b, first, band)
+                } else {
+                    run_vbmi::<E4M3_MEAN, false, true, false>(data, cols, bw, b, first, band)
+                };
+                if t.cancels {
                     // (As unscaled: only the cells' sums were written.)
-                    t if t.cancels => {
-                        band.s1.fill(0.0);
-                        if data.len() / cols >= LANE_CODE_ROWS {
-                            run_vbmi::<E4M3, false, true, true>(data, cols, bw, b, Some(s), band)
-                        } else {
-                            run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, Some(s), band)
-                        }
+                    band.s1.fill(0.0);
+                    if rows >= LANE_CODE_ROWS {
+                        run_vbmi::<E4M3, false, true, true>(data, cols, bw, b, Some(s), band)
+                    } else {
+                        run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, Some(s), band)
                     }
-                    t => t,
+                } else {
+                    t
                 }
             }
-            (_, false, s) => run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, s, band),
             (_, true, s) => run_vbmi::<E4M3, true, true, false>(data, cols, bw, b, s, band),
         }
     };
@@ -438,6 +442,9 @@ macro_rules! kernel {
             // where they are not, the data is not far from zero for its spread), so the
             // differences need no sums of their own.
             let from_cells = !EXTREMES && (!SCALED || KIND == E4M3_MEAN) && KIND != F32;
+            // [`E4M3_MEAN`] with scales in bands too short for `LANE_CODES`: the band's
+            // codes only show whether it holds a NaN code.
+            let nan_on_codes = KIND == E4M3_MEAN && SCALED && !LANE_CODES;
             let codes = &mut CodeExtremes::new::<KIND>();
             let mut g0 = 0;
             while g0 < rows {
@@ -542,7 +549,7 @@ macro_rules! kernel {
                         // also serves the decode.)
                         let nonzero;
                         (zc, nonzero) = count_zeros::<KIND>(zc, raw, elems, ones);
-                        if on_codes {
+                        if on_codes || nan_on_codes {
                             codes.update::<KIND>(raw, elems);
                         }
                         if LANE_CODES {
@@ -574,6 +581,12 @@ macro_rules! kernel {
                                 d2[u] = _mm512_fmadd_ps(d, d, d2[u]);
                             }
                             if !EXTREMES && !exact && !on_codes && !LANE_CODES {
+                                // (Scaled here, for [`E4M3_MEAN`] with scales.)
+                                let x = if SCALED && KIND == E4M3_MEAN {
+                                    _mm512_mul_ps(x, sv[u])
+                                } else {
+                                    x
+                                };
                                 mn[u] = _mm512_mask_range_ps::<MIN0>(mn[u], m, mn[u], x);
                                 mx[u] = _mm512_mask_range_ps::<MAX0>(mx[u], m, mx[u], x);
                             }
@@ -631,9 +644,9 @@ macro_rules! kernel {
                             }
                             sum[u] = _mm512_mul_ps(sum[u], sv[u]);
                         }
-                        let nan = _mm512_cmpeq_epi8_mask(lane.signed_max, _mm512_set1_epi8(0x7f))
-                            | _mm512_cmpeq_epi8_mask(lane.unsigned_max, _mm512_set1_epi8(-1));
-                        nan_codes |= nan;
+                        if LANE_CODES {
+                            nan_codes |= lane.nan_codes();
+                        }
                     }
                     if rotate {
                         let (at, add) = (8 * (c / per), g0 > 0 || c % per > 0);
@@ -734,6 +747,9 @@ macro_rules! kernel {
                 // Plain squares, re-based onto `b`.
                 let (n, b) = ((rows * cols) as f64, f64::from(b));
                 (t.s2, t.cancels) = rebase_plain(t.s2, t.s1 + n * b, n, b);
+            }
+            if nan_on_codes {
+                nan_codes |= codes.nan_codes();
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>(&data[..rows * row_bytes]);
@@ -1463,6 +1479,14 @@ impl CodeExtremes {
                     _mm512_mask_max_epu8(c.unsigned_max, elems, c.unsigned_max, raw);
             }
         }
+    }
+
+    /// The lanes whose F8 codes taken in include a NaN code (0x7f or 0xff, the largest
+    /// signed and unsigned byte).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn nan_codes(&self) -> u64 {
+        _mm512_cmpeq_epi8_mask(self.signed_max, _mm512_set1_epi8(0x7f))
+            | _mm512_cmpeq_epi8_mask(self.unsigned_max, _mm512_set1_epi8(-1))
     }
 
     /// The smallest and largest value of the band whose codes were taken in (at least
