@@ -532,15 +532,16 @@ fn fp8_blocks_with_nan_codes() {
 }
 
 /// Cells 4 columns wide (every 4096-column tensor with default options), 6, 10, 12 and
-/// 14 (a 14336-column one), odd widths from 5 to 15 (7 for a 7168-column one) and
-/// multiples of 8 (16 at `--max-size 256`; 56 for a 14336-column one; 512, wider than
-/// the tensor), which F8 `mean` folds by paths of their own, in bands of 4, 14 and 40
-/// rows (one group of rows, and two), over fifteen whole 64-byte chunks of F8 (so a
-/// chunk starts at every place in a cell of up to 15 columns) and a partial one: every cell's mean and the statistics against
-/// float64, in every dtype. Each column has its own level, so a sum credited to the
-/// wrong cell shows; the levels are centred on zero, as F8 `mean` bands whose mean
-/// square is over twice their variance are redone without those paths (see
-/// `PLAIN_LIMIT`).
+/// 14 (a 14336-column one), odd widths from 5 to 15 (7 for a 7168-column one), 4 times
+/// those (28 for a 7168-column one at `--max-size 256`) and multiples of 8 (16 at
+/// `--max-size 256`; 56 for a 14336-column one; 512, wider than the tensor), which F8
+/// `mean` folds by paths of their own, in bands of 4, 14 and 40 rows (one group of
+/// rows, and two), over fifteen whole 64-byte chunks of F8 (so a chunk starts at every
+/// place in a cell of up to 15 columns or groups of 4) and a partial one: every cell's
+/// mean and the statistics against float64, in every dtype. Each column has its own
+/// level, so a sum credited to the wrong cell shows; the levels are centred on zero, as
+/// F8 `mean` bands whose mean square is over twice their variance are redone without
+/// those paths (see `PLAIN_LIMIT`).
 #[test]
 fn narrow_cells_match_the_naive_reference() {
     let f8 = e4m3_table();
@@ -553,7 +554,8 @@ fn narrow_cells_match_the_naive_reference() {
         let (bytes, exact) = encode(dtype, &values, &f8);
         for (bh, bw) in [4, 14, 40].into_iter().flat_map(|bh| {
             [
-                4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 24, 32, 56, 64, 72, 128, 512,
+                4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 20, 24, 28, 32, 36, 52, 56, 60, 64,
+                72, 128, 512,
             ]
             .map(|bw| (bh, bw))
         }) {

@@ -976,19 +976,25 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
 /// bytes (bands of 4 rows).
 #[target_feature(enable = "avx512f,avx512dq")]
 fn fold_fours(j0: usize, v: &[__m512; 4], band: &mut Band) {
-    let a = _mm512_add_ps(v[0], v[1]);
-    let b = _mm512_add_ps(v[2], v[3]);
-    // Each cell's first pair (indices 16.. are `b`'s lanes), then its second.
-    let first = _mm512_setr_epi32(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30);
-    let second = _mm512_add_epi32(first, _mm512_set1_epi32(1));
-    let cells = _mm512_add_ps(
-        _mm512_permutex2var_ps(a, first, b),
-        _mm512_permutex2var_ps(a, second, b),
-    );
     let s1 = &mut band.s1[j0..j0 + 16];
-    for (dst, v) in s1.chunks_exact_mut(8).zip(widen(cells)) {
+    for (dst, v) in s1.chunks_exact_mut(8).zip(widen(fours(v))) {
         add_to_slot(dst, v, true);
     }
+}
+
+/// The sums of a whole chunk's 16 groups of 4 columns, in column order, from the vectors
+/// in the unpack order (see [`fold_fours`]).
+#[target_feature(enable = "avx512f")]
+fn fours(v: &[__m512; 4]) -> __m512 {
+    let a = _mm512_add_ps(v[0], v[1]);
+    let b = _mm512_add_ps(v[2], v[3]);
+    // Each group's first pair (indices 16.. are `b`'s lanes), then its second.
+    let first = _mm512_setr_epi32(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30);
+    let second = _mm512_add_epi32(first, _mm512_set1_epi32(1));
+    _mm512_add_ps(
+        _mm512_permutex2var_ps(a, first, b),
+        _mm512_permutex2var_ps(a, second, b),
+    )
 }
 
 /// [`fold`] for a whole chunk of [`E4M3_MEAN`] in cells a multiple of 8 columns wide
@@ -1130,53 +1136,72 @@ fn fold_pairs(c0: usize, t: &PairCells, v: &[__m512; 4], band: &mut Band) {
     add_pd_lanes(&mut band.s1[j + dj..j + dj + n2], hi);
 }
 
-/// Where the columns of a whole chunk of [`E4M3_MEAN`] go in cells of an odd number `w`
-/// of columns, 5 to 15 (7 for the 7168-wide tensors of DeepSeek-V3 with default options,
-/// 5 for 5120-wide ones), for [`fold_odd`]: by the offset `o` of the chunk's first column
-/// in its cell, for each place `i < w` in a cell, the lanes of `v[0]`, `v[1]` (indices
-/// 16.. for the second) and of `v[2]`, `v[3]` that hold place `i` of each cell (the
-/// columns whose bit 3 is clear are in the first two vectors of the unpack order, the
-/// others in the last two), and the output lanes that have one there. Output lane `n` is
-/// the chunk's `n`-th cell.
+/// Where a whole chunk of [`E4M3_MEAN`] goes in cells of an odd number `w` (5 to 15) of
+/// units, for [`fold_odd`]: columns (cells 5 to 15 columns wide: 7 for the 7168-wide
+/// tensors of DeepSeek-V3 with default options, 5 for 5120-wide ones), or groups of 4
+/// columns (cells 20 to 60 columns wide: 28 for 7168-wide tensors at `--max-size 256`).
+/// By the offset `o` of the chunk's first unit in its cell, for each place `i < w` in a
+/// cell, the lanes of the two sources of [`fold_odd`] that hold place `i` of each cell,
+/// and the output lanes that have one in each. Output lane `n` is the chunk's `n`-th
+/// cell.
 struct OddCells {
-    /// `idx[o][i]`: the lanes in the first pair of vectors and in the second, and
-    /// `mask[o][i]` the output lanes whose place `i` each holds.
+    /// Columns in a unit (1 or 4).
+    unit: usize,
+    /// Units in a cell.
+    w: usize,
+    /// `idx[o][i]`: the lanes of each source holding place `i` (indices 16.. for the
+    /// second vector of a source), and `mask[o][i]` the output lanes they go to.
     idx: Vec<[[[i32; 16]; 2]; 15]>,
     mask: Vec<[[__mmask16; 2]; 15]>,
     /// `cells[o]`: how many cells the chunk touches.
     cells: Vec<usize>,
-    w: usize,
 }
 
 impl OddCells {
     /// The table for cells `bw` columns wide, if [`fold_odd`] takes them (made once).
     fn of(bw: usize) -> Option<&'static OddCells> {
-        static TABLES: [std::sync::OnceLock<OddCells>; 6] =
-            [const { std::sync::OnceLock::new() }; 6];
-        let at = [5, 7, 9, 11, 13, 15].iter().position(|&b| b == bw)?;
-        Some(TABLES[at].get_or_init(|| OddCells::new(bw)))
+        static TABLES: [std::sync::OnceLock<OddCells>; 12] =
+            [const { std::sync::OnceLock::new() }; 12];
+        let odd = |w: usize| (5..=15).contains(&w) && w % 2 == 1;
+        let (unit, at) = if odd(bw) {
+            (1, (bw - 5) / 2)
+        } else if bw % 8 == 4 && odd(bw / 4) {
+            (4, 6 + (bw / 4 - 5) / 2)
+        } else {
+            return None;
+        };
+        Some(TABLES[at].get_or_init(|| OddCells::new(unit, bw / unit)))
     }
 
-    fn new(w: usize) -> OddCells {
+    fn new(unit: usize, w: usize) -> OddCells {
+        let units = CHUNK / unit;
         let mut t = OddCells {
+            unit,
+            w,
             idx: vec![[[[0; 16]; 2]; 15]; w],
             mask: vec![[[0; 2]; 15]; w],
             cells: vec![0; w],
-            w,
         };
         for o in 0..w {
-            let n_cells = (CHUNK + o).div_ceil(w);
+            let n_cells = (units + o).div_ceil(w);
             debug_assert!(n_cells <= 16);
             for n in 0..n_cells {
                 for i in 0..w {
-                    let Some(c) = (n * w + i).checked_sub(o).filter(|&c| c < CHUNK) else {
+                    let Some(c) = (n * w + i).checked_sub(o).filter(|&c| c < units) else {
                         continue;
                     };
-                    // Column `c` is lane `m` of vector `u` ([`unpacked`]).
-                    let (u, m) = ((c & 1) + 2 * (c >> 3 & 1), 4 * (c >> 4) + (c & 7) / 2);
-                    debug_assert_eq!(unpacked(u, m), c);
-                    t.idx[o][i][u / 2][n] = (m + 16 * (u % 2)) as i32;
-                    t.mask[o][i][u / 2] |= 1 << n;
+                    // Group `c` is lane `c` of the one source; column `c` is lane `m` of
+                    // vector `u` ([`unpacked`]), in the source of vectors 0 and 1 if its
+                    // bit 3 is clear, else of vectors 2 and 3.
+                    let (src, lane) = if unit == 4 {
+                        (0, c)
+                    } else {
+                        let (u, m) = ((c & 1) + 2 * (c >> 3 & 1), 4 * (c >> 4) + (c & 7) / 2);
+                        debug_assert_eq!(unpacked(u, m), c);
+                        (u / 2, m + 16 * (u % 2))
+                    };
+                    t.idx[o][i][src][n] = lane as i32;
+                    t.mask[o][i][src] |= 1 << n;
                 }
             }
             t.cells[o] = n_cells;
@@ -1185,20 +1210,29 @@ impl OddCells {
     }
 }
 
-/// [`fold`] for a whole chunk of [`E4M3_MEAN`] in cells of an odd number of columns
-/// (5 to 15), from the vectors in the unpack order: each place of the cells gathered by
-/// two permutes, one from each pair of vectors, and the places added in four chains.
-/// (The general fold runs each vector's lanes into the cells on its own: 7-column cells
-/// reduced at less than half the speed of 8-column ones.)
+/// [`fold`] for a whole chunk of [`E4M3_MEAN`] in cells of an odd number of units
+/// ([`OddCells`]), from the vectors in the unpack order: each place of the cells gathered
+/// by a permute from each source (for columns, vectors 0 and 1, and 2 and 3; for groups
+/// of 4 columns, their sums taken as [`fold_fours`] takes them) and the places added in
+/// four chains. (The general fold runs each vector's lanes into the cells on its own:
+/// 7-column cells reduced at less than half the speed of 8-column ones.)
 #[target_feature(enable = "avx512f,avx512dq")]
 fn fold_odd(c0: usize, t: &OddCells, v: &[__m512; 4], band: &mut Band) {
-    let (j, o) = (c0 / t.w, c0 % t.w);
+    let first = c0 / t.unit;
+    let (j, o) = (first / t.w, first % t.w);
+    let groups = (t.unit == 4).then(|| fours(v));
     let mut acc = [_mm512_setzero_ps(); 4];
     for i in 0..t.w {
         let [ka, kb] = t.mask[o][i];
-        let a = _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(&t.idx[o][i][0]), v[1]);
-        let b = _mm512_maskz_permutex2var_ps(kb, v[2], load_epi32(&t.idx[o][i][1]), v[3]);
-        acc[i % 4] = _mm512_add_ps(acc[i % 4], _mm512_add_ps(a, b));
+        let [ia, ib] = &t.idx[o][i];
+        let place = match groups {
+            Some(g) => _mm512_maskz_permutexvar_ps(ka, load_epi32(ia), g),
+            None => _mm512_add_ps(
+                _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1]),
+                _mm512_maskz_permutex2var_ps(kb, v[2], load_epi32(ib), v[3]),
+            ),
+        };
+        acc[i % 4] = _mm512_add_ps(acc[i % 4], place);
     }
     let cells = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     let n = t.cells[o];
