@@ -360,10 +360,10 @@ macro_rules! kernel {
             } else {
                 None
             };
-            let odd = if KIND == E4M3_MEAN {
-                OddCells::of(bw)
-            } else {
-                None
+            let odd = match KIND {
+                E4M3_MEAN => OddCells::of(bw, false),
+                BF16 if !EXTREMES => OddCells::of(bw, true),
+                _ => None,
             };
             let mut t = Totals {
                 s1: 0.0,
@@ -1136,17 +1136,18 @@ fn fold_pairs(c0: usize, t: &PairCells, v: &[__m512; 4], band: &mut Band) {
     add_pd_lanes(&mut band.s1[j + dj..j + dj + n2], hi);
 }
 
-/// Where a whole chunk of [`E4M3_MEAN`] goes in cells of an odd number `w` (5 to 15) of
-/// units, for [`fold_odd`]: columns (cells 5 to 15 columns wide: 7 for the 7168-wide
-/// tensors of DeepSeek-V3 with default options, 5 for 5120-wide ones), or groups of 4
-/// columns (cells 20 to 60 columns wide: 28 for 7168-wide tensors at `--max-size 256`).
+/// Where a whole chunk of [`E4M3_MEAN`] (or of BF16, for `mean`) goes in cells of an odd
+/// number `w` (5 to 15) of units, for [`fold_odd`]: columns (cells 5 to 15 columns wide:
+/// 7 for the 7168-wide tensors of DeepSeek-V3 with default options, 5 for 5120-wide
+/// ones), or, for F8, groups of 4 columns (cells 20 to 60 columns wide: 28 for 7168-wide
+/// tensors at `--max-size 256`).
 /// By the offset `o` of the chunk's first unit in its cell, for each place `i < w` in a
 /// cell, the lanes of the two sources of [`fold_odd`] that hold place `i` of each cell,
 /// and the output lanes that have one in each. Output lane `n` is the chunk's `n`-th
 /// cell.
 struct OddCells {
-    /// Columns in a unit (1 or 4).
-    unit: usize,
+    /// Where the units are.
+    source: Units,
     /// Units in a cell.
     w: usize,
     /// `idx[o][i]`: the lanes of each source holding place `i` (indices 16.. for the
@@ -1157,26 +1158,75 @@ struct OddCells {
     cells: Vec<usize>,
 }
 
+/// The units [`OddCells`] gathers, and where they lie.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Units {
+    /// F8 columns in the unpack order ([`unpacked`]): in vectors 0 and 1 if the column's
+    /// bit 3 is clear, else in vectors 2 and 3.
+    F8Columns,
+    /// The sums of an F8 chunk's 16 groups of 4 columns ([`fours`]).
+    F8Groups,
+    /// BF16 columns: the even ones in vector 0, the odd ones in vector 1.
+    Bf16Columns,
+}
+
+impl Units {
+    /// Columns in a unit.
+    fn columns(self) -> usize {
+        if self == Units::F8Groups {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// Units in a whole chunk.
+    fn per_chunk(self) -> usize {
+        match self {
+            Units::F8Columns => CHUNK,
+            Units::F8Groups => CHUNK / 4,
+            Units::Bf16Columns => CHUNK / 2,
+        }
+    }
+
+    /// The source (0 or 1) and its lane (indices 16.. for the second vector of a
+    /// source) that hold unit `c` of a chunk.
+    fn lane(self, c: usize) -> (usize, usize) {
+        match self {
+            Units::F8Columns => {
+                let (u, m) = ((c & 1) + 2 * (c >> 3 & 1), 4 * (c >> 4) + (c & 7) / 2);
+                debug_assert_eq!(unpacked(u, m), c);
+                (u / 2, m + 16 * (u % 2))
+            }
+            Units::F8Groups => (0, c),
+            Units::Bf16Columns => (0, c / 2 + 16 * (c % 2)),
+        }
+    }
+}
+
 impl OddCells {
-    /// The table for cells `bw` columns wide, if [`fold_odd`] takes them (made once).
-    fn of(bw: usize) -> Option<&'static OddCells> {
-        static TABLES: [std::sync::OnceLock<OddCells>; 12] =
-            [const { std::sync::OnceLock::new() }; 12];
+    /// The table for cells `bw` columns wide of F8 (or BF16), if [`fold_odd`] takes them
+    /// (made once).
+    fn of(bw: usize, bf16: bool) -> Option<&'static OddCells> {
+        static TABLES: [std::sync::OnceLock<OddCells>; 18] =
+            [const { std::sync::OnceLock::new() }; 18];
         let odd = |w: usize| (5..=15).contains(&w) && w % 2 == 1;
-        let (unit, at) = if odd(bw) {
-            (1, (bw - 5) / 2)
-        } else if bw % 8 == 4 && odd(bw / 4) {
-            (4, 6 + (bw / 4 - 5) / 2)
+        let (source, at) = if odd(bw) && bf16 {
+            (Units::Bf16Columns, 12 + (bw - 5) / 2)
+        } else if odd(bw) {
+            (Units::F8Columns, (bw - 5) / 2)
+        } else if bw % 8 == 4 && odd(bw / 4) && !bf16 {
+            (Units::F8Groups, 6 + (bw / 4 - 5) / 2)
         } else {
             return None;
         };
-        Some(TABLES[at].get_or_init(|| OddCells::new(unit, bw / unit)))
+        Some(TABLES[at].get_or_init(|| OddCells::new(source, bw / source.columns())))
     }
 
-    fn new(unit: usize, w: usize) -> OddCells {
-        let units = CHUNK / unit;
+    fn new(source: Units, w: usize) -> OddCells {
+        let units = source.per_chunk();
         let mut t = OddCells {
-            unit,
+            source,
             w,
             idx: vec![[[[0; 16]; 2]; 15]; w],
             mask: vec![[[0; 2]; 15]; w],
@@ -1190,16 +1240,7 @@ impl OddCells {
                     let Some(c) = (n * w + i).checked_sub(o).filter(|&c| c < units) else {
                         continue;
                     };
-                    // Group `c` is lane `c` of the one source; column `c` is lane `m` of
-                    // vector `u` ([`unpacked`]), in the source of vectors 0 and 1 if its
-                    // bit 3 is clear, else of vectors 2 and 3.
-                    let (src, lane) = if unit == 4 {
-                        (0, c)
-                    } else {
-                        let (u, m) = ((c & 1) + 2 * (c >> 3 & 1), 4 * (c >> 4) + (c & 7) / 2);
-                        debug_assert_eq!(unpacked(u, m), c);
-                        (u / 2, m + 16 * (u % 2))
-                    };
+                    let (src, lane) = source.lane(c);
                     t.idx[o][i][src][n] = lane as i32;
                     t.mask[o][i][src] |= 1 << n;
                 }
@@ -1210,24 +1251,26 @@ impl OddCells {
     }
 }
 
-/// [`fold`] for a whole chunk of [`E4M3_MEAN`] in cells of an odd number of units
-/// ([`OddCells`]), from the vectors in the unpack order: each place of the cells gathered
-/// by a permute from each source (for columns, vectors 0 and 1, and 2 and 3; for groups
-/// of 4 columns, their sums taken as [`fold_fours`] takes them) and the places added in
-/// four chains. (The general fold runs each vector's lanes into the cells on its own:
-/// 7-column cells reduced at less than half the speed of 8-column ones.)
+/// [`fold`] for a whole chunk of [`E4M3_MEAN`] (or of BF16) in cells of an odd number
+/// of units ([`OddCells`]): each place of the cells gathered by a permute from each
+/// source (for F8 columns, vectors 0 and 1, and 2 and 3 of the unpack order; for groups
+/// of 4 columns, their sums taken as [`fold_fours`] takes them; for BF16, its vectors
+/// of even and odd columns) and the places added in four chains. (The general fold runs
+/// each vector's lanes into the cells on its own: F8 in 7-column cells reduced at less
+/// than half its speed in 8-column ones, BF16 at ~60%.)
 #[target_feature(enable = "avx512f,avx512dq")]
 fn fold_odd(c0: usize, t: &OddCells, v: &[__m512; 4], band: &mut Band) {
-    let first = c0 / t.unit;
+    let first = c0 / t.source.columns();
     let (j, o) = (first / t.w, first % t.w);
-    let groups = (t.unit == 4).then(|| fours(v));
+    let groups = (t.source == Units::F8Groups).then(|| fours(v));
     let mut acc = [_mm512_setzero_ps(); 4];
     for i in 0..t.w {
         let [ka, kb] = t.mask[o][i];
         let [ia, ib] = &t.idx[o][i];
-        let place = match groups {
-            Some(g) => _mm512_maskz_permutexvar_ps(ka, load_epi32(ia), g),
-            None => _mm512_add_ps(
+        let place = match (t.source, groups) {
+            (_, Some(g)) => _mm512_maskz_permutexvar_ps(ka, load_epi32(ia), g),
+            (Units::Bf16Columns, _) => _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1]),
+            _ => _mm512_add_ps(
                 _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1]),
                 _mm512_maskz_permutex2var_ps(kb, v[2], load_epi32(ib), v[3]),
             ),
