@@ -360,10 +360,10 @@ macro_rules! kernel {
             } else {
                 None
             };
-            let odd = match KIND {
-                E4M3_MEAN => OddCells::of(bw, false),
-                BF16 if !EXTREMES => OddCells::of(bw, true),
-                _ => None,
+            let odd = if EXTREMES {
+                None
+            } else {
+                OddCells::of(KIND, bw)
             };
             let mut t = Totals {
                 s1: 0.0,
@@ -1136,7 +1136,7 @@ fn fold_pairs(c0: usize, t: &PairCells, v: &[__m512; 4], band: &mut Band) {
     add_pd_lanes(&mut band.s1[j + dj..j + dj + n2], hi);
 }
 
-/// Where a whole chunk of [`E4M3_MEAN`] (or of BF16, for `mean`) goes in cells of an odd
+/// Where a whole chunk of [`E4M3_MEAN`] (or of BF16 or F16, for `mean`) goes in cells of an odd
 /// number `w` (5 to 15) of units, for [`fold_odd`]: columns (cells 5 to 15 columns wide:
 /// 7 for the 7168-wide tensors of DeepSeek-V3 with default options, 5 for 5120-wide
 /// ones), or, for F8, groups of 4 columns (cells 20 to 60 columns wide: 28 for 7168-wide
@@ -1168,6 +1168,8 @@ enum Units {
     F8Groups,
     /// BF16 columns: the even ones in vector 0, the odd ones in vector 1.
     Bf16Columns,
+    /// F16 columns: the first 16 in vector 0, the others in vector 1.
+    F16Columns,
 }
 
 impl Units {
@@ -1185,7 +1187,7 @@ impl Units {
         match self {
             Units::F8Columns => CHUNK,
             Units::F8Groups => CHUNK / 4,
-            Units::Bf16Columns => CHUNK / 2,
+            Units::Bf16Columns | Units::F16Columns => CHUNK / 2,
         }
     }
 
@@ -1200,27 +1202,27 @@ impl Units {
             }
             Units::F8Groups => (0, c),
             Units::Bf16Columns => (0, c / 2 + 16 * (c % 2)),
+            Units::F16Columns => (0, c),
         }
     }
 }
 
 impl OddCells {
-    /// The table for cells `bw` columns wide of F8 (or BF16), if [`fold_odd`] takes them
-    /// (made once).
-    fn of(bw: usize, bf16: bool) -> Option<&'static OddCells> {
-        static TABLES: [std::sync::OnceLock<OddCells>; 18] =
-            [const { std::sync::OnceLock::new() }; 18];
+    /// The table for cells `bw` columns wide of `kind`, if [`fold_odd`] takes them (made
+    /// once).
+    fn of(kind: Kind, bw: usize) -> Option<&'static OddCells> {
+        static TABLES: [std::sync::OnceLock<OddCells>; 24] =
+            [const { std::sync::OnceLock::new() }; 24];
         let odd = |w: usize| (5..=15).contains(&w) && w % 2 == 1;
-        let (source, at) = if odd(bw) && bf16 {
-            (Units::Bf16Columns, 12 + (bw - 5) / 2)
-        } else if odd(bw) {
-            (Units::F8Columns, (bw - 5) / 2)
-        } else if bw % 8 == 4 && odd(bw / 4) && !bf16 {
-            (Units::F8Groups, 6 + (bw / 4 - 5) / 2)
-        } else {
-            return None;
+        let (source, w) = match kind {
+            E4M3_MEAN if odd(bw) => (Units::F8Columns, bw),
+            E4M3_MEAN if bw % 8 == 4 && odd(bw / 4) => (Units::F8Groups, bw / 4),
+            BF16 if odd(bw) => (Units::Bf16Columns, bw),
+            F16 if odd(bw) => (Units::F16Columns, bw),
+            _ => return None,
         };
-        Some(TABLES[at].get_or_init(|| OddCells::new(source, bw / source.columns())))
+        let at = 6 * source as usize + (w - 5) / 2;
+        Some(TABLES[at].get_or_init(|| OddCells::new(source, w)))
     }
 
     fn new(source: Units, w: usize) -> OddCells {
@@ -1251,11 +1253,11 @@ impl OddCells {
     }
 }
 
-/// [`fold`] for a whole chunk of [`E4M3_MEAN`] (or of BF16) in cells of an odd number
-/// of units ([`OddCells`]): each place of the cells gathered by a permute from each
-/// source (for F8 columns, vectors 0 and 1, and 2 and 3 of the unpack order; for groups
-/// of 4 columns, their sums taken as [`fold_fours`] takes them; for BF16, its vectors
-/// of even and odd columns) and the places added in four chains. (The general fold runs
+/// [`fold`] for a whole chunk of [`E4M3_MEAN`] (or of BF16 or F16) in cells of an odd
+/// number of units ([`OddCells`]): each place of the cells gathered by a permute from
+/// each source (for F8 columns, vectors 0 and 1, and 2 and 3 of the unpack order; for
+/// groups of 4 columns, their sums taken as [`fold_fours`] takes them; for BF16 and F16,
+/// their two vectors) and the places added in four chains. (The general fold runs
 /// each vector's lanes into the cells on its own: F8 in 7-column cells reduced at less
 /// than half its speed in 8-column ones, BF16 at ~60%.)
 #[target_feature(enable = "avx512f,avx512dq")]
@@ -1269,7 +1271,9 @@ fn fold_odd(c0: usize, t: &OddCells, v: &[__m512; 4], band: &mut Band) {
         let [ia, ib] = &t.idx[o][i];
         let place = match (t.source, groups) {
             (_, Some(g)) => _mm512_maskz_permutexvar_ps(ka, load_epi32(ia), g),
-            (Units::Bf16Columns, _) => _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1]),
+            (Units::Bf16Columns | Units::F16Columns, _) => {
+                _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1])
+            }
             _ => _mm512_add_ps(
                 _mm512_maskz_permutex2var_ps(ka, v[0], load_epi32(ia), v[1]),
                 _mm512_maskz_permutex2var_ps(kb, v[2], load_epi32(ib), v[3]),
