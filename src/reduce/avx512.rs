@@ -696,13 +696,13 @@ macro_rules! kernel {
                         }
                     }
                     if KIND == E4M3_MEAN && bw == 4 && valid == chunk_cols {
-                        fold_fours(c0 / 4, &sum, band);
+                        fold_fours::<KIND, SCALED, LANE_CODES>(c0 / 4, &sum, band);
                     } else if KIND == E4M3_MEAN && bw % 8 == 0 && valid == chunk_cols {
-                        fold_eights(c0, bw, &sum, band);
+                        fold_eights::<KIND, SCALED, LANE_CODES>(c0, bw, &sum, band);
                     } else if let Some(p) = pairs.filter(|_| valid == chunk_cols) {
-                        fold_pairs(c0, p, &sum, band);
+                        fold_pairs::<KIND, SCALED, LANE_CODES>(c0, p, &sum, band);
                     } else if let Some(o) = odd.filter(|_| valid == chunk_cols) {
-                        fold_odd(c0, o, &sum, band);
+                        fold_odd::<KIND, SCALED, LANE_CODES>(c0, o, &sum, band);
                     } else {
                         if matches!(KIND, E4M3 | E4M3_MEAN) {
                             sum = to_layout(sum);
@@ -974,8 +974,18 @@ fn fold<const KIND: Kind, const EXTREMES: bool>(
 /// `8(m / 4) + m % 4`, and `+ 4` for the second; cell `4j + i` is pairs `8j + 2i` and
 /// `8j + 2i + 1`. Folding these cells the general way took as long as reducing their
 /// bytes (bands of 4 rows).
+///
+/// This and the other chunk folds ([`fold_eights`], [`fold_pairs`], [`fold_odd`]) take
+/// the calling kernel's parameters, unused, so that each kernel has its own copy: LLVM
+/// inlines a function with one caller, and when the kernels for FP8 with and without
+/// scales shared these, they were called instead, which cost unscaled F8 ~2% at
+/// `--max-size 256` (reducing the 2 GiB model, pages mapped: 91–95 → 93–97 ms).
 #[target_feature(enable = "avx512f,avx512dq")]
-fn fold_fours(j0: usize, v: &[__m512; 4], band: &mut Band) {
+fn fold_fours<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
+    j0: usize,
+    v: &[__m512; 4],
+    band: &mut Band,
+) {
     let s1 = &mut band.s1[j0..j0 + 16];
     for (dst, v) in s1.chunks_exact_mut(8).zip(widen(fours(v))) {
         add_to_slot(dst, v, true);
@@ -1006,7 +1016,12 @@ fn fours(v: &[__m512; 4]) -> __m512 {
 /// of 8 and 16 columns keep (wider ones add their groups' sums in `f64`, in column
 /// order). The general fold took a fifth of such a band's time.
 #[target_feature(enable = "avx512f")]
-fn fold_eights(c0: usize, bw: usize, v: &[__m512; 4], band: &mut Band) {
+fn fold_eights<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
+    c0: usize,
+    bw: usize,
+    v: &[__m512; 4],
+    band: &mut Band,
+) {
     let groups = |x: __m512| {
         let x = _mm512_add_ps(x, _mm512_permute_ps::<0b10_11_00_01>(x));
         _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x))
@@ -1109,7 +1124,12 @@ impl PairCells {
 /// F8 4096 × 14336 tensors, 4 × 14 cells with default options, a third slower to render
 /// than with 4 × 16 cells.)
 #[target_feature(enable = "avx512f,avx512dq")]
-fn fold_pairs(c0: usize, t: &PairCells, v: &[__m512; 4], band: &mut Band) {
+fn fold_pairs<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
+    c0: usize,
+    t: &PairCells,
+    v: &[__m512; 4],
+    band: &mut Band,
+) {
     let a = _mm512_add_ps(v[0], v[1]);
     let b = _mm512_add_ps(v[2], v[3]);
     let first = c0 / 2;
@@ -1261,7 +1281,12 @@ impl OddCells {
 /// each vector's lanes into the cells on its own: F8 in 7-column cells reduced at less
 /// than half its speed in 8-column ones, BF16 at ~60%.)
 #[target_feature(enable = "avx512f,avx512dq")]
-fn fold_odd(c0: usize, t: &OddCells, v: &[__m512; 4], band: &mut Band) {
+fn fold_odd<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
+    c0: usize,
+    t: &OddCells,
+    v: &[__m512; 4],
+    band: &mut Band,
+) {
     let first = c0 / t.source.columns();
     let (j, o) = (first / t.w, first % t.w);
     let groups = (t.source == Units::F8Groups).then(|| fours(v));
@@ -1828,7 +1853,7 @@ mod tests {
                             let all = [u16::MAX; 4];
                             fold::<E4M3, false>(c0, cells, &all, &to_layout(v), &v, &mut band);
                         } else {
-                            fold_pairs(c0, t, &v, &mut band);
+                            fold_pairs::<E4M3_MEAN, false, false>(c0, t, &v, &mut band);
                         }
                     }
                     band.s1.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
