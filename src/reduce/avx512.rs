@@ -395,8 +395,8 @@ macro_rules! kernel {
             // sum the codes' values unscaled: a lane is one column, and a group of rows
             // one scale row, so each lane's sums take its scale once per chunk.)
             let mut q2 = [_mm512_setzero_ps(); 4];
-            // Bytes of the lanes' largest codes that are NaN codes (0x7f, 0xff), which
-            // [`E4M3_MEAN`] decodes as numbers: with scales, it finds them there.
+            // Bytes of the band's (or with `LANE_CODES`, the lanes') largest codes that are
+            // NaN codes (0x7f, 0xff), which [`E4M3_MEAN`] decodes as numbers.
             let mut nan_codes = 0u64;
             let mut s1 = _mm512_setzero_pd();
             let mut s2 = _mm512_setzero_pd();
@@ -447,9 +447,9 @@ macro_rules! kernel {
             // where they are not, the data is not far from zero for its spread), so the
             // differences need no sums of their own.
             let from_cells = !EXTREMES && (!SCALED || KIND == E4M3_MEAN) && KIND != F32;
-            // [`E4M3_MEAN`] with scales in bands too short for `LANE_CODES`: the band's
-            // codes only show whether it holds a NaN code.
-            let nan_on_codes = KIND == E4M3_MEAN && SCALED && !LANE_CODES;
+            // [`E4M3_MEAN`] finds NaN codes on the band's codes, except with `LANE_CODES`
+            // (with scales, the band's codes serve only that).
+            let nan_on_codes = KIND == E4M3_MEAN && !LANE_CODES;
             let codes = &mut CodeExtremes::new::<KIND>();
             let mut g0 = 0;
             while g0 < rows {
@@ -760,10 +760,6 @@ macro_rules! kernel {
             }
             if on_codes {
                 (t.min, t.max) = codes.extremes::<KIND>(&data[..rows * row_bytes]);
-                if KIND == E4M3_MEAN && (t.min.is_nan() || t.max.is_nan()) {
-                    // A NaN code, decoded as a number: the band is redone.
-                    (t.s2, t.cancels) = (f64::NAN, false);
-                }
             } else if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
@@ -771,9 +767,13 @@ macro_rules! kernel {
                 let (lo, hi) = (mn[1..].iter(), mx[1..].iter());
                 t.min = _mm512_reduce_min_ps(lo.fold(mn[0], |a, &v| _mm512_min_ps(a, v)));
                 t.max = _mm512_reduce_max_ps(hi.fold(mx[0], |a, &v| _mm512_max_ps(a, v)));
-                if LANE_CODES && !(t.min < 0.0 && t.max > 0.0) || nan_codes != 0 {
+                if LANE_CODES && !(t.min < 0.0 && t.max > 0.0) {
                     (t.s2, t.cancels) = (f64::NAN, false);
                 }
+            }
+            if nan_codes != 0 {
+                // A NaN code, decoded as a number: the band is redone.
+                (t.s2, t.cancels) = (f64::NAN, false);
             }
             t
         }
