@@ -40,6 +40,24 @@ fn blocks(rows: usize, cols: usize, bh: usize, bw: usize) -> Geometry {
     Geometry::new(rows, cols, size, false)
 }
 
+/// `F32` FP8 block scales of a `rows × cols` matrix in `bh × bw` blocks, from their
+/// little-endian bytes.
+fn f32_scales(bytes: &[u8], rows: usize, cols: usize, bh: usize, bw: usize) -> Scale<'_> {
+    Scale {
+        data: bytes,
+        dtype: Dtype::F32,
+        rows: rows.div_ceil(bh),
+        cols: cols.div_ceil(bw),
+        bh,
+        bw,
+    }
+}
+
+/// The little-endian bytes of `values`.
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 /// Encodes values as `dtype`, returning the bytes and the exact values they hold.
 fn encode(dtype: Dtype, vals: &[f32], f8: &[f32]) -> (Vec<u8>, Vec<f64>) {
     // Finite F8 codes by value, for a nearest-code search.
@@ -329,15 +347,8 @@ proptest! {
         let scales: Vec<f32> = (0..srows * scols)
             .map(|_| (rng.uniform() - 0.3) * 10f32.powi((rng.next_u64() % 7) as i32 - 4))
             .collect();
-        let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let scale = Scale {
-            data: &scale_bytes,
-            dtype: Dtype::F32,
-            rows: srows,
-            cols: scols,
-            bh: sbh,
-            bw: sbw,
-        };
+        let scale_bytes = le_bytes(&scales);
+        let scale = f32_scales(&scale_bytes, rows, cols, sbh, sbw);
         let exact: Vec<f64> = (0..rows * cols)
             .map(|i| {
                 let (y, x) = (i / cols, i % cols);
@@ -415,15 +426,8 @@ fn fp8_blocks_of_one_sign() {
                 }
             })
             .collect();
-        let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let scale = Scale {
-            data: &scale_bytes,
-            dtype: Dtype::F32,
-            rows: 1,
-            cols: 2,
-            bh: rows,
-            bw: sbw,
-        };
+        let scale_bytes = le_bytes(&scales);
+        let scale = f32_scales(&scale_bytes, rows, cols, rows, sbw);
         let exact: Vec<f64> = (0..rows * cols)
             .map(|i| f64::from(f8[usize::from(codes[i])]) * f64::from(scales[i % cols / sbw]))
             .collect();
@@ -468,15 +472,8 @@ fn fp8_blocks_with_nan_codes() {
     let scales: Vec<f32> = (0..rows / sbh * 2)
         .map(|_| 0.25 + rng.uniform() * 4.0)
         .collect();
-    let scale_bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let scale = Scale {
-        data: &scale_bytes,
-        dtype: Dtype::F32,
-        rows: rows / sbh,
-        cols: 2,
-        bh: sbh,
-        bw: sbw,
-    };
+    let scale_bytes = le_bytes(&scales);
+    let scale = f32_scales(&scale_bytes, rows, cols, sbh, sbw);
     for (nan_code, at) in [(0x7f, 3 * cols + 70), (0xff, 57 * cols + 200), (0x7f, 255)] {
         let mut codes: Vec<u8> = (0..rows * cols)
             .map(|_| {
@@ -738,12 +735,7 @@ fn std_far_from_zero_with_small_outliers() {
     };
     for trial in 0..200 {
         let bw = if trial % 2 == 0 { 32 } else { 31 };
-        let geom = Geometry::new(
-            rows,
-            cols,
-            Size::Block(32.try_into().unwrap(), bw.try_into().unwrap()),
-            false,
-        );
+        let geom = blocks(rows, cols, 32, bw);
         // BF16 near m0, one to three values up to 2^-15 times smaller.
         let m0 = 1.0 + rng.uniform();
         let mut vals = vec![m0; rows * cols];
@@ -773,15 +765,8 @@ fn std_far_from_zero_with_small_outliers() {
         let code = codes[0];
         let sa = 1.0f32 + rng.uniform() * 1e-3;
         let scales = [sa, sa * (1.0 + 1e-3 * rng.uniform())];
-        let sbytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let scale = Scale {
-            data: &sbytes,
-            dtype: Dtype::F32,
-            rows: 1,
-            cols: 2,
-            bh: 32,
-            bw: 32,
-        };
+        let sbytes = le_bytes(&scales);
+        let scale = f32_scales(&sbytes, rows, cols, 32, 32);
         let flat = vec![code; rows * cols];
         let exact: Vec<f64> = (0..rows * cols)
             .map(|i| f64::from(f8[usize::from(code)] * scales[(i % cols) / 32]))
@@ -932,14 +917,7 @@ fn results_do_not_depend_on_where_the_data_lies() {
         let sbytes: Vec<u8> = (0..rows.div_ceil(32) * cols.div_ceil(128))
             .flat_map(|_| (40.0 * rng.uniform() - 20.0).exp2().to_le_bytes())
             .collect();
-        let scale = Scale {
-            data: &sbytes,
-            dtype: Dtype::F32,
-            rows: rows.div_ceil(32),
-            cols: cols.div_ceil(128),
-            bh: 32,
-            bw: 128,
-        };
+        let scale = f32_scales(&sbytes, rows, cols, 32, 128);
         let scale = (dtype == Dtype::F8E4M3).then_some(&scale);
         let mut buf = vec![0u8; bytes.len() + 2 * PAGE];
         let page = (PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
