@@ -65,6 +65,22 @@ fn kernels(c: &mut Criterion) {
             b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
         });
     }
+    // The MLP of Qwen2.5-32B (27648 wide) at the default size: cells of 5 rows and 27
+    // columns, which a 32-column chunk meets at most three of (folded by masked sums).
+    for dtype in [Dtype::BF16, Dtype::F16] {
+        let (rows, cols) = (1280, 27648);
+        let data = weights(dtype, rows * cols);
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        let (bh, bw) = (
+            NonZeroUsize::new(5).unwrap(),
+            NonZeroUsize::new(27).unwrap(),
+        );
+        let geom = Geometry::new(rows, cols, Size::Block(bh, bw), false);
+        let id = BenchmarkId::new(dtype.name(), "1280x27648-5x27");
+        g.bench_with_input(id, &data, |b, d| {
+            b.iter(|| reduce(d, dtype, &geom, Reduction::Mean))
+        });
+    }
     // A model of hidden size 2048 at the default size: cells 2 columns wide (the narrow
     // kernel), in bands of 2 rows (an attention matrix) and 7 (an up projection).
     for dtype in [Dtype::BF16, Dtype::F32] {
