@@ -1353,37 +1353,34 @@ fn fold_wide<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
         _mm512_mask_add_ps(x, kb, x, v[1])
     };
     let [t0, t1, t2] = [part(0, b1), part(b1, b2), part(b2, 32)];
-    let idx = |k: [i32; 16]| load_epi32(&k);
+    // Lanes `lo` of `a` and `b` (16.. for `b`'s) added to lanes `hi`.
+    let pick = |a, lo: [i32; 16], hi: [i32; 16], b| {
+        _mm512_add_ps(
+            _mm512_permutex2var_ps(a, load_epi32(&lo), b),
+            _mm512_permutex2var_ps(a, load_epi32(&hi), b),
+        )
+    };
     // Lanes 0–7: t0's halves added; 8–15: t1's. Then t2's halves.
-    let r01 = _mm512_add_ps(
-        _mm512_permutex2var_ps(
-            t0,
-            idx([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]),
-            t1,
-        ),
-        _mm512_permutex2var_ps(
-            t0,
-            idx([8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]),
-            t1,
-        ),
+    let r01 = pick(
+        t0,
+        [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+        [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31],
+        t1,
     );
     let r2 = _mm512_add_ps(t2, _mm512_shuffle_f32x4::<0b0100_1110>(t2, t2));
     // Lanes 0–3: t0's quarters; 4–7: t1's; 8–11: t2's.
-    let q = _mm512_add_ps(
-        _mm512_permutex2var_ps(
-            r01,
-            idx([0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 16, 16, 16, 16]),
-            r2,
-        ),
-        _mm512_permutex2var_ps(
-            r01,
-            idx([4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 16, 16, 16, 16]),
-            r2,
-        ),
+    let q = pick(
+        r01,
+        [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 16, 16, 16, 16],
+        [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 16, 16, 16, 16],
+        r2,
     );
     let q = _mm512_add_ps(q, _mm512_permute_ps::<0b0100_1110>(q));
     let q = _mm512_add_ps(q, _mm512_permute_ps::<0b1011_0001>(q));
-    let sums = _mm512_permutexvar_ps(idx([0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), q);
+    let sums = _mm512_permutexvar_ps(
+        load_epi32(&[0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        q,
+    );
     let n = 1 + usize::from(b1 < 32) + usize::from(b2 < 32);
     let [lo, _] = widen(sums);
     add_pd_lanes(&mut band.s1[j..j + n], lo);
