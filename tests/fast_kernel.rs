@@ -535,7 +535,8 @@ fn fp8_blocks_with_nan_codes() {
 /// `mean` folds by paths of their own, in bands of 4, 14 and 40 rows (one group of
 /// rows, and two), over fifteen whole 64-byte chunks of F8 (so a chunk starts at every
 /// place in a cell of up to 15 columns or groups of 4) and a partial one: every cell's
-/// mean and the statistics against float64, in every dtype. Each column has its own
+/// mean and the statistics against float64, and its max, min and absmax exactly, in every
+/// dtype. Each column has its own
 /// level, so a sum credited to the wrong cell shows; the levels are centred on zero, as
 /// F8 `mean` bands whose mean square is over twice their variance are redone without
 /// those paths (see `PLAIN_LIMIT`).
@@ -557,6 +558,15 @@ fn narrow_cells_match_the_naive_reference() {
             .map(|bw| (bh, bw))
         }) {
             let geom = blocks(rows, cols, bh, bw);
+            for r in [Reduction::Max, Reduction::Min, Reduction::AbsMax] {
+                let got = reduce(&bytes, dtype, &geom, r);
+                let gw = cols.div_ceil(bw);
+                for (k, &g) in got.grid.iter().enumerate() {
+                    let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
+                    let want = naive_cell(&cell, r);
+                    assert_eq!(f64::from(g), want, "{dtype:?} {r:?} {bh}×{bw} cell {k}");
+                }
+            }
             let got = reduce(&bytes, dtype, &geom, Reduction::Mean);
             let gw = cols.div_ceil(bw);
             assert_eq!(got.grid.len(), rows.div_ceil(bh) * gw);

@@ -366,7 +366,7 @@ macro_rules! kernel {
                 OddCells::of(KIND, bw)
             };
             // BF16 and F16 cells at least 16 columns wide ([`fold_wide`]).
-            let wide = !EXTREMES && matches!(KIND, BF16 | F16) && bw >= 16;
+            let wide = matches!(KIND, BF16 | F16) && bw >= 16;
             let mut t = Totals {
                 s1: 0.0,
                 s2: 0.0,
@@ -706,7 +706,12 @@ macro_rules! kernel {
                     } else if let Some(o) = odd.filter(|_| valid == chunk_cols) {
                         fold_odd::<KIND, SCALED, LANE_CODES>(c0, o, &sum, band);
                     } else if wide && valid == chunk_cols {
-                        fold_wide::<KIND, SCALED, LANE_CODES>(c0, bw, &sum, band);
+                        if EXTREMES {
+                            fold_wide::<KIND, MIN, SCALED, LANE_CODES>(c0, bw, &lo, band);
+                            fold_wide::<KIND, MAX, SCALED, LANE_CODES>(c0, bw, &hi, band);
+                        } else {
+                            fold_wide::<KIND, ADD, SCALED, LANE_CODES>(c0, bw, &sum, band);
+                        }
                     } else {
                         if matches!(KIND, E4M3 | E4M3_MEAN) {
                             sum = to_layout(sum);
@@ -1332,12 +1337,13 @@ fn span<const KIND: Kind>(a: usize, b: usize) -> [__mmask16; 2] {
 /// [`fold`] for a whole chunk of BF16 or F16 in cells at least 16 columns wide, which its
 /// 32 columns meet at most three of (27 and 19 columns for the MLPs of Qwen2.5-32B and
 /// -7B with default options, 28 for Llama-3-70B's): each cell's lanes of the two vectors
-/// picked by masks and added, and the three sums reduced together. The general fold
-/// scans each vector on its own, with more steps for longer cells: BF16 in cells of
-/// 5 × 27 reduced at 18 GB/s against 35 in 16 × 32 ones; now 27 (5 × 19: 19 → 27,
-/// 5 × 28: 24 → 28; F16 5 × 27: 17 → 24; no width slower).
+/// picked by masks and combined with `OP` (the sums, or the minima or maxima), and the
+/// three results reduced together. The general fold scans each vector on its own, with
+/// more steps for longer cells: BF16 in cells of 5 × 27 reduced at 18 GB/s against 35 in
+/// 16 × 32 ones; now 27 (5 × 19: 19 → 27, 5 × 28: 24 → 28; F16 5 × 27: 17 → 24; `max`
+/// and `absmax` in 5 × 27 and 5 × 19 cells 14 → 20; no width slower).
 #[target_feature(enable = "avx512f,avx512dq")]
-fn fold_wide<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
+fn fold_wide<const KIND: Kind, const OP: u8, const SCALED: bool, const LANE_CODES: bool>(
     c0: usize,
     bw: usize,
     v: &[__m512; 4],
@@ -1347,27 +1353,38 @@ fn fold_wide<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
     // Where the chunk's second and third cells begin (32: it has none).
     let b1 = (bw - o).min(32);
     let b2 = (b1 + bw).min(32);
+    let op = |a, b| match OP {
+        ADD => _mm512_add_ps(a, b),
+        MIN => _mm512_min_ps(a, b),
+        _ => _mm512_max_ps(a, b),
+    };
+    // Lanes outside a cell hold a value that changes nothing.
+    let none = _mm512_set1_ps(match OP {
+        ADD => 0.0,
+        MIN => f32::INFINITY,
+        _ => f32::NEG_INFINITY,
+    });
     let part = |a: usize, b: usize| {
         let [ka, kb] = span::<KIND>(a, b);
-        let x = _mm512_maskz_mov_ps(ka, v[0]);
-        _mm512_mask_add_ps(x, kb, x, v[1])
+        let x = _mm512_mask_mov_ps(none, ka, v[0]);
+        _mm512_mask_mov_ps(x, kb, op(x, v[1]))
     };
     let [t0, t1, t2] = [part(0, b1), part(b1, b2), part(b2, 32)];
-    // Lanes `lo` of `a` and `b` (16.. for `b`'s) added to lanes `hi`.
+    // Lanes `lo` of `a` and `b` (16.. for `b`'s) combined with lanes `hi`.
     let pick = |a, lo: [i32; 16], hi: [i32; 16], b| {
-        _mm512_add_ps(
+        op(
             _mm512_permutex2var_ps(a, load_epi32(&lo), b),
             _mm512_permutex2var_ps(a, load_epi32(&hi), b),
         )
     };
-    // Lanes 0–7: t0's halves added; 8–15: t1's. Then t2's halves.
+    // Lanes 0–7: t0's halves combined; 8–15: t1's. Then t2's halves.
     let r01 = pick(
         t0,
         [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
         [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31],
         t1,
     );
-    let r2 = _mm512_add_ps(t2, _mm512_shuffle_f32x4::<0b0100_1110>(t2, t2));
+    let r2 = op(t2, _mm512_shuffle_f32x4::<0b0100_1110>(t2, t2));
     // Lanes 0–3: t0's quarters; 4–7: t1's; 8–11: t2's.
     let q = pick(
         r01,
@@ -1375,15 +1392,18 @@ fn fold_wide<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
         [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 16, 16, 16, 16],
         r2,
     );
-    let q = _mm512_add_ps(q, _mm512_permute_ps::<0b0100_1110>(q));
-    let q = _mm512_add_ps(q, _mm512_permute_ps::<0b1011_0001>(q));
-    let sums = _mm512_permutexvar_ps(
+    let q = op(q, _mm512_permute_ps::<0b0100_1110>(q));
+    let q = op(q, _mm512_permute_ps::<0b1011_0001>(q));
+    let cells = _mm512_permutexvar_ps(
         load_epi32(&[0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
         q,
     );
     let n = 1 + usize::from(b1 < 32) + usize::from(b2 < 32);
-    let [lo, _] = widen(sums);
-    add_pd_lanes(&mut band.s1[j..j + n], lo);
+    match OP {
+        ADD => add_pd_lanes(&mut band.s1[j..j + n], widen(cells)[0]),
+        MIN => update(&mut band.min[j..j + n], cells, _mm512_min_ps),
+        _ => update(&mut band.max[j..j + n], cells, _mm512_max_ps),
+    }
 }
 
 /// For runs of `2^i` lanes, the mask of each run's first lane.
