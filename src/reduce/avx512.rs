@@ -365,8 +365,9 @@ macro_rules! kernel {
             } else {
                 OddCells::of(KIND, bw)
             };
-            // BF16 and F16 cells at least 16 columns wide ([`fold_wide`]).
-            let wide = matches!(KIND, BF16 | F16) && bw >= 16;
+            // Cells at least 16 columns wide ([`fold_wide`]; F8 `mean` cells a multiple of 8
+            // or 4 × 5–15 wide take [`fold_eights`] and [`fold_odd`] first).
+            let wide = bw >= 16 && KIND != F32;
             let mut t = Totals {
                 s1: 0.0,
                 s2: 0.0,
@@ -706,11 +707,24 @@ macro_rules! kernel {
                     } else if let Some(o) = odd.filter(|_| valid == chunk_cols) {
                         fold_odd::<KIND, SCALED, LANE_CODES>(c0, o, &sum, band);
                     } else if wide && valid == chunk_cols {
-                        if EXTREMES {
-                            fold_wide::<KIND, MIN, SCALED, LANE_CODES>(c0, bw, &lo, band);
-                            fold_wide::<KIND, MAX, SCALED, LANE_CODES>(c0, bw, &hi, band);
+                        let mut fold_at = |col0, s: &[__m512; 4], l: &[__m512; 4], h: &[_; 4]| {
+                            if EXTREMES {
+                                fold_wide::<KIND, MIN, SCALED, LANE_CODES>(col0, bw, l, band);
+                                fold_wide::<KIND, MAX, SCALED, LANE_CODES>(col0, bw, h, band);
+                            } else {
+                                fold_wide::<KIND, ADD, SCALED, LANE_CODES>(col0, bw, s, band);
+                            }
+                        };
+                        if matches!(KIND, E4M3 | E4M3_MEAN) {
+                            // In E4M3's layout an F8 chunk is two of 32 columns, each laid
+                            // out as a BF16 chunk.
+                            let z = _mm512_setzero_ps();
+                            let [s, l, h] = [sum, lo, hi].map(|v| to_layout(v));
+                            let half = |v: [__m512; 4], k: usize| [v[2 * k], v[2 * k + 1], z, z];
+                            fold_at(c0, &half(s, 0), &half(l, 0), &half(h, 0));
+                            fold_at(c0 + 32, &half(s, 1), &half(l, 1), &half(h, 1));
                         } else {
-                            fold_wide::<KIND, ADD, SCALED, LANE_CODES>(c0, bw, &sum, band);
+                            fold_at(c0, &sum, &lo, &hi);
                         }
                     } else {
                         if matches!(KIND, E4M3 | E4M3_MEAN) {
@@ -1334,14 +1348,17 @@ fn span<const KIND: Kind>(a: usize, b: usize) -> [__mmask16; 2] {
     })
 }
 
-/// [`fold`] for a whole chunk of BF16 or F16 in cells at least 16 columns wide, which its
-/// 32 columns meet at most three of (27 and 19 columns for the MLPs of Qwen2.5-32B and
-/// -7B with default options, 28 for Llama-3-70B's): each cell's lanes of the two vectors
-/// picked by masks and combined with `OP` (the sums, or the minima or maxima), and the
-/// three results reduced together. The general fold scans each vector on its own, with
-/// more steps for longer cells: BF16 in cells of 5 × 27 reduced at 18 GB/s against 35 in
-/// 16 × 32 ones; now 27 (5 × 19: 19 → 27, 5 × 28: 24 → 28; F16 5 × 27: 17 → 24; `max`
-/// and `absmax` in 5 × 27 and 5 × 19 cells 14 → 20; no width slower).
+/// [`fold`] for a whole chunk of BF16 or F16, or half an F8 chunk in [`E4M3`]'s layout
+/// (laid out as a BF16 chunk), in cells at least 16 columns wide, which its 32 columns
+/// meet at most three of (27 and 19 columns for the MLPs of Qwen2.5-32B and -7B with
+/// default options, 28 for Llama-3-70B's, 25 and 17 for Qwen3-32B-FP8's and -14B-FP8's):
+/// each cell's lanes of the two vectors picked by masks and combined with `OP` (the sums,
+/// or the minima or maxima), and the three results reduced together. The general fold
+/// scans each vector on its own, with more steps for longer cells: BF16 in cells of
+/// 5 × 27 reduced at 18 GB/s against 35 in 16 × 32 ones; now 27 (5 × 19: 19 → 27,
+/// 5 × 28: 24 → 28; F16 5 × 27: 17 → 24; `max` and `absmax` in 5 × 27 and 5 × 19 cells
+/// 14 → 20; F8 `mean` 5 × 25 8.1–8.6 → 12.8–13.2, `absmax` 6.4–6.5 → 9.1; no width
+/// slower).
 #[target_feature(enable = "avx512f,avx512dq")]
 fn fold_wide<const KIND: Kind, const OP: u8, const SCALED: bool, const LANE_CODES: bool>(
     c0: usize,
