@@ -66,8 +66,9 @@ fn kernels(c: &mut Criterion) {
         });
     }
     // The MLP of Qwen2.5-32B (27648 wide) at the default size: cells of 5 rows and 27
-    // columns, which a 32-column chunk meets at most three of (folded by masked sums).
-    for dtype in [Dtype::BF16, Dtype::F16] {
+    // columns, which a 32-column chunk meets at most three of (folded by masked sums;
+    // an F8 chunk as two such halves).
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
         let (rows, cols) = (1280, 27648);
         let data = weights(dtype, rows * cols);
         g.throughput(Throughput::Bytes(data.len() as u64));
