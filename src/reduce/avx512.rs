@@ -1338,7 +1338,9 @@ fn fold_odd<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
     }
 }
 
-/// The lanes of a BF16 or F16 chunk's two vectors that hold its columns `a..b`.
+/// The lanes of a BF16 or F16 chunk's two vectors (or of the first two of an F8 chunk in
+/// [`E4M3`]'s layout, its first 32 columns laid out as a BF16 chunk) that hold its
+/// columns `a..b`.
 fn span<const KIND: Kind>(a: usize, b: usize) -> [__mmask16; 2] {
     std::array::from_fn(|u| {
         let (first, step) = layout(KIND, u);
