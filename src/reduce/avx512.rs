@@ -512,11 +512,7 @@ macro_rules! kernel {
                     let masks: [__mmask16; 4] = if valid == chunk_cols {
                         [u16::MAX; 4]
                     } else {
-                        std::array::from_fn(|u| {
-                            let (first, step) = layout(KIND, u);
-                            let n = valid.saturating_sub(first).div_ceil(step).min(16);
-                            ((1u32 << n) - 1) as __mmask16
-                        })
+                        span::<KIND>(0, valid)
                     };
                     // The same for the vectors as the rows decode them (F8 in the unpack
                     // order).
@@ -1338,10 +1334,10 @@ fn fold_odd<const KIND: Kind, const SCALED: bool, const LANE_CODES: bool>(
     }
 }
 
-/// The lanes of a BF16 or F16 chunk's two vectors (or of the first two of an F8 chunk in
-/// [`E4M3`]'s layout, its first 32 columns laid out as a BF16 chunk) that hold its
-/// columns `a..b`.
-fn span<const KIND: Kind>(a: usize, b: usize) -> [__mmask16; 2] {
+/// The lanes of each of a chunk's vectors, as [`layout`] places its columns, that hold its
+/// columns `a..b`. (For [`fold_wide`], the first two of an F8 chunk in [`E4M3`]'s layout
+/// are its first 32 columns laid out as a BF16 chunk.)
+fn span<const KIND: Kind>(a: usize, b: usize) -> [__mmask16; 4] {
     std::array::from_fn(|u| {
         let (first, step) = layout(KIND, u);
         // The first lane holding column `c` or a later one.
@@ -1384,7 +1380,7 @@ fn fold_wide<const KIND: Kind, const OP: u8, const SCALED: bool, const LANE_CODE
         _ => f32::NEG_INFINITY,
     });
     let part = |a: usize, b: usize| {
-        let [ka, kb] = span::<KIND>(a, b);
+        let [ka, kb, ..] = span::<KIND>(a, b);
         let x = _mm512_mask_mov_ps(none, ka, v[0]);
         _mm512_mask_mov_ps(x, kb, op(x, v[1]))
     };
