@@ -53,6 +53,20 @@ fn f32_scales(bytes: &[u8], rows: usize, cols: usize, bh: usize, bw: usize) -> S
     }
 }
 
+/// `n` random F8_E4M3 codes, any but the two NaN codes (0x7f, 0xff).
+fn finite_codes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            let c = (rng.next_u64() & 0xff) as u8;
+            if c & 0x7f == 0x7f {
+                c - 1
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The little-endian bytes of `values`.
 fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -337,12 +351,7 @@ proptest! {
         let f8 = e4m3_table();
         let mut rng = Rng::new(seed);
         // Any finite code; scales of either sign over several orders of magnitude.
-        let codes: Vec<u8> = (0..rows * cols)
-            .map(|_| {
-                let c = (rng.next_u64() & 0xff) as u8;
-                if c & 0x7f == 0x7f { c - 1 } else { c }
-            })
-            .collect();
+        let codes = finite_codes(&mut rng, rows * cols);
         let (srows, scols) = (rows.div_ceil(sbh), cols.div_ceil(sbw));
         let scales: Vec<f32> = (0..srows * scols)
             .map(|_| (rng.uniform() - 0.3) * 10f32.powi((rng.next_u64() % 7) as i32 - 4))
@@ -475,16 +484,7 @@ fn fp8_blocks_with_nan_codes() {
     let scale_bytes = le_bytes(&scales);
     let scale = f32_scales(&scale_bytes, rows, cols, sbh, sbw);
     for (nan_code, at) in [(0x7f, 3 * cols + 70), (0xff, 57 * cols + 200), (0x7f, 255)] {
-        let mut codes: Vec<u8> = (0..rows * cols)
-            .map(|_| {
-                let c = (rng.next_u64() & 0xff) as u8;
-                if c & 0x7f == 0x7f {
-                    c - 1
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let mut codes = finite_codes(&mut rng, rows * cols);
         codes[at] = nan_code;
         let exact: Vec<f64> = (0..rows * cols)
             .map(|i| {
@@ -532,11 +532,12 @@ fn fp8_blocks_with_nan_codes() {
 /// 14 (a 14336-column one), odd widths from 5 to 15 (7 for a 7168-column one), 4 times
 /// those (28 for a 7168-column one at `--max-size 256`) and multiples of 8 (16 at
 /// `--max-size 256`; 56 for a 14336-column one; 512, wider than the tensor), which F8
-/// `mean` folds by paths of their own, in bands of 4, 14 and 40 rows (one group of
-/// rows, and two), over fifteen whole 64-byte chunks of F8 (so a chunk starts at every
-/// place in a cell of up to 15 columns or groups of 4) and a partial one: every cell's
-/// mean and the statistics against float64, and its max, min and absmax exactly, in every
-/// dtype. Each column has its own
+/// `mean` folds by paths of their own (BF16 and F16 the odd ones), and widths of 16 or
+/// more, odd and even (27 for a 27648-column one), which BF16, F16 and F8 fold by masks;
+/// in bands of 4, 14 and 40 rows (one group of rows, and two), over fifteen whole
+/// 64-byte chunks of F8 (so a chunk starts at every place in a cell of up to 15 columns
+/// or groups of 4) and a partial one: every cell's mean and the statistics against
+/// float64, and its max, min and absmax exactly, in every dtype. Each column has its own
 /// level, so a sum credited to the wrong cell shows; the levels are centred on zero, as
 /// F8 `mean` bands whose mean square is over twice their variance are redone without
 /// those paths (see `PLAIN_LIMIT`).
