@@ -163,8 +163,8 @@ impl<'m> Companions<'m> {
 
 /// `quantization_config.weight_block_size` from `config.json` in `dir`, if present.
 fn weight_block_size(dir: &Path) -> Option<[usize; 2]> {
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let bytes = crate::source::read_regular(&dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let b = v
         .get("quantization_config")?
         .get("weight_block_size")?

@@ -37,7 +37,7 @@ pub fn write_gallery(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// manifest an [`Error::Input`]; both name the manifest file.
 pub fn rebuild_gallery(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::source::read_regular(&path).map_err(|e| Error::io(&path, e))?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
         path: path.clone(),
         reason: format!("not a valid tensorheat manifest: {e}"),

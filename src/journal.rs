@@ -52,12 +52,20 @@ impl Journal {
                 .flatten()
             {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(PREFIX) && n.ends_with(".jsonl") {
+                // (Only regular files: a FIFO would block the read.)
+                let file = e.file_type().is_ok_and(|t| t.is_file());
+                if file && n.starts_with(PREFIX) && n.ends_with(".jsonl") {
                     read_lines(&e.path(), &mut previous);
                 }
             }
         }
         let path = dir.join(&name);
+        // Appending follows a symbolic link, which could point out of the folder: an
+        // entry of this name that is not a regular file is not a record of ours, and is
+        // replaced, as the pictures replace theirs.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -206,8 +206,8 @@ pub fn merge_partials(dir: &std::path::Path) -> crate::Result<Option<Merged>> {
     }
     let mut merged: Option<Manifest> = None;
     for (_, _, path) in &parts {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Input {
+        let bytes = crate::source::read_regular(path).map_err(|e| Error::io(path, e))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
             path: path.clone(),
             reason: format!("invalid manifest: {e}"),
         })?;

@@ -121,13 +121,13 @@ impl Model {
         on_disk: &[PathBuf],
         access: Access,
     ) -> Result<Model> {
-        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+        let bytes = crate::source::read_regular(index).map_err(|e| Error::io(index, e))?;
         let bad = |reason: String| Error::Input {
             path: index.into(),
             reason,
         };
         let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("invalid index: {e}")))?;
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid index: {e}")))?;
         let Some(map) = json.get("weight_map").and_then(|m| m.as_object()) else {
             return Err(bad("index has no \"weight_map\" object".into()));
         };

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -209,17 +210,34 @@ impl Shard {
     }
 }
 
-/// Opens a file that could be a shard: not a folder, and long enough for the 8-byte
-/// header length.
-fn open_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::Input {
-            path: path.into(),
-            reason: "is a directory, not a safetensors file".into(),
-        });
+/// Opens `path` for reading if it is a regular file (or a link to one). Anything else
+/// fails with a reason: opening a FIFO waits until something writes to it, and a device
+/// may never end, so neither must stop a batch.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if kind.is_file() {
+        return File::open(path);
     }
+    let what = if kind.is_dir() {
+        "is a directory, not a file"
+    } else {
+        "is not a regular file (a FIFO, socket or device)"
+    };
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what))
+}
+
+/// [`std::fs::read`] through [`open_regular`].
+pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Opens a file that could be a shard: a regular file, long enough for the 8-byte header
+/// length.
+fn open_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let file = open_regular(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if meta.len() < 8 {
         return Err(Error::TooShort {
             path: path.into(),

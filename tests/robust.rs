@@ -1,5 +1,6 @@
 //! Output-folder problems and crash safety: a DIR that is a file or cannot be created,
-//! a PNG path taken by a folder, and a render killed with SIGKILL mid-way.
+//! a PNG path taken by a folder, a record file that is a symbolic link, inputs that are
+//! not regular files, and a render killed with SIGKILL mid-way.
 
 mod common;
 
@@ -38,6 +39,72 @@ fn output_dir_that_cannot_be_created_is_a_clear_error() {
             "/proc/tensorheat-test-out/special",
         ))
         .stderr(predicate::str::contains("/proc/tensorheat-test-out/shapes"));
+}
+
+/// Makes a FIFO at `path` (with coreutils' `mkfifo`).
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_an_error_naming_it_and_the_rest_renders() {
+    // Opening a FIFO for reading waits for a writer: without the check the run would
+    // hang here (the timeout turns that into a failure).
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(fixture("special.safetensors"), model.join("a.safetensors")).unwrap();
+    mkfifo(&model.join("b.safetensors"));
+    let out = tmp.path().join("out");
+    render_cmd(&model, &out)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("b.safetensors")
+                .and(predicate::str::contains("is not a regular file")),
+        );
+    assert_eq!(manifest(&out)["tensors"].as_array().unwrap().len(), 4);
+    bin()
+        .arg("list")
+        .arg(model.join("b.safetensors"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not a regular file"));
+    // A FIFO in place of an index file or `config.json` is no different.
+    mkfifo(&model.join("config.json"));
+    mkfifo(&model.join("model.safetensors.index.json"));
+    render_cmd(&model, &tmp.path().join("out2"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("model.safetensors.index.json"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_record_file_that_is_a_link_is_replaced_not_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, b"keep me").unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let record = out.join(".tensorheat.state.jsonl");
+    std::os::unix::fs::symlink(&outside, &record).unwrap();
+    render_cmd(&fixture("special.safetensors"), &out)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&record).unwrap().is_file());
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(text.lines().count(), 4, "one line per tensor:\n{text}");
 }
 
 #[test]
