@@ -126,11 +126,12 @@ pub struct RenderArgs {
     /// Largest grid, N or HxW cells; blocks are ceil(rows/H) × ceil(cols/W).
     #[arg(long, value_name = "N|HxW", value_parser = pair, conflicts_with = "block")]
     pub max_size: Option<(NonZeroUsize, NonZeroUsize)>,
-    /// Exact block size RxC (source rows × columns per pixel) instead of --max-size.
-    #[arg(long, value_name = "RxC", value_parser = pair)]
+    /// Exact block size, RxC or N (N × N): source rows × columns per pixel, instead of
+    /// --max-size.
+    #[arg(long, value_name = "N|RxC", value_parser = pair)]
     pub block: Option<(NonZeroUsize, NonZeroUsize)>,
-    /// Use one block size, max(bh, bw), on both axes.
-    #[arg(long)]
+    /// Use one block size, max(bh, bw), on both axes (of --max-size; --block is exact).
+    #[arg(long, conflicts_with = "block")]
     pub keep_aspect: bool,
     /// Percentile of |cell| that sets the colour range (100 = full min/max).
     #[arg(long, value_name = "PCT", default_value_t = 99.5)]
@@ -138,8 +139,8 @@ pub struct RenderArgs {
     /// Fixed colour range instead of --clip, e.g. -0.05:0.05.
     #[arg(long, value_name = "LO:HI", allow_hyphen_values = true, value_parser = range)]
     pub range: Option<FixedRange>,
-    /// Colormap (matplotlib name, case-insensitive, _r reverses). Default: RdBu_r for
-    /// data of both signs, viridis otherwise.
+    /// Colormap (matplotlib name, case-insensitive, _r reverses). Default: RdBu_r when a
+    /// signed reduction (mean, max, min, sample) has cells of both signs, viridis otherwise.
     #[arg(long, value_name = "NAME", value_parser = colormap)]
     pub colormap: Option<Colormap>,
     /// Colour of cells with no finite value.

@@ -247,6 +247,14 @@ impl RenderConfig {
                 )));
             }
         }
+        if self.keep_aspect && matches!(self.size, Size::Block(..)) {
+            // `--block` is exact; squaring it would silently change what was asked for.
+            return Err(Error::Option(
+                "keep-aspect applies to a maximum size, not to an exact block (for square \
+                 blocks give --block N)"
+                    .into(),
+            ));
+        }
         self.select.compile()?;
         Ok(())
     }
@@ -278,6 +286,21 @@ mod tests {
         assert_eq!(Rgb([1, 2, 255]).to_string(), "#0102ff");
         assert!("#12345".parse::<Rgb>().is_err());
         assert!("zzzzzz".parse::<Rgb>().is_err());
+    }
+
+    #[test]
+    fn keep_aspect_squares_a_maximum_size_only() {
+        let n = NonZeroUsize::new(4).unwrap();
+        let with = |size| RenderConfig {
+            size,
+            keep_aspect: true,
+            ..RenderConfig::default()
+        };
+        assert!(with(Size::MaxSize(n, n)).validate().is_ok());
+        assert!(matches!(
+            with(Size::Block(n, n)).validate(),
+            Err(Error::Option(m)) if m.contains("keep-aspect")
+        ));
     }
 
     #[test]

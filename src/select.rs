@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::Regex;
 
+use crate::dtype::Dtype;
 use crate::error::Error;
 
 /// Which tensors to use, by name and dtype. Empty lists mean "no constraint".
@@ -41,8 +42,20 @@ impl Selection {
         *self == Selection::default()
     }
 
-    /// Compiles the globs and the regular expression.
+    /// Compiles the globs and the regular expression, and checks the dtype names (a
+    /// misspelt one would select nothing, silently).
     pub fn compile(&self) -> Result<Matcher, Error> {
+        if let Some(d) = self
+            .dtypes
+            .iter()
+            .find(|d| Dtype::parse(&d.to_ascii_uppercase()).is_none())
+        {
+            let known: Vec<&str> = Dtype::all().iter().map(|d| d.name()).collect();
+            return Err(Error::Option(format!(
+                "unknown dtype {d:?} (known: {})",
+                known.join(", ")
+            )));
+        }
         let set = |globs: &[String]| -> Result<Option<GlobSet>, Error> {
             if globs.is_empty() {
                 return Ok(None);
@@ -185,6 +198,11 @@ mod tests {
         assert!(!m.matches("model.layers.3.q_proj.weight", "F32"));
         assert!(!m.matches("model.layers.3.q_proj.bias", "BF16"));
         assert!(!m.matches("model.embed.weight", "BF16"));
+        let typo = Selection {
+            dtypes: vec!["f8_e4m3".into(), "BF61".into()],
+            ..Selection::default()
+        };
+        assert!(matches!(typo.compile(), Err(Error::Option(m)) if m.contains("\"BF61\"")));
         assert!(!m.matches("model.layers.3.norm.weight", "BF16"));
         assert!(Selection::default().compile().unwrap().matches("x", "C64"));
         let bad = Selection {

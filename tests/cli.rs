@@ -334,6 +334,31 @@ fn usage_errors_exit_2() {
         .args(["render", "x", "-o", "o", "--reduce", "median"])
         .assert()
         .code(2);
+    // A misspelt dtype would select nothing; an exact block cannot also be squared.
+    let shapes = fixture("shapes.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    render_cmd(&shapes, &out)
+        .args(["--dtype", "f32,BF61"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("unknown dtype \"BF61\"")
+                .and(predicate::str::contains("F8_E4M3")),
+        );
+    bin()
+        .arg("list")
+        .arg(&shapes)
+        .args(["--dtype", "FOO"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown dtype \"FOO\""));
+    render_cmd(&shapes, &out)
+        .args(["--block", "2x3", "--keep-aspect"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--keep-aspect"));
+    assert!(!out.exists(), "a usage error writes nothing");
 }
 
 #[test]
