@@ -8,6 +8,7 @@
 //! string taken from the manifest is HTML-escaped, and an image is linked only when its
 //! file name is a plain `[A-Za-z0-9._-]` name in the same folder, as tensorheat writes them.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -65,11 +66,17 @@ pub fn group_of(name: &str) -> &str {
 pub fn gallery_html(m: &Manifest) -> String {
     let mut colormaps: Vec<String> = Vec::new();
     let mut groups: Vec<(&str, Vec<&TensorEntry>)> = Vec::new();
+    // Each group's place in `groups` (in order of first appearance), found by name: a
+    // search of `groups` made pages of tens of thousands of groups take seconds.
+    let mut places: HashMap<&str, usize> = HashMap::new();
     for t in &m.tensors {
         let g = group_of(&t.name);
-        match groups.iter_mut().find(|(name, _)| *name == g) {
-            Some((_, cards)) => cards.push(t),
-            None => groups.push((g, vec![t])),
+        match places.entry(g) {
+            Entry::Occupied(at) => groups[*at.get()].1.push(t),
+            Entry::Vacant(at) => {
+                at.insert(groups.len());
+                groups.push((g, vec![t]));
+            }
         }
         if let Ok(c) = t.colormap.parse::<Colormap>() {
             if !colormaps.contains(&c.name()) {
