@@ -362,6 +362,24 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn list_escapes_control_characters_in_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.safetensors");
+    write_safetensors(&path, &[T::f32("a\u{1b}[31mred\nx", &[2], &[1.0, 2.0])]);
+    let out = bin()
+        .arg("list")
+        .arg(&path)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("a\\u{1b}[31mred\\nx"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+#[test]
 fn missing_input_fails_but_others_render() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
