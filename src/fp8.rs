@@ -43,6 +43,7 @@ pub struct Companions<'m> {
     model: &'m Model,
     by_name: HashMap<&'m str, (usize, usize)>,
     block: Option<[usize; 2]>,
+    warning: Option<String>,
 }
 
 impl<'m> Companions<'m> {
@@ -53,16 +54,21 @@ impl<'m> Companions<'m> {
             .iter()
             .map(|&r| (model.tensor(r).1.name.as_str(), r))
             .collect();
-        let block = model
-            .shards
-            .first()
-            .and_then(|s| s.path.parent())
-            .and_then(weight_block_size);
+        let (block, warning) = match model.shards.first().and_then(|s| s.path.parent()) {
+            Some(dir) => weight_block_size(dir),
+            None => (None, None),
+        };
         Companions {
             model,
             by_name,
             block,
+            warning,
         }
+    }
+
+    /// Why a `config.json` beside the shards could not be read (a missing one is fine).
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// Size and modification time of the shard holding `info`'s scale tensor, if any
@@ -161,10 +167,26 @@ impl<'m> Companions<'m> {
     }
 }
 
-/// `quantization_config.weight_block_size` from `config.json` in `dir`, if present.
-fn weight_block_size(dir: &Path) -> Option<[usize; 2]> {
-    let bytes = crate::source::read_regular(&dir.join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+/// `quantization_config.weight_block_size` from `config.json` in `dir`, if present, and
+/// a warning naming the file if it is there but cannot be read (not a regular file, say).
+fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
+    let path = dir.join("config.json");
+    match crate::source::read_regular(&path) {
+        Ok(bytes) => (block_size_in(&bytes), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "{}: {e}; its weight_block_size is not used",
+                path.display()
+            )),
+        ),
+    }
+}
+
+/// `quantization_config.weight_block_size` of a `config.json`'s bytes.
+fn block_size_in(bytes: &[u8]) -> Option<[usize; 2]> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let b = v
         .get("quantization_config")?
         .get("weight_block_size")?

@@ -66,11 +66,16 @@ impl Journal {
         if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // (And should one appear between the removal and the open, the open fails rather
+        // than follow it, or wait on a FIFO.)
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
+        let file = options.open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Journal {
             dir: dir.into(),
             name,
@@ -115,7 +120,9 @@ impl Journal {
 }
 
 fn read_lines(path: &Path, into: &mut HashMap<String, TensorEntry>) {
-    let Ok(f) = File::open(path) else { return };
+    let Ok(f) = crate::source::open_regular(path) else {
+        return;
+    };
     for line in BufReader::new(f).lines() {
         let Ok(line) = line else { break };
         if let Ok(l) = serde_json::from_str::<Line>(&line) {

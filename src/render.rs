@@ -323,6 +323,11 @@ fn render_input(
     progress.input_started(input, jobs.len(), bytes);
     let options = serde_json::to_string(&manifest.options).unwrap_or_default();
     let companions = Companions::new(&model);
+    if first {
+        report
+            .warnings
+            .extend(companions.warning().map(str::to_owned));
+    }
     let left = ShardsLeft::new(model.shards.len(), jobs.iter().map(|((r, _), _)| r.0));
     let results: Vec<(String, Result<TensorEntry>)> = jobs
         .par_iter()

@@ -212,18 +212,35 @@ impl Shard {
 
 /// Opens `path` for reading if it is a regular file (or a link to one). Anything else
 /// fails with a reason: opening a FIFO waits until something writes to it, and a device
-/// may never end, so neither must stop a batch.
+/// may never end, so neither must stop a batch. (Checked before opening, for the reason,
+/// and on the opened file, opened without blocking, in case the path changed between.)
 pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
-    let kind = std::fs::metadata(path)?.file_type();
-    if kind.is_file() {
-        return File::open(path);
-    }
-    let what = if kind.is_dir() {
-        "is a directory, not a file"
-    } else {
-        "is not a regular file (a FIFO, socket or device)"
+    let not_regular = |kind: std::fs::FileType| {
+        let what = if kind.is_dir() {
+            "is a directory, not a file"
+        } else {
+            "is not a regular file (a FIFO, socket or device)"
+        };
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, what)
     };
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what))
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(kind));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOCTTY,
+    );
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        Ok(file)
+    } else {
+        Err(not_regular(kind))
+    }
 }
 
 /// [`std::fs::read`] through [`open_regular`].

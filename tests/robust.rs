@@ -78,14 +78,69 @@ fn a_fifo_is_an_error_naming_it_and_the_rest_renders() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("is not a regular file"));
-    // A FIFO in place of an index file or `config.json` is no different.
+    // A `config.json` that cannot be read is named in a warning (FP8 block sizes then
+    // come from the scales' shapes, as without one).
+    std::fs::remove_file(model.join("b.safetensors")).unwrap();
     mkfifo(&model.join("config.json"));
-    mkfifo(&model.join("model.safetensors.index.json"));
     render_cmd(&model, &tmp.path().join("out2"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("warning:").and(predicate::str::contains(
+                "config.json: is not a regular file",
+            )),
+        );
+    // An index file that is a FIFO fails the model.
+    mkfifo(&model.join("model.safetensors.index.json"));
+    render_cmd(&model, &tmp.path().join("out3"))
         .timeout(Duration::from_secs(60))
         .assert()
         .code(1)
         .stderr(predicate::str::contains("model.safetensors.index.json"));
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_among_records_and_manifests_do_not_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    render_cmd(&fixture("special.safetensors"), &out)
+        .assert()
+        .success();
+    // `--skip-existing` reads every record file in the folder: a FIFO among them is
+    // passed over, and the run reuses the real record.
+    mkfifo(&out.join(".tensorheat.state.2-of-2.jsonl"));
+    render_cmd(&fixture("special.safetensors"), &out)
+        .args(["--skip-existing", "-v"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("kept special_f32"));
+    // `gallery` and `merge` read manifests.
+    std::fs::remove_file(out.join("manifest.json")).unwrap();
+    mkfifo(&out.join("manifest.json"));
+    bin()
+        .arg("gallery")
+        .arg(&out)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "manifest.json: is not a regular file",
+        ));
+    let parts = tmp.path().join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    mkfifo(&parts.join("manifest.1-of-1.json"));
+    bin()
+        .arg("merge")
+        .arg(&parts)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "manifest.1-of-1.json: is not a regular file",
+        ));
 }
 
 #[cfg(unix)]
