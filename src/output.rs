@@ -414,8 +414,18 @@ pub fn encode_npy(grid: &[f32], height: usize, width: usize) -> Vec<u8> {
 }
 
 /// Creates `dir` (and parents) unless it exists, and removes stale temporary files
-/// (see [`remove_stale_temps`]).
-pub fn prepare_dir(dir: &Path, shared: bool) -> Result<()> {
+/// (see [`remove_stale_temps`]). `own` is a folder tensorheat names inside the output
+/// folder (an input's, with several inputs): there a symbolic link, which could lead out
+/// of the output folder, is refused, not followed.
+pub fn prepare_dir(dir: &Path, shared: bool, own: bool) -> Result<()> {
+    if own && std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Input {
+            path: dir.into(),
+            reason: "is a symbolic link; an input's folder in the output folder must be a \
+                     real folder"
+                .into(),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     remove_stale_temps(dir, shared);
     Ok(())

@@ -196,7 +196,7 @@ pub fn render_with(
     Ok(inputs
         .iter()
         .zip(dirs)
-        .map(|(input, dir)| render_input(input, &dir, config, &matcher, progress))
+        .map(|(input, dir)| render_input(input, &dir, *dir != *out, config, &matcher, progress))
         .collect())
 }
 
@@ -227,6 +227,7 @@ fn input_stem(p: &Path) -> String {
 fn render_input(
     input: &Path,
     dir: &Path,
+    own_dir: bool,
     config: &RenderConfig,
     matcher: &Matcher,
     progress: &dyn Progress,
@@ -253,7 +254,7 @@ fn render_input(
     let manifest = &mut report.manifest;
     // Only partition 1 reports what belongs to no tensor, so that merging is a union.
     let first = config.partition.is_none_or(|p| p.k == 1);
-    if let Err(e) = prepare_dir(dir, config.partition.is_some()) {
+    if let Err(e) = prepare_dir(dir, config.partition.is_some(), own_dir) {
         manifest.errors.push(error(None, &e));
         return report;
     }

@@ -145,6 +145,33 @@ fn fifos_among_records_and_manifests_do_not_block() {
 
 #[cfg(unix)]
 #[test]
+fn an_input_folder_that_is_a_link_is_refused() {
+    // With several inputs each gets DIR/<stem>/: a link planted there would lead the
+    // writes out of DIR.
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("special")).unwrap();
+    bin()
+        .arg("render")
+        .arg(fixture("special.safetensors"))
+        .arg(fixture("shapes.safetensors"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is a symbolic link"));
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert!(
+        out.join("shapes/manifest.json").is_file(),
+        "the other input renders"
+    );
+}
+
+#[cfg(unix)]
+#[test]
 fn a_record_file_that_is_a_link_is_replaced_not_written_through() {
     let tmp = tempfile::tempdir().unwrap();
     let outside = tmp.path().join("outside.txt");
