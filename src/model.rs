@@ -58,8 +58,7 @@ impl Model {
                 }),
             }
         } else if input.to_string_lossy().ends_with(".json") {
-            let dir = input.parent().unwrap_or(Path::new("."));
-            let (_, shards) = scan_dir(dir)?;
+            let (_, shards) = scan_dir(folder_of(input))?;
             Model::from_index(input, input, &shards, access)
         } else {
             let shard = open_shard(input, access)?;
@@ -140,7 +139,7 @@ impl Model {
             };
             wanted.entry(file).or_default().push(tensor);
         }
-        let dir = index.parent().unwrap_or(Path::new("."));
+        let dir = folder_of(index);
         let mut m = Model::empty(input);
         let listed: BTreeSet<PathBuf> = wanted.keys().map(|f| dir.join(f)).collect();
         for stray in on_disk.iter().filter(|p| !listed.contains(*p)) {
@@ -235,6 +234,14 @@ fn open_shard(path: &Path, access: Access) -> Result<Shard> {
 /// A weight_map value must name a file beside the index, never a path elsewhere.
 fn is_plain_file_name(f: &str) -> bool {
     !f.is_empty() && f != "." && f != ".." && !f.contains(['/', '\\', '\0'])
+}
+
+/// The folder holding the file `path` (`.` for a bare file name, whose parent is empty).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Index files and `*.safetensors` files directly in `dir`, each sorted by name.

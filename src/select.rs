@@ -14,6 +14,17 @@ use regex::Regex;
 use crate::dtype::Dtype;
 use crate::error::Error;
 
+/// The safetensors format's dtypes that tensorheat does not decode: `list` shows their
+/// tensors and `render` lists them as skipped, so `--dtype` accepts them too.
+const LISTED_ONLY: [&str; 6] = [
+    "F4",
+    "F6_E2M3",
+    "F6_E3M2",
+    "F8_E4M3FNUZ",
+    "F8_E5M2FNUZ",
+    "C64",
+];
+
 /// Which tensors to use, by name and dtype. Empty lists mean "no constraint".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
@@ -45,15 +56,16 @@ impl Selection {
     /// Compiles the globs and the regular expression, and checks the dtype names (a
     /// misspelt one would select nothing, silently).
     pub fn compile(&self) -> Result<Matcher, Error> {
-        if let Some(d) = self
-            .dtypes
-            .iter()
-            .find(|d| Dtype::parse(&d.to_ascii_uppercase()).is_none())
-        {
-            let known: Vec<&str> = Dtype::all().iter().map(|d| d.name()).collect();
+        let known = |d: &str| Dtype::parse(d).is_some() || LISTED_ONLY.contains(&d);
+        if let Some(d) = self.dtypes.iter().find(|d| !known(&d.to_ascii_uppercase())) {
+            let names: Vec<&str> = Dtype::all()
+                .iter()
+                .map(|d| d.name())
+                .chain(LISTED_ONLY)
+                .collect();
             return Err(Error::Option(format!(
                 "unknown dtype {d:?} (known: {})",
-                known.join(", ")
+                names.join(", ")
             )));
         }
         let set = |globs: &[String]| -> Result<Option<GlobSet>, Error> {
@@ -199,7 +211,7 @@ mod tests {
         assert!(!m.matches("model.layers.3.q_proj.bias", "BF16"));
         assert!(!m.matches("model.embed.weight", "BF16"));
         let typo = Selection {
-            dtypes: vec!["f8_e4m3".into(), "BF61".into()],
+            dtypes: vec!["f8_e4m3".into(), "c64".into(), "BF61".into()],
             ..Selection::default()
         };
         assert!(matches!(typo.compile(), Err(Error::Option(m)) if m.contains("\"BF61\"")));

@@ -380,6 +380,40 @@ fn list_escapes_control_characters_in_names() {
 }
 
 #[test]
+fn dtype_filter_takes_any_safetensors_dtype() {
+    // `list` shows tensors of dtypes tensorheat does not decode, so they can be chosen.
+    bin()
+        .arg("list")
+        .arg(fixture("shapes.safetensors"))
+        .args(["--dtype", "c64,F4"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("total: 0 tensors"));
+}
+
+#[test]
+fn an_index_named_without_its_folder_is_read_from_the_current_one() {
+    // `Path::new("x.json").parent()` is empty, not `.`.
+    let tmp = tempfile::tempdir().unwrap();
+    write_safetensors(
+        &tmp.path().join("a.safetensors"),
+        &[T::f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0])],
+    );
+    let index = serde_json::json!({"weight_map": {"w": "a.safetensors"}});
+    std::fs::write(
+        tmp.path().join("m.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    bin()
+        .current_dir(tmp.path())
+        .args(["list", "m.safetensors.index.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("total: 1 tensors"));
+}
+
+#[test]
 fn missing_input_fails_but_others_render() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
