@@ -4,6 +4,7 @@
 //! is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>), so logs,
 //! pipes and scripts always get plain text.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -31,9 +32,31 @@ pub enum Level {
     Warning,
 }
 
-/// Prints one diagnostic line on stderr.
+/// Prints one diagnostic line on stderr (through [`printable`]).
 pub fn print(level: Level, message: impl Display) {
-    eprintln!("{}{message}", prefix(level, colour()));
+    let message = message.to_string();
+    eprintln!("{}{}", prefix(level, colour()), printable(&message));
+}
+
+/// `s` with control characters (`\u{1b}`, `\n`) and bidirectional-text controls
+/// (`\u{202e}`) escaped: a name or path from a file must not move the cursor, recolour
+/// the terminal or reorder the line it is printed on.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    let bidi = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(|c| c.is_control() || bidi(c)) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else if bidi(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// `tensorheat: error: ` or `tensorheat: warning: `, with ANSI colour when `colour`.

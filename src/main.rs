@@ -160,13 +160,13 @@ impl Progress for Bar {
                 .saturating_sub(1)
         ));
         if self.verbose {
-            let name = printable(name);
             let line = match outcome {
                 TensorOutcome::Rendered(f) => format!("tensorheat: rendered {name} -> {f}"),
                 TensorOutcome::Reused(f) => format!("tensorheat: kept {name} -> {f}"),
                 TensorOutcome::Failed(_) => format!("tensorheat: failed {name}"),
             };
-            self.pb.suspend(|| eprintln!("{line}"));
+            // (A reused file name comes from the record file, so it is escaped too.)
+            self.pb.suspend(|| eprintln!("{}", diag::printable(&line)));
         }
     }
 }
@@ -300,23 +300,6 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `s` with its control characters escaped (`\u{1b}`, `\n`), as error messages show
-/// them: a tensor or file name must not move the cursor or recolour a terminal.
-fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return s.into();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out.into()
-}
-
 fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64) -> io::Result<()> {
     let shape = |s: &[usize]| {
         let dims: Vec<String> = s.iter().map(ToString::to_string).collect();
@@ -324,7 +307,7 @@ fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64)
     };
     let w_name = rows
         .iter()
-        .map(|r| printable(&r.name).chars().count())
+        .map(|r| diag::printable(&r.name).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -344,12 +327,12 @@ fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64)
         writeln!(
             out,
             "{:<w_name$}  {:<7}  {:<w_shape$}  {:>14}  {:>14}  {}",
-            printable(&r.name),
-            r.dtype,
+            diag::printable(&r.name),
+            diag::printable(&r.dtype),
             shape(&r.shape),
             numel,
             r.bytes,
-            printable(&r.source)
+            diag::printable(&r.source)
         )?;
     }
     let mut by_dtype: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
@@ -359,6 +342,7 @@ fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64)
         e.1 += r.bytes;
     }
     for (dtype, (n, b)) in &by_dtype {
+        let dtype = diag::printable(dtype);
         writeln!(out, "{dtype}: {n} tensors, {b} bytes ({})", human(*b))?;
     }
     writeln!(

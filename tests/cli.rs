@@ -362,10 +362,19 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn list_escapes_control_characters_in_names() {
+fn names_and_dtypes_from_files_are_printed_escaped() {
+    // A header written by hand: the dtype string is the file's too.
+    let header = serde_json::json!({
+        "a\u{1b}[31mred\nx": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b\u{202e}": {"dtype": "Q\u{1b}]0;title\u{7}", "shape": [1], "data_offsets": [8, 9]},
+    })
+    .to_string();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.safetensors");
-    write_safetensors(&path, &[T::f32("a\u{1b}[31mred\nx", &[2], &[1.0, 2.0])]);
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 9]);
+    std::fs::write(&path, bytes).unwrap();
     let out = bin()
         .arg("list")
         .arg(&path)
@@ -376,7 +385,21 @@ fn list_escapes_control_characters_in_names() {
         .clone();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("a\\u{1b}[31mred\\nx"), "{text}");
-    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("b\\u{202e}"), "{text}");
+    assert!(text.contains("Q\\u{1b}]0;title\\u{7}"), "{text}");
+    // `render -v` names each tensor, and errors and warnings name files and tensors.
+    let err = render_cmd(&path, &tmp.path().join("o"))
+        .arg("-v")
+        .assert()
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(err).unwrap();
+    assert!(err.contains("rendered a\\u{1b}[31mred\\nx"), "{err}");
+    for t in [&text, &err] {
+        assert!(!t.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{t:?}");
+    }
 }
 
 #[test]
