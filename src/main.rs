@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
-            ExitCode::from(2)
+            // An option value that cannot be used is a usage error; anything else (a
+            // folder that cannot be read, a full disk) failed at run time.
+            let usage = matches!(e.downcast_ref(), Some(tensorheat::Error::Option(_)));
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -403,6 +403,31 @@ fn names_and_dtypes_from_files_are_printed_escaped() {
 }
 
 #[test]
+fn a_command_that_fails_as_a_whole_exits_1() {
+    // Not a usage error: the folder to merge does not exist.
+    let tmp = tempfile::tempdir().unwrap();
+    bin()
+        .arg("merge")
+        .arg(tmp.path().join("nope"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nope"));
+    #[cfg(target_os = "linux")]
+    {
+        // Nor is a full disk under stdout.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorheat"))
+            .args(["list", "--json"])
+            .arg(fixture("shapes.safetensors"))
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No space left on device"), "{err}");
+    }
+}
+
+#[test]
 fn dtype_filter_takes_any_safetensors_dtype() {
     // `list` shows tensors of dtypes tensorheat does not decode, so they can be chosen.
     bin()
