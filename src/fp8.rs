@@ -168,25 +168,29 @@ impl<'m> Companions<'m> {
 }
 
 /// `quantization_config.weight_block_size` from `config.json` in `dir`, if present, and
-/// a warning naming the file if it is there but cannot be read (not a regular file, say).
+/// a warning naming the file if it is there but cannot be read (not a regular file, say)
+/// or is not JSON.
 fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
     let path = dir.join("config.json");
+    let unused = |why: String| {
+        let warning = format!(
+            "{}: {why}; its weight_block_size is not used",
+            path.display()
+        );
+        (None, Some(warning))
+    };
     match crate::source::read_regular(&path) {
-        Ok(bytes) => (block_size_in(&bytes), None),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(v) => (block_size_in(&v), None),
+            Err(e) => unused(format!("not JSON ({e})")),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
-        Err(e) => (
-            None,
-            Some(format!(
-                "{}: {e}; its weight_block_size is not used",
-                path.display()
-            )),
-        ),
+        Err(e) => unused(e.to_string()),
     }
 }
 
-/// `quantization_config.weight_block_size` of a `config.json`'s bytes.
-fn block_size_in(bytes: &[u8]) -> Option<[usize; 2]> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+/// `quantization_config.weight_block_size` of a `config.json`.
+fn block_size_in(v: &serde_json::Value) -> Option<[usize; 2]> {
     let b = v
         .get("quantization_config")?
         .get("weight_block_size")?

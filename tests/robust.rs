@@ -91,6 +91,13 @@ fn a_fifo_is_an_error_naming_it_and_the_rest_renders() {
                 "config.json: is not a regular file",
             )),
         );
+    // So is one that is not JSON.
+    std::fs::remove_file(model.join("config.json")).unwrap();
+    std::fs::write(model.join("config.json"), "{not json").unwrap();
+    render_cmd(&model, &tmp.path().join("out4"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("config.json: not JSON"));
     // An index file that is a FIFO fails the model.
     mkfifo(&model.join("model.safetensors.index.json"));
     render_cmd(&model, &tmp.path().join("out3"))
