@@ -265,6 +265,38 @@ fn rows_wider_than_one_span_match_the_reference() {
     }
 }
 
+/// A whole first row far from the rest (found by a review): the median of a cell's first
+/// three values, its shift, is then 1e6 while the mean is ~4e3 and the spread ~6e4, so
+/// the squared differences hold 1e12 per element and the variance is their remainder.
+/// Every reduction and the statistics' std must still be those of the numbers.
+#[test]
+fn a_leading_row_far_from_the_rest_keeps_rms_and_std() {
+    let mut rng = common::Rng::new(7);
+    for (rows, cols) in [(256, 256), (1024, 64), (64, 600)] {
+        let m: Vec<f32> = (0..rows * cols)
+            .map(|i| if i < cols { 1e6 } else { 1e-3 * rng.normal() })
+            .collect();
+        let geom = Geometry::new(rows, cols, Size::Block(nz(rows), nz(cols)), false);
+        let mean_abs = m.iter().map(|v| f64::from(v.abs())).sum::<f64>() / m.len() as f64;
+        for r in [Reduction::Rms, Reduction::Std, Reduction::Mean] {
+            let got = reduce(&bytes(&m), Dtype::F32, &geom, r);
+            let want = naive_grid(&m, rows, cols, rows, cols, r)[0];
+            let err = (f64::from(got.grid[0]) - want).abs();
+            assert!(
+                err <= 1e-5 * mean_abs,
+                "{rows}x{cols} {r:?}: {} vs {want} (err {err})",
+                got.grid[0]
+            );
+            let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
+            let s = got.stats.std.unwrap();
+            assert!(
+                (s - std).abs() <= 1e-6 * std,
+                "{rows}x{cols} {r:?}: std {s} vs {std}"
+            );
+        }
+    }
+}
+
 /// One huge value at the start of a cell (an outlier dimension) must not swallow the
 /// small values after it: sums relative to that value would round them all away.
 #[test]
