@@ -120,7 +120,7 @@ impl Journal {
 }
 
 fn read_lines(path: &Path, into: &mut HashMap<String, TensorEntry>) {
-    let Ok(f) = crate::source::open_regular(path) else {
+    let Ok((f, _)) = crate::source::open_regular(path) else {
         return;
     };
     for line in BufReader::new(f).lines() {

@@ -213,8 +213,9 @@ impl Shard {
 /// Opens `path` for reading if it is a regular file (or a link to one). Anything else
 /// fails with a reason: opening a FIFO waits until something writes to it, and a device
 /// may never end, so neither must stop a batch. (Checked before opening, for the reason,
-/// and on the opened file, opened without blocking, in case the path changed between.)
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+/// and on the opened file, opened without blocking, in case the path changed between;
+/// the open file's metadata is returned with it.)
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
     let not_regular = |kind: std::fs::FileType| {
         let what = if kind.is_dir() {
             "is a directory, not a file"
@@ -235,26 +236,25 @@ pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
         libc::O_NONBLOCK | libc::O_NOCTTY,
     );
     let file = options.open(path)?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        Ok(file)
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        Ok((file, meta))
     } else {
-        Err(not_regular(kind))
+        Err(not_regular(meta.file_type()))
     }
 }
 
 /// [`std::fs::read`] through [`open_regular`].
 pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    open_regular(path)?.read_to_end(&mut bytes)?;
+    open_regular(path)?.0.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
 /// Opens a file that could be a shard: a regular file, long enough for the 8-byte header
 /// length.
 fn open_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
-    let file = open_regular(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let (file, meta) = open_regular(path).map_err(|e| Error::io(path, e))?;
     if meta.len() < 8 {
         return Err(Error::TooShort {
             path: path.into(),
