@@ -53,6 +53,14 @@ const PLAIN_LIMIT: f64 = 2.0;
 /// values) is magnified by that ratio in the variance.
 const RECENTRE: f64 = 16.0;
 
+/// Whether `n` values whose differences from a shift sum to `s1`, and their squares to
+/// `s2`, have a mean square over [`RECENTRE`] times their variance: `s2/n > RECENTRE
+/// (s2/n − (s1/n)²)`, without divisions (false for no values, whose sums are 0).
+#[inline(always)]
+fn cancels(n: f64, s1: f64, s2: f64) -> bool {
+    RECENTRE * s1 * s1 > (RECENTRE - 1.0) * n * s2
+}
+
 /// Plain squares `s2` of `n` values whose sum is `sum`, re-based onto `b`: their `Σ(x -
 /// b)²`; and whether they cancel too badly to be used (see [`PLAIN_LIMIT`]).
 fn rebase_plain(s2: f64, sum: f64, n: f64, b: f64) -> (f64, bool) {
@@ -141,8 +149,7 @@ impl Acc {
     /// Whether the mean square of the differences from `shift` is over [`RECENTRE`] times
     /// their variance, so that the `f32` sums behind it leave the variance imprecise.
     fn cancels(&self) -> bool {
-        // (As in [`Band::recentred`]: `s2/n > RECENTRE (s2/n − (s1/n)²)`.)
-        RECENTRE * self.s1 * self.s1 > (RECENTRE - 1.0) * self.n as f64 * self.s2
+        cancels(self.n as f64, self.s1, self.s2)
     }
 
     /// Summary statistics of everything pushed so far.
@@ -740,12 +747,9 @@ impl Band {
     /// is magnified by the ratio (2.7e-4 of the mean magnitude in that example, against
     /// the 1e-5 promised). Past a ratio of [`RECENTRE`] the band is summed again.
     fn recentred(&self) -> Option<Vec<Option<f32>>> {
-        // `s2/n > RECENTRE (s2/n − (s1/n)²)`, without divisions (false for cells with no
-        // finite member, whose sums are 0), checked for every cell without an early exit
-        // so that it vectorises: most bands pass.
-        let far = |j: usize| {
-            RECENTRE * self.s1[j] * self.s1[j] > (RECENTRE - 1.0) * self.n(j) * self.s2[j]
-        };
+        // Checked for every cell without an early exit, so that it vectorises: most
+        // bands pass.
+        let far = |j: usize| cancels(self.n(j), self.s1[j], self.s2[j]);
         let n = self.shift.len();
         assert!(
             self.s1.len() == n
