@@ -43,12 +43,20 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     if let Some(dir) = &args.out_dir {
-        let fail = |e: io::Error| anyhow::anyhow!("{}: {e}", dir.display());
-        std::fs::create_dir_all(dir).map_err(fail)?;
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            man_page(sub.clone()).generate_to(dir).map_err(fail)?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let subs = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+        for page in subs
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain([cmd])
+            .map(man_page)
+        {
+            // Written as every output is (a temporary file renamed into place), which
+            // replaces a link of that name instead of writing through it.
+            let mut roff = Vec::new();
+            page.render(&mut roff)?;
+            tensorheat::output::write_atomic(dir, &page.get_filename(), &roff)?;
         }
-        man_page(cmd).generate_to(dir).map_err(fail)?;
         return Ok(ExitCode::SUCCESS);
     }
     let page = match &args.command {

@@ -176,24 +176,36 @@ impl Progress for Bar {
 
 fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut dirs = vec![args.dir.clone()];
+    let mut failed = false;
     if !has_partials(&args.dir) {
-        let mut subs: Vec<_> = std::fs::read_dir(&args.dir)
+        let mut subs = Vec::new();
+        for e in std::fs::read_dir(&args.dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?
             .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir() && has_partials(p))
-            .collect();
+        {
+            let (path, link) = (e.path(), e.file_type().is_ok_and(|t| t.is_symlink()));
+            if !path.is_dir() || !has_partials(&path) {
+                continue;
+            }
+            if link {
+                // `render` does not write into a linked `DIR/<stem>/` either: merging
+                // there would write outside DIR.
+                error!("{}: is a symbolic link; not merged", path.display());
+                failed = true;
+            } else {
+                subs.push(path);
+            }
+        }
         subs.sort();
         dirs = subs;
     }
-    if dirs.is_empty() {
+    if dirs.is_empty() && !failed {
         error!(
             "{}: no manifest.K-of-N.json files to merge",
             args.dir.display()
         );
         return Ok(ExitCode::from(1));
     }
-    let mut failed = false;
     for dir in dirs {
         match tensorheat::manifest::merge_partials(&dir) {
             Ok(Some(m)) if m.missing.is_empty() => {

@@ -286,3 +286,55 @@ fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
     assert!(left.is_empty(), "stale temporary files: {left:?}");
     assert_eq!(manifest(&out)["tensors"].as_array().unwrap().len(), 48);
 }
+
+#[cfg(unix)]
+#[test]
+fn man_pages_replace_links_instead_of_writing_through_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, b"keep me").unwrap();
+    let dir = tmp.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    let page = dir.join("tensorheat-render.1");
+    std::os::unix::fs::symlink(&outside, &page).unwrap();
+    bin()
+        .arg("man")
+        .arg("--out-dir")
+        .arg(&dir)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&page).unwrap().is_file());
+    assert!(std::fs::read_to_string(&page)
+        .unwrap()
+        .contains(".TH tensorheat-render 1"));
+}
+
+#[cfg(unix)]
+#[test]
+fn merge_leaves_linked_subfolders_alone() {
+    // Partitions of two inputs: `out/special/` is a real folder, `out/shapes` a link to a
+    // folder outside `out` that also holds partial manifests.
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    render_cmd(&fixture("shapes.safetensors"), &outside)
+        .args(["--partition", "1/1", "-q"])
+        .assert()
+        .success();
+    let out = tmp.path().join("out");
+    render_cmd(&fixture("special.safetensors"), &out.join("special"))
+        .args(["--partition", "1/1", "-q"])
+        .assert()
+        .success();
+    std::os::unix::fs::symlink(&outside, out.join("shapes")).unwrap();
+    bin()
+        .arg("merge")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "shapes: is a symbolic link; not merged",
+        ));
+    assert!(out.join("special/manifest.json").is_file());
+    assert!(!outside.join("manifest.json").exists());
+}
