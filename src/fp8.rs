@@ -54,8 +54,8 @@ impl<'m> Companions<'m> {
             .iter()
             .map(|&r| (model.tensor(r).1.name.as_str(), r))
             .collect();
-        let (block, warning) = match model.shards.first().and_then(|s| s.path.parent()) {
-            Some(dir) => weight_block_size(dir),
+        let (block, warning) = match model.shards.first() {
+            Some(s) => weight_block_size(crate::model::folder_of(&s.path)),
             None => (None, None),
         };
         Companions {

@@ -237,7 +237,7 @@ fn is_plain_file_name(f: &str) -> bool {
 }
 
 /// The folder holding the file `path` (`.` for a bare file name, whose parent is empty).
-fn folder_of(path: &Path) -> &Path {
+pub(crate) fn folder_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
