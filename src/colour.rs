@@ -143,7 +143,7 @@ pub struct Range {
 
 impl Range {
     /// The LUT index for `v`, or `None` for NaN. Values outside the range take the end
-    /// colours; a degenerate range (`lo == hi`) maps everything to the middle.
+    /// colours; a degenerate range (`lo == hi`) maps its one value to the middle.
     #[inline]
     pub fn index(&self, v: f32) -> Option<u8> {
         (!v.is_nan()).then(|| self.index_of_number(v))
@@ -152,9 +152,13 @@ impl Range {
     /// [`Range::index`] of a value that is not NaN.
     #[inline(always)]
     pub fn index_of_number(&self, v: f32) -> u8 {
-        let span = self.hi - self.lo;
+        let (v, span) = (f64::from(v), self.hi - self.lo);
         let t = if span > 0.0 {
-            (f64::from(v) - self.lo) / span
+            (v - self.lo) / span
+        } else if v < self.lo {
+            0.0
+        } else if v > self.hi {
+            1.0
         } else {
             0.5
         };
@@ -238,9 +242,10 @@ fn bin(x: f64) -> u8 {
 /// - `fixed` wins; it is diverging when `lo < 0 < hi`.
 /// - A signed reduction over cells of both signs: `±v`, `v` the `clip` percentile of
 ///   `|cell|` (the largest `|cell|` if that is 0).
-/// - One-signed cells: with `a = |cell|`, `hi` the `clip` and `lo` the `100 − clip`
-///   percentile of `a`: the range is `[lo, hi]` when `lo > hi / 2` (data far from zero,
-///   such as norm weights near 1), else `[0, hi]`; mirrored for non-positive cells.
+/// - One-signed cells: with `a = |cell|`, `hi` the `clip` percentile of `a` (the largest
+///   `a` if that is 0) and `lo` its `100 − clip` percentile: the range is `[lo, hi]`
+///   when `lo > hi / 2` (data far from zero, such as norm weights near 1), else
+///   `[0, hi]`; mirrored for non-positive cells.
 ///
 /// Returns `None` when the grid has no finite cell.
 pub fn choose_range(
@@ -285,16 +290,16 @@ pub(crate) fn choose_range_in(
         Keys::all(&finite_magnitudes)
     };
     let magnitude = |b: u32| f64::from(f32::from_bits(b));
-    let hi = percentile_of(mags, clip, magnitude);
+    // With at least `clip`% of the cells zero (a sparse tensor), the largest `|cell|`:
+    // a range of zero width would show the few others in one colour at an end.
+    let hi = match percentile_of(mags, clip, magnitude) {
+        0.0 => f64::from(gmin.abs().max(gmax.abs())),
+        hi => hi,
+    };
     if reduction.is_signed() && gmin < 0.0 && gmax > 0.0 {
-        let v = if hi > 0.0 {
-            hi
-        } else {
-            f64::from(gmin.abs().max(gmax))
-        };
         return Some(Range {
-            lo: -v,
-            hi: v,
+            lo: -hi,
+            hi,
             diverging: true,
         });
     }
@@ -804,12 +809,14 @@ mod tests {
     /// The bin of `v` as matplotlib computes it: the place in `f64`, cast with saturation.
     fn reference_bin(r: &Range, v: f32) -> u8 {
         let span = r.hi - r.lo;
-        let t = if span > 0.0 {
-            (f64::from(v) - r.lo) / span
-        } else {
-            0.5
-        };
-        (t * 256.0).clamp(0.0, 255.0) as u8
+        let v = f64::from(v);
+        match span > 0.0 {
+            true => ((v - r.lo) / span * 256.0).clamp(0.0, 255.0) as u8,
+            // A range of zero width: its value in the middle, the others at the ends.
+            false if v < r.lo => 0,
+            false if v > r.hi => 255,
+            false => 128,
+        }
     }
 
     /// [`Range::index_into`] against [`reference_bin`], value by value.
@@ -942,5 +949,32 @@ mod tests {
             diverging: false,
         };
         assert_eq!(flat.index(2.0), Some(128));
+        // Outside a range of zero width: the end colours, as outside any other.
+        assert_eq!(flat.index(1.5), Some(0));
+        assert_eq!(flat.index(2.5), Some(255));
+        let mut out = [0; 3];
+        flat.index_into(&[1.5, 2.0, 2.5], &mut out);
+        assert_eq!(out, [0, 128, 255]);
+    }
+
+    #[test]
+    fn a_grid_of_mostly_zeros_gets_the_largest_cell_as_its_end() {
+        // 99.5% of the cells zero: the percentile is 0 and the few others would all take
+        // one end colour.
+        let mut sparse = vec![0.0f32; 1000];
+        sparse.extend([5.0, 3.0]);
+        for r in [Reduction::Mean, Reduction::AbsMax] {
+            let got = choose_range(&sparse, r, 99.5, None).unwrap();
+            assert_eq!((got.lo, got.hi, got.diverging), (0.0, 5.0, false));
+        }
+        sparse[1000] = -5.0;
+        let got = choose_range(&sparse, Reduction::Mean, 99.5, None).unwrap();
+        assert_eq!((got.lo, got.hi, got.diverging), (-5.0, 5.0, true));
+        let neg: Vec<f32> = sparse.iter().map(|v| -v.abs()).collect();
+        let got = choose_range(&neg, Reduction::Min, 99.5, None).unwrap();
+        assert_eq!((got.lo, got.hi), (-5.0, 0.0));
+        // All zeros: a constant grid, one colour.
+        let got = choose_range(&[0.0; 8], Reduction::Mean, 99.5, None).unwrap();
+        assert_eq!((got.lo, got.hi), (0.0, 0.0));
     }
 }
