@@ -24,23 +24,31 @@ const MAX_STEM: usize = 200;
 ///
 /// Bytes outside `[A-Za-z0-9._-]` become `_`; an empty stem or one starting with `.` gets
 /// a `_` prefix, as do Windows device names; stems over 200 bytes are cut and end in a
-/// hash of the full name; stems equal ignoring ASCII case get `-2`, `-3`, ... in order.
+/// hash of the full name; stems equal ignoring ASCII case get `-2`, `-3`, ... in order,
+/// skipping any that is another name's own stem (so that `q-2` stays `q-2` beside `q`
+/// and `Q`, and `q` becomes `q-3`).
 pub fn file_stems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut taken = HashSet::new();
+    let bases: Vec<String> = names.into_iter().map(safe_stem).collect();
+    // Every name's own stem is taken before any suffix is given out.
+    let mut taken: HashSet<String> = bases.iter().map(|b| b.to_ascii_lowercase()).collect();
+    let mut own = HashSet::new();
     // Next suffix to try per base, so that many names with one base stay linear.
     let mut next: HashMap<String, usize> = HashMap::new();
-    names
+    bases
         .into_iter()
-        .map(|name| {
-            let base = safe_stem(name);
+        .map(|base| {
             let key = base.to_ascii_lowercase();
-            let mut stem = base.clone();
-            let k = next.entry(key).or_insert(2);
-            while !taken.insert(stem.to_ascii_lowercase()) {
-                stem = format!("{base}-{k}");
-                *k += 1;
+            if own.insert(key.clone()) {
+                return base;
             }
-            stem
+            let k = next.entry(key).or_insert(2);
+            loop {
+                let stem = format!("{base}-{k}");
+                *k += 1;
+                if taken.insert(stem.to_ascii_lowercase()) {
+                    return stem;
+                }
+            }
         })
         .collect()
 }
@@ -474,8 +482,11 @@ mod tests {
 
     #[test]
     fn collisions_get_suffixes_case_insensitively() {
-        let stems = file_stems(["a/b", "a_b", "A_B", "a_b-2"]);
-        assert_eq!(stems, ["a_b", "a_b-2", "A_B-3", "a_b-2-2"]);
+        let stems = file_stems(["a/b", "a_b", "A_B"]);
+        assert_eq!(stems, ["a_b", "a_b-2", "A_B-3"]);
+        // A name whose own stem is a suffixed one keeps it; the suffixes go around it.
+        let stems = file_stems(["Q", "q", "q-2", "q-2", "q-3"]);
+        assert_eq!(stems, ["Q", "q-4", "q-2", "q-2-2", "q-3"]);
     }
 
     #[test]
