@@ -154,7 +154,8 @@ pub struct RenderArgs {
     #[arg(long, value_enum, default_value_t = Fp8Arg::Dequant)]
     pub fp8: Fp8Arg,
     /// Draw a one-pixel black line on the cells holding every N-th source row and
-    /// column (e.g. 128, to compare patterns with quantisation tiles).
+    /// column (e.g. 128, to compare patterns with quantisation tiles); not along an
+    /// axis whose block is N/2 or more, where lines would cover the cells.
     #[arg(long, value_name = "N")]
     pub tile_lines: Option<NonZeroUsize>,
     /// Worker threads (default: all cores).

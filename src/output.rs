@@ -150,19 +150,24 @@ pub struct Marks {
 
 impl Marks {
     /// The cells holding source row (column) `k·n` for every `k ≥ 1`, for a grid of
-    /// `rows × cols` elements in blocks of `bh × bw`.
-    pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Marks {
+    /// `rows × cols` elements in blocks of `bh × bw`; along an axis whose block is at
+    /// least `n / 2` none (lines there would cover half the cells or more: all of them
+    /// from a block of `n` on), and `None` when neither axis has a line.
+    pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Option<Marks> {
         let mark = |len: usize, b: usize| {
             let mut v = vec![false; len.div_ceil(b)];
-            for r in (n..len).step_by(n.max(1)) {
-                v[r / b] = true;
+            if 2 * b <= n {
+                for r in (n..len).step_by(n) {
+                    v[r / b] = true;
+                }
             }
             v
         };
-        Marks {
+        let m = Marks {
             rows: mark(rows, bh),
             cols: mark(cols, bw),
-        }
+        };
+        m.rows.iter().chain(&m.cols).any(|&l| l).then_some(m)
     }
 }
 

@@ -111,7 +111,7 @@ pub fn heatmap_scaled(
         config.nan_color,
         config
             .tile_lines
-            .map(|n| Marks::every(n.get(), rows, cols, geometry.bh, geometry.bw))
+            .and_then(|n| Marks::every(n.get(), rows, cols, geometry.bh, geometry.bw))
             .as_ref(),
         &text,
     )

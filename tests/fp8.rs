@@ -331,6 +331,44 @@ fn tile_lines_mark_every_nth_row_and_column() {
 }
 
 #[test]
+fn tile_lines_are_left_out_along_an_axis_whose_cells_they_would_cover() {
+    // A block of at least half the period: lines there would mark half the cells or
+    // more (from a block of 128 on, every one), hiding the data.
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quantise(300, 260, 128, 6);
+    let model = tmp.path().join("ds");
+    write_model(&model, &[(W, &q)], None);
+    for (block, row_lines, col_lines) in [
+        ("64x4", vec![2, 4], vec![32, 64]),
+        ("65x4", vec![], vec![32, 64]),
+        ("4x130", vec![32, 64], vec![]),
+        ("200x200", vec![], vec![]),
+    ] {
+        let out = tmp.path().join(block);
+        render_cmd(&model, &out)
+            .args(["--block", block, "--tile-lines", "128", "-q"])
+            .assert()
+            .success();
+        let png = std::fs::read(out.join(format!("{W}.png"))).unwrap();
+        // Colour type 3 (indexed) when no line is drawn, 2 (RGB) otherwise.
+        let indexed = png[25] == 3;
+        assert_eq!(
+            indexed,
+            row_lines.is_empty() && col_lines.is_empty(),
+            "{block}"
+        );
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        for y in 0..img.height() {
+            for x in 0..img.width() {
+                let line = row_lines.contains(&y) || col_lines.contains(&x);
+                let black = img.get_pixel(x, y).0 == [0, 0, 0];
+                assert_eq!(black, line, "{block}: pixel ({x}, {y})");
+            }
+        }
+    }
+}
+
+#[test]
 fn skip_existing_renders_again_when_only_the_scales_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let mut q = quantise(130, 140, 128, 7);
