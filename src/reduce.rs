@@ -53,6 +53,22 @@ const PLAIN_LIMIT: f64 = 2.0;
 /// values) is magnified by that ratio in the variance.
 const RECENTRE: f64 = 16.0;
 
+/// Magnitude under which values' `f32` squares may lose precision: squares below
+/// 2^-126 (of values below 2^-63) are subnormal or flushed to 0, which took rms and std
+/// of values of 1e-23 to |mean| and 0. Runs of a cell's values (and fast kernels'
+/// bands) all smaller than this, and not all zero, have their squares summed in `f64`
+/// (the bands by the general kernel); at this bound `f32` rounding is still far inside
+/// the 1e-5 of the mean magnitude that a cell may be off.
+const TINY: f32 = 1.0 / (1u64 << 40) as f32;
+
+/// Whether the largest magnitude of values whose extremes are `min` and `max` is under
+/// [`TINY`] but not 0 (false for no values, whose extremes are infinite).
+#[inline(always)]
+fn tiny(min: f32, max: f32) -> bool {
+    let m = min.abs().max(max.abs());
+    m > 0.0 && m < TINY
+}
+
 /// Whether `n` values whose differences from a shift sum to `s1`, and their squares to
 /// `s2`, have a mean square over [`RECENTRE`] times their variance: `s2/n > RECENTRE
 /// (s2/n − (s1/n)²)`, without divisions (false for no values, whose sums are 0).
@@ -146,10 +162,11 @@ impl Acc {
         (self.s2 / n - m * m).max(0.0)
     }
 
-    /// Whether the mean square of the differences from `shift` is over [`RECENTRE`] times
-    /// their variance, so that the `f32` sums behind it leave the variance imprecise.
-    fn cancels(&self) -> bool {
-        cancels(self.n as f64, self.s1, self.s2)
+    /// Whether the `f32` sums behind these leave the variance imprecise: the mean square
+    /// of the differences from `shift` is over [`RECENTRE`] times their variance, or the
+    /// values are so small that their squares underflow ([`TINY`]).
+    fn imprecise(&self) -> bool {
+        cancels(self.n as f64, self.s1, self.s2) || tiny(self.min, self.max)
     }
 
     /// Summary statistics of everything pushed so far.
@@ -275,9 +292,10 @@ pub fn reduce_scaled(
                 } else {
                     None
                 };
-                // (A band whose squares only hold the variance as a small remainder is
-                // left to the general kernel, which sums such cells around their means.)
-                let acc = match fast.filter(|acc| !acc.cancels()) {
+                // (A band whose squares only hold the variance as a small remainder, or
+                // underflow, is left to the general kernel, which sums such cells around
+                // their means, and such runs in `f64`.)
+                let acc = match fast.filter(|acc| !acc.imprecise()) {
                     Some(acc) => {
                         fast_values(band, reduction, shifted, rows.len(), geom, out);
                         acc
@@ -1025,10 +1043,12 @@ impl Part {
                 zeros[k] += u32::from(v == 0.0);
             }
         }
-        let (s1, s2) = if all_finite(&s1) && all_finite(&s2) {
+        let small = (0..LANES).fold(false, |t, k| t | tiny(min[k], max[k]));
+        let (s1, s2) = if all_finite(&s1) && all_finite(&s2) && !small {
             (s1.map(f64::from), s2.map(f64::from))
         } else {
-            // Values near the ends of the f32 range overflowed an f32 sum: redo in f64.
+            // Values near the ends of the f32 range overflowed an f32 sum, or a lane's
+            // squares underflowed: redo in f64.
             sums_f64(run, shift)
         };
         Part {
@@ -1057,7 +1077,8 @@ impl Part {
     }
 }
 
-/// The shifted sums of a run in `f64` (the rare path: an `f32` sum overflowed).
+/// The shifted sums of a run in `f64` (the rare path: an `f32` sum overflowed, or
+/// squares underflowed).
 #[cold]
 fn sums_f64<'a>(
     run: impl Iterator<Item = &'a [f32; LANES]>,

@@ -297,6 +297,61 @@ fn a_leading_row_far_from_the_rest_keeps_rms_and_std() {
     }
 }
 
+/// Values so small that their `f32` squares underflow (an optimiser's second moments,
+/// say) keep their rms, std and the statistics' std: squares summed in `f32` came out
+/// 0 for values of 1e-23 (std 0, rms |mean|).
+#[test]
+fn values_whose_squares_underflow_keep_rms_and_std() {
+    let mut rng = common::Rng::new(11);
+    // A whole tensor of tiny values (the fast kernels' bands, and the general kernel's
+    // cells), and tiny cells among ordinary ones (the general kernel's runs).
+    for (rows, cols, bh, bw, mixed) in [
+        (64, 4096, 16, 16, false),
+        (256, 256, 4, 4, false),
+        (8, 600, 8, 7, false),
+        (64, 96, 8, 2, false),
+        (4, 2048, 4, 1024, false),
+        (64, 4096, 16, 16, true),
+        (32, 96, 8, 8, true),
+    ] {
+        for scale in [1e-23f32, 1e-30, 3e-21] {
+            let m: Vec<f32> = (0..rows * cols)
+                .map(|i| {
+                    let tiny = !mixed || (i % cols) / bw % 2 == 0;
+                    let v = 1.0 + 0.5 * rng.normal().abs();
+                    v * if tiny { scale } else { 1.0 }
+                })
+                .collect();
+            let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+            for r in [Reduction::Rms, Reduction::Std, Reduction::Mean] {
+                let got = reduce(&bytes(&m), Dtype::F32, &geom, r);
+                let want = naive_grid(&m, rows, cols, bh, bw, r);
+                for (i, (&g, &w)) in got.grid.iter().zip(&want).enumerate() {
+                    let (y, x) = (i / geom.grid_w(), i % geom.grid_w());
+                    let cell = (y * bh..(y + 1) * bh)
+                        .flat_map(|r| (x * bw..((x + 1) * bw).min(cols)).map(move |c| (r, c)));
+                    let (sum, n) = cell.fold((0.0, 0.0), |(s, n), (r, c)| {
+                        (s + f64::from(m[r * cols + c].abs()), n + 1.0)
+                    });
+                    let err = (f64::from(g) - w).abs();
+                    assert!(
+                        err <= 1e-5 * sum / n,
+                        "{rows}x{cols} {scale:e} {r:?} cell {i}: {g:e} vs {w:e}"
+                    );
+                }
+                if !mixed {
+                    let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
+                    let s = got.stats.std.unwrap();
+                    assert!(
+                        (s - std).abs() <= 1e-6 * std,
+                        "{rows}x{cols} {scale:e} {r:?}: std {s:e} vs {std:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// One huge value at the start of a cell (an outlier dimension) must not swallow the
 /// small values after it: sums relative to that value would round them all away.
 #[test]
