@@ -133,11 +133,18 @@ pub struct RenderArgs {
     /// Use one block size, max(bh, bw), on both axes (of --max-size; --block is exact).
     #[arg(long, conflicts_with = "block")]
     pub keep_aspect: bool,
-    /// Percentile of |cell| that sets the colour range (100 = full min/max).
+    /// Percentile of |cell| that sets the colour range (100 = the extremes: ±max|cell|,
+    /// or [0, max] for one-signed cells).
     #[arg(long, value_name = "PCT", default_value_t = 99.5)]
     pub clip: f64,
     /// Fixed colour range instead of --clip, e.g. -0.05:0.05.
-    #[arg(long, value_name = "LO:HI", allow_hyphen_values = true, value_parser = range)]
+    #[arg(
+        long,
+        value_name = "LO:HI",
+        allow_hyphen_values = true,
+        value_parser = range,
+        conflicts_with = "clip"
+    )]
     pub range: Option<FixedRange>,
     /// Colormap (matplotlib name, case-insensitive, _r reverses). Default: RdBu_r when a
     /// signed reduction (mean, max, min, sample) has cells of both signs, viridis otherwise.

@@ -358,6 +358,12 @@ fn usage_errors_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--keep-aspect"));
+    // A fixed range leaves nothing for a percentile to do.
+    render_cmd(&shapes, &out)
+        .args(["--range", "-1:1", "--clip", "90"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--clip"));
     assert!(!out.exists(), "a usage error writes nothing");
 }
 
