@@ -321,11 +321,16 @@ fn tile_lines_mark_every_nth_row_and_column() {
         .success();
     let img = image::open(out.join(format!("{W}.png"))).unwrap().to_rgb8();
     assert_eq!((img.width(), img.height()), (65, 75));
+    assert_lines(&img, &[32, 64], &[32, 64], "4x4");
+}
+
+/// Checks that exactly the pixels of grid rows `rows` and columns `cols` are black.
+fn assert_lines(img: &image::RgbImage, rows: &[u32], cols: &[u32], what: &str) {
     for y in 0..img.height() {
         for x in 0..img.width() {
-            let line = y == 32 || y == 64 || x == 32 || x == 64;
+            let line = rows.contains(&y) || cols.contains(&x);
             let black = img.get_pixel(x, y).0 == [0, 0, 0];
-            assert_eq!(black, line, "pixel ({x}, {y})");
+            assert_eq!(black, line, "{what}: pixel ({x}, {y})");
         }
     }
 }
@@ -358,13 +363,7 @@ fn tile_lines_are_left_out_along_an_axis_whose_cells_they_would_cover() {
             "{block}"
         );
         let img = image::load_from_memory(&png).unwrap().to_rgb8();
-        for y in 0..img.height() {
-            for x in 0..img.width() {
-                let line = row_lines.contains(&y) || col_lines.contains(&x);
-                let black = img.get_pixel(x, y).0 == [0, 0, 0];
-                assert_eq!(black, line, "{block}: pixel ({x}, {y})");
-            }
-        }
+        assert_lines(&img, &row_lines, &col_lines, block);
     }
 }
 

@@ -173,16 +173,24 @@ fn an_input_folder_that_is_a_link_is_refused() {
     );
 }
 
+/// Writes `tmp/outside.txt` ("keep me") and plants `link` pointing at it; returns its
+/// path, to check afterwards that nothing was written through the link.
+#[cfg(unix)]
+fn link_outside(tmp: &std::path::Path, link: &std::path::Path) -> std::path::PathBuf {
+    let outside = tmp.join("outside.txt");
+    std::fs::write(&outside, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, link).unwrap();
+    outside
+}
+
 #[cfg(unix)]
 #[test]
 fn a_record_file_that_is_a_link_is_replaced_not_written_through() {
     let tmp = tempfile::tempdir().unwrap();
-    let outside = tmp.path().join("outside.txt");
-    std::fs::write(&outside, b"keep me").unwrap();
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let record = out.join(".tensorheat.state.jsonl");
-    std::os::unix::fs::symlink(&outside, &record).unwrap();
+    let outside = link_outside(tmp.path(), &record);
     render_cmd(&fixture("special.safetensors"), &out)
         .assert()
         .success();
@@ -291,12 +299,10 @@ fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
 #[test]
 fn man_pages_replace_links_instead_of_writing_through_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let outside = tmp.path().join("outside.txt");
-    std::fs::write(&outside, b"keep me").unwrap();
     let dir = tmp.path().join("man1");
     std::fs::create_dir(&dir).unwrap();
     let page = dir.join("tensorheat-render.1");
-    std::os::unix::fs::symlink(&outside, &page).unwrap();
+    let outside = link_outside(tmp.path(), &page);
     bin()
         .arg("man")
         .arg("--out-dir")
