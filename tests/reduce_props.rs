@@ -352,6 +352,29 @@ fn values_whose_squares_underflow_keep_rms_and_std() {
     }
 }
 
+/// The same leading row, in bands the fast kernels take: their typical value (the
+/// median of three of the band's values, around which they sum squares) came from that
+/// row, and the statistics' std was 4.4e-6 off (a numeric audit's finding).
+#[test]
+fn a_leading_row_far_from_the_rest_keeps_the_std_in_fast_bands() {
+    let mut rng = common::Rng::new(9);
+    let (rows, cols) = (64, 64);
+    let m: Vec<f32> = (0..rows * cols)
+        .map(|i| if i < cols { 1e6 } else { 1e-3 * rng.normal() })
+        .collect();
+    let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
+    for (bh, bw) in [(16, 16), (16, 4), (16, 2), (4, 64)] {
+        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+        for r in [Reduction::Mean, Reduction::Max] {
+            let s = reduce(&bytes(&m), Dtype::F32, &geom, r).stats.std.unwrap();
+            assert!(
+                (s - std).abs() <= 1e-6 * std,
+                "{bh}x{bw} {r:?}: std {s} vs {std}"
+            );
+        }
+    }
+}
+
 /// One huge value at the start of a cell (an outlier dimension) must not swallow the
 /// small values after it: sums relative to that value would round them all away.
 #[test]

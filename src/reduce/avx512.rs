@@ -159,7 +159,7 @@ pub(super) fn band(
     if !available(kind) {
         return None;
     }
-    let b = typical(data, dtype)?;
+    let b = typical(data, dtype, scales.is_none().then_some(cols))?;
     // With FP8 scales, in the units of the dequantised values.
     let b = scales.as_ref().map_or(b, |s| b * s.first());
     // SAFETY: `available` checked every feature `run` is compiled with.

@@ -190,7 +190,7 @@ fn reduce(
     if bw < 4 {
         return None;
     }
-    let b = typical(data, dtype)?;
+    let b = typical(data, dtype, scale.is_none().then_some(cols))?;
     // With block scales, in the units of the dequantised values (the first one's scale).
     let b = scale.map_or(b, |(s, row0)| b * scale_at(s, row0 / s.bh, 0));
     let gw = cols.div_ceil(bw);

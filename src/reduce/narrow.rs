@@ -62,7 +62,7 @@ pub(super) fn band(
         Reduction::Max | Reduction::Min | Reduction::AbsMax => true,
         _ => return None,
     };
-    let b = typical(data, dtype)?;
+    let b = typical(data, dtype, Some(geom.cols))?;
     ready(band, rows, geom, dtype, extremes);
     run(data, dtype, geom, extremes, b, band)
 }
