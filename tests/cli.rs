@@ -196,6 +196,26 @@ fn several_inputs_get_their_own_folders_and_manifests() {
             .unwrap()
             .clone()
     };
+    // Inputs whose stems collide get suffixed folders, as file names do.
+    let (x, y) = (tmp.path().join("x"), tmp.path().join("y"));
+    for d in [&x, &y] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::copy(fixture("shapes.safetensors"), d.join("a.safetensors")).unwrap();
+    }
+    let twins = tmp.path().join("twins");
+    bin()
+        .arg("render")
+        .args([x.join("a.safetensors"), y.join("a.safetensors")])
+        .arg("-o")
+        .arg(&twins)
+        .arg("-q")
+        .assert()
+        .success();
+    for (dir, input) in [("a", &x), ("a-2", &y)] {
+        let m = manifest(&twins.join(dir));
+        let want = input.join("a.safetensors").display().to_string();
+        assert_eq!(m["inputs"][0].as_str().unwrap(), want, "{dir}");
+    }
     assert_eq!(by_name("vector")["grid"], serde_json::json!([1, 37]));
     assert_eq!(by_name("scalar")["grid"], serde_json::json!([1, 1]));
     assert_eq!(by_name("hyper")["grid"], serde_json::json!([24, 5]));
