@@ -126,9 +126,11 @@ pub fn heatmap_scaled(
     })
 }
 
+/// The range as the manifest writes its numbers (`2.37e30`, not thirty digits).
 fn range_text(range: Option<Range>) -> String {
+    let num = |v: f64| serde_json::Value::from(v).to_string();
     match range {
-        Some(r) => format!("[{}, {}]", r.lo, r.hi),
+        Some(r) => format!("[{}, {}]", num(r.lo), num(r.hi)),
         None => "none".to_owned(),
     }
 }

@@ -266,19 +266,30 @@ fn png_text_chunks_describe_the_tensor() {
     render_cmd(&fixture("gradients.safetensors"), tmp.path())
         .assert()
         .success();
-    let f = std::fs::File::open(tmp.path().join("grad_bf16.png")).unwrap();
-    let reader = png::Decoder::new(std::io::BufReader::new(f))
-        .read_info()
-        .unwrap();
-    let text: BTreeMap<String, String> = reader
-        .info()
-        .utf8_text
-        .iter()
-        .map(|t| (t.keyword.clone(), t.get_text().unwrap()))
-        .collect();
+    let text = png_text(&tmp.path().join("grad_bf16.png"));
     assert_eq!(text["tensor"], "grad_bf16");
     assert_eq!(text["dtype"], "BF16");
     assert_eq!(text["shape"], "[12, 20]");
     assert_eq!(text["reduce"], "mean");
     assert!(text["range"].starts_with("[-3.69"), "{}", text["range"]);
+    // Every picture's range in the manifest's numbers, written the same way ("0.0", not
+    // "0"; "2.37e30", not thirty digits).
+    for e in manifest(tmp.path())["tensors"].as_array().unwrap() {
+        let text = png_text(&tmp.path().join(e["image"].as_str().unwrap()));
+        assert_eq!(text["range"], e["range"].to_string().replace(',', ", "));
+    }
+}
+
+/// A PNG's iTXt chunks by keyword.
+fn png_text(path: &Path) -> BTreeMap<String, String> {
+    let f = std::fs::File::open(path).unwrap();
+    let reader = png::Decoder::new(std::io::BufReader::new(f))
+        .read_info()
+        .unwrap();
+    reader
+        .info()
+        .utf8_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.get_text().unwrap()))
+        .collect()
 }
