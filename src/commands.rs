@@ -44,13 +44,13 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
     cmd.build();
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        let subs = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
-        for page in subs
-            .collect::<Vec<_>>()
-            .into_iter()
-            .chain([cmd])
-            .map(man_page)
-        {
+        let mut pages: Vec<clap::Command> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .cloned()
+            .collect();
+        pages.push(cmd);
+        for page in pages.into_iter().map(man_page) {
             // Written as every output is (a temporary file renamed into place), which
             // replaces a link of that name instead of writing through it.
             let mut roff = Vec::new();

@@ -1397,10 +1397,7 @@ fn typical(data: &[u8], dtype: Dtype, row_len: Option<usize>) -> Option<f32> {
         _ => return None,
     };
     let [a, b, c] = picks.map(at);
-    [a, b, c]
-        .iter()
-        .all(|v| v.is_finite())
-        .then(|| median3(a, b, c))
+    (a.is_finite() && b.is_finite() && c.is_finite()).then(|| median3(a, b, c))
 }
 
 /// The smallest and largest value of a band of sign-magnitude codes (BF16, F16 or F8, at
