@@ -37,6 +37,23 @@ fn nz(n: usize) -> std::num::NonZeroUsize {
     std::num::NonZeroUsize::new(n).unwrap()
 }
 
+/// A matrix whose first row is 1e6 and the rest normal values of scale 1e-3.
+fn leading_row(rng: &mut common::Rng, rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|i| if i < cols { 1e6 } else { 1e-3 * rng.normal() })
+        .collect()
+}
+
+/// Asserts that `s`, the statistics' std of `m` (`rows × cols`), is within 1e-6 of the
+/// naive float64 reference's.
+fn assert_stats_std(s: f64, m: &[f32], rows: usize, cols: usize, what: &str) {
+    let std = naive_grid(m, rows, cols, rows, cols, Reduction::Std)[0];
+    assert!(
+        (s - std).abs() <= 1e-6 * std,
+        "{what}: std {s:e} vs {std:e}"
+    );
+}
+
 /// A value that is usually an ordinary weight, sometimes NaN, ±Inf, zero or an outlier.
 fn element() -> impl Strategy<Value = f32> {
     prop_oneof![
@@ -273,9 +290,7 @@ fn rows_wider_than_one_span_match_the_reference() {
 fn a_leading_row_far_from_the_rest_keeps_rms_and_std() {
     let mut rng = common::Rng::new(7);
     for (rows, cols) in [(256, 256), (1024, 64), (64, 600)] {
-        let m: Vec<f32> = (0..rows * cols)
-            .map(|i| if i < cols { 1e6 } else { 1e-3 * rng.normal() })
-            .collect();
+        let m = leading_row(&mut rng, rows, cols);
         let geom = Geometry::new(rows, cols, Size::Block(nz(rows), nz(cols)), false);
         let mean_abs = m.iter().map(|v| f64::from(v.abs())).sum::<f64>() / m.len() as f64;
         for r in [Reduction::Rms, Reduction::Std, Reduction::Mean] {
@@ -287,12 +302,8 @@ fn a_leading_row_far_from_the_rest_keeps_rms_and_std() {
                 "{rows}x{cols} {r:?}: {} vs {want} (err {err})",
                 got.grid[0]
             );
-            let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
-            let s = got.stats.std.unwrap();
-            assert!(
-                (s - std).abs() <= 1e-6 * std,
-                "{rows}x{cols} {r:?}: std {s} vs {std}"
-            );
+            let what = format!("{rows}x{cols} {r:?}");
+            assert_stats_std(got.stats.std.unwrap(), &m, rows, cols, &what);
         }
     }
 }
@@ -340,12 +351,8 @@ fn values_whose_squares_underflow_keep_rms_and_std() {
                     );
                 }
                 if !mixed {
-                    let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
-                    let s = got.stats.std.unwrap();
-                    assert!(
-                        (s - std).abs() <= 1e-6 * std,
-                        "{rows}x{cols} {scale:e} {r:?}: std {s:e} vs {std:e}"
-                    );
+                    let what = format!("{rows}x{cols} {scale:e} {r:?}");
+                    assert_stats_std(got.stats.std.unwrap(), &m, rows, cols, &what);
                 }
             }
         }
@@ -359,18 +366,12 @@ fn values_whose_squares_underflow_keep_rms_and_std() {
 fn a_leading_row_far_from_the_rest_keeps_the_std_in_fast_bands() {
     let mut rng = common::Rng::new(9);
     let (rows, cols) = (64, 64);
-    let m: Vec<f32> = (0..rows * cols)
-        .map(|i| if i < cols { 1e6 } else { 1e-3 * rng.normal() })
-        .collect();
-    let std = naive_grid(&m, rows, cols, rows, cols, Reduction::Std)[0];
+    let m = leading_row(&mut rng, rows, cols);
     for (bh, bw) in [(16, 16), (16, 4), (16, 2), (4, 64)] {
         let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
         for r in [Reduction::Mean, Reduction::Max] {
             let s = reduce(&bytes(&m), Dtype::F32, &geom, r).stats.std.unwrap();
-            assert!(
-                (s - std).abs() <= 1e-6 * std,
-                "{bh}x{bw} {r:?}: std {s} vs {std}"
-            );
+            assert_stats_std(s, &m, rows, cols, &format!("{bh}x{bw} {r:?}"));
         }
     }
 }
