@@ -150,7 +150,7 @@ pub struct RenderArgs {
     /// signed reduction (mean, max, min, sample) has cells of both signs, viridis otherwise.
     #[arg(long, value_name = "NAME", value_parser = colormap)]
     pub colormap: Option<Colormap>,
-    /// Colour of cells with no finite value.
+    /// Colour of cells with no finite value, as #RRGGBB (the # may be left out).
     #[arg(long, value_name = "#RRGGBB", default_value = "#ff00ff", value_parser = rgb)]
     pub nan_color: Rgb,
     /// Also write each grid as float32 .npy (the numbers behind the picture).

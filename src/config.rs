@@ -283,6 +283,7 @@ mod tests {
             assert!(bad.parse::<FixedRange>().is_err(), "{bad}");
         }
         assert_eq!("#FF8000".parse::<Rgb>().unwrap(), Rgb([255, 128, 0]));
+        assert_eq!("ff8000".parse::<Rgb>().unwrap(), Rgb([255, 128, 0]));
         assert_eq!(Rgb([1, 2, 255]).to_string(), "#0102ff");
         assert!("#12345".parse::<Rgb>().is_err());
         assert!("zzzzzz".parse::<Rgb>().is_err());
