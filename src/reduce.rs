@@ -10,8 +10,9 @@
 //! struct of arrays (`Band`) so that the per-cell work vectorises too: with 4 × 4
 //! blocks there are as many cells as 16-element runs. Sums are of `x - shift`, a
 //! typical value of the cell (the median of its first three finite values), which keeps
-//! variances exact for data far from zero and survives an outlier in front; a cell
-//! stays within ~1e-6 of a float64 reference. The kernels are compiled for AVX-512 and
+//! variances exact for data far from zero and survives an outlier in front; exact zeros
+//! are counted instead, and their differences added in `f64` at the end of each run. A
+//! cell stays within ~1e-6 of a float64 reference. The kernels are compiled for AVX-512 and
 //! AVX2 as well as the baseline and chosen at run time. On CPUs with AVX-512, the common
 //! case (a clean BF16/F16/F32/F8_E4M3 band, blocks at least 4 columns wide, `mean`,
 //! `max`, `min` or `absmax`) first goes to the register-only kernel in `reduce/avx512.rs`
