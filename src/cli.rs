@@ -165,8 +165,8 @@ pub struct RenderArgs {
     /// axis whose block is N/2 or more, where lines would cover the cells.
     #[arg(long, value_name = "N")]
     pub tile_lines: Option<NonZeroUsize>,
-    /// Worker threads (default: all cores).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Worker threads, 1 to 1024 (default: all cores).
+    #[arg(long, short = 'j', value_name = "N", value_parser = threads)]
     pub threads: Option<NonZeroUsize>,
     /// Print nothing but errors.
     #[arg(short, long, conflicts_with = "verbose")]
@@ -262,6 +262,17 @@ fn colormap(s: &str) -> Result<Colormap, String> {
     s.parse().map_err(|e: tensorheat::Error| e.to_string())
 }
 
+/// The most worker threads `--threads` takes: more than any machine's cores, and few
+/// enough to start (`-j 100000` spent minutes creating threads before any work).
+const MAX_THREADS: usize = 1024;
+
+fn threads(s: &str) -> Result<NonZeroUsize, String> {
+    s.parse()
+        .ok()
+        .filter(|n: &NonZeroUsize| n.get() <= MAX_THREADS)
+        .ok_or_else(|| format!("{s:?} is not a number of threads from 1 to {MAX_THREADS}"))
+}
+
 fn partition(s: &str) -> Result<Partition, String> {
     s.parse().map_err(|e: tensorheat::Error| e.to_string())
 }
@@ -347,6 +358,10 @@ mod tests {
             render(&["--threads", "3"]).unwrap().threads,
             NonZeroUsize::new(3)
         );
+        assert_eq!(
+            render(&["-j", "1024"]).unwrap().threads,
+            NonZeroUsize::new(1024)
+        );
         assert!(render(&["-q"]).unwrap().quiet);
         assert!(render(&["-v"]).unwrap().verbose);
         assert_eq!(
@@ -381,7 +396,9 @@ mod tests {
             &["--nan-color", "red"],
             &["--reduce", "median"],
             &["--threads", "0"],
+            &["--threads", "1025"],
             &["--partition", "3/2"],
+            &["--partition", "1/4097"],
             &["--partition", "1"],
             &["-q", "-v"],
         ] {

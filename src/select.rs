@@ -116,21 +116,32 @@ pub struct Partition {
 impl std::str::FromStr for Partition {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Option(format!("partition {s:?} is not K/N with 1 <= K <= N"));
+        let bad = || {
+            Error::Option(format!(
+                "partition {s:?} is not K/N with 1 <= K <= N <= {}",
+                Partition::MAX_WORKERS
+            ))
+        };
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
         let (k, n): (usize, usize) = (
             k.trim().parse().map_err(|_| bad())?,
             n.trim().parse().map_err(|_| bad())?,
         );
-        if k >= 1 && k <= n {
-            Ok(Partition { k, n })
-        } else {
-            Err(bad())
-        }
+        Partition::new(k, n).ok_or_else(bad)
     }
 }
 
 impl Partition {
+    /// The most workers a partition may have: far more than any cluster job needs, and
+    /// few enough that listing the missing ones stays short work (`N` near 2^64 made
+    /// `render` allocate a load per worker and abort).
+    pub const MAX_WORKERS: usize = 4096;
+
+    /// Worker `k` of `n`, if `1 <= k <= n <= MAX_WORKERS`.
+    pub fn new(k: usize, n: usize) -> Option<Partition> {
+        (1 <= k && k <= n && n <= Partition::MAX_WORKERS).then_some(Partition { k, n })
+    }
+
     /// The file name of this worker's partial manifest.
     pub fn manifest_name(&self) -> String {
         format!("manifest.{}-of-{}.json", self.k, self.n)
@@ -140,13 +151,21 @@ impl Partition {
     /// largest first (ties in their given order), to the worker with the fewest bytes
     /// so far (ties to the lowest number): every worker computes the same split.
     pub fn assign(&self, sizes: &[u64]) -> Vec<bool> {
+        use std::cmp::Reverse;
         let mut order: Vec<usize> = (0..sizes.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-        let mut load = vec![0u64; self.n];
+        order.sort_by_key(|&i| Reverse(sizes[i]));
+        // Each worker's (load, number), least first. Workers past the number of items
+        // would never be chosen: a lower-numbered one always has as little load.
+        let mut least: std::collections::BinaryHeap<Reverse<(u64, usize)>> =
+            (0..self.n.min(sizes.len()))
+                .map(|w| Reverse((0, w)))
+                .collect();
         let mut mine = vec![false; sizes.len()];
         for i in order {
-            let w = (0..self.n).min_by_key(|&w| (load[w], w)).unwrap_or(0);
-            load[w] += sizes[i];
+            let Some(Reverse((load, w))) = least.pop() else {
+                break;
+            };
+            least.push(Reverse((load + sizes[i], w)));
             mine[i] = w + 1 == self.k;
         }
         mine
@@ -251,6 +270,47 @@ mod tests {
             "2/3".parse::<Partition>().unwrap(),
             Partition { k: 2, n: 3 }
         );
+        // A worker count near 2^64 made `render` abort allocating a load per worker.
+        assert!("1/18446744073709551615".parse::<Partition>().is_err());
+        assert!("1/4097".parse::<Partition>().is_err());
+        assert!("4096/4096".parse::<Partition>().is_ok());
+    }
+
+    /// The split is the one the rule gives (each item, largest first, to the least
+    /// loaded worker, ties to the lowest number), written out naively here: with more
+    /// workers than items, zero sizes and ties.
+    #[test]
+    fn partitions_follow_the_rule() {
+        let naive = |sizes: &[u64], n: usize| -> Vec<usize> {
+            let mut order: Vec<usize> = (0..sizes.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+            let (mut load, mut owner) = (vec![0u64; n], vec![0; sizes.len()]);
+            for i in order {
+                let w = (0..n).min_by_key(|&w| (load[w], w)).unwrap();
+                load[w] += sizes[i];
+                owner[i] = w + 1;
+            }
+            owner
+        };
+        let mut x = 7u64;
+        for len in [0usize, 1, 5, 40, 300] {
+            let sizes: Vec<u64> = (0..len)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    [0, 1, 1000, x >> 40][(x >> 62) as usize]
+                })
+                .collect();
+            for n in [1, 2, 3, 7, 64, 4096] {
+                let want = naive(&sizes, n);
+                for k in (1..=n).filter(|&k| k <= 8 || k == n) {
+                    let got = Partition { k, n }.assign(&sizes);
+                    let expect: Vec<bool> = want.iter().map(|&w| w == k).collect();
+                    assert_eq!(got, expect, "{len} items, {k}/{n}");
+                }
+            }
+        }
     }
 
     #[test]

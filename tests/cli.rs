@@ -384,6 +384,21 @@ fn usage_errors_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--clip"));
+    // Counts the tool cannot serve, instead of an abort allocating a load per worker
+    // (`--partition` near 2^64) or minutes spent starting threads.
+    for (flag, value) in [
+        ("--partition", "18446744073709551615/18446744073709551615"),
+        ("-j", "100000"),
+    ] {
+        render_cmd(&shapes, &out)
+            .args([flag, value])
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(value).and(predicate::str::contains("panicked").not()),
+            );
+    }
     assert!(!out.exists(), "a usage error writes nothing");
 }
 
