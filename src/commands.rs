@@ -15,8 +15,8 @@ pub fn run_gallery(args: &GalleryArgs) -> anyhow::Result<ExitCode> {
     match tensorheat::gallery::rebuild_gallery(&args.dir) {
         Ok(m) => {
             if !args.quiet {
-                eprintln!(
-                    "tensorheat: {}: gallery of {} tensors",
+                note!(
+                    "{}: gallery of {} tensors",
                     args.dir.join(tensorheat::gallery::FILE_NAME).display(),
                     m.tensors.len()
                 );

@@ -23,6 +23,14 @@ macro_rules! warning {
     };
 }
 
+/// Prints `tensorheat: <format!(...)>` on stderr (through [`printable`]): a report of
+/// what a command did, with the paths and names in it escaped like a diagnostic's.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::diag::note(format_args!($($arg)*))
+    };
+}
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -36,6 +44,11 @@ pub enum Level {
 pub fn print(level: Level, message: impl Display) {
     let message = message.to_string();
     eprintln!("{}{}", prefix(level, colour()), printable(&message));
+}
+
+/// Prints one report line on stderr (see [`note!`]).
+pub fn note(message: impl Display) {
+    eprintln!("tensorheat: {}", printable(&message.to_string()));
 }
 
 /// `s` with control characters (`\u{1b}`, `\n`) and bidirectional-text controls

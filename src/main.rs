@@ -85,8 +85,8 @@ fn run_render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         }
         failed |= r.failed();
         if !args.quiet {
-            eprintln!(
-                "tensorheat: {}: rendered {}, skipped {}, {} -> {}",
+            note!(
+                "{}: rendered {}, skipped {}, {} -> {}",
                 r.input.display(),
                 counted(r.manifest.tensors.len(), "tensor"),
                 r.manifest.skipped.len(),
@@ -209,8 +209,8 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     for dir in dirs {
         match tensorheat::manifest::merge_partials(&dir) {
             Ok(Some(m)) if m.missing.is_empty() => {
-                eprintln!(
-                    "tensorheat: {}: merged {} partitions, {} tensors",
+                note!(
+                    "{}: merged {} partitions, {} tensors",
                     dir.display(),
                     m.parts,
                     m.manifest.tensors.len()

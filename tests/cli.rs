@@ -438,7 +438,24 @@ fn names_and_dtypes_from_files_are_printed_escaped() {
         .clone();
     let err = String::from_utf8(err).unwrap();
     assert!(err.contains("rendered a\\u{1b}[31mred\\nx"), "{err}");
-    for t in [&text, &err] {
+    // So are paths in the reports of what a command did (the summary of each input,
+    // and `gallery`'s), which printed them raw (a robustness audit's finding).
+    let hostile = tmp.path().join("e\u{1b}[2Jv\u{202e}il.safetensors");
+    std::fs::copy(&path, &hostile).unwrap();
+    let out_dir = tmp.path().join("o\u{1b}[31m");
+    let mut reports = Vec::new();
+    for cmd in [
+        render_cmd(&hostile, &out_dir).assert().success(),
+        bin().arg("gallery").arg(&out_dir).assert().success(),
+    ] {
+        reports.push(String::from_utf8(cmd.get_output().stderr.clone()).unwrap());
+    }
+    assert!(
+        reports[0].contains("e\\u{1b}[2Jv\\u{202e}il.safetensors: rendered"),
+        "{reports:?}"
+    );
+    assert!(reports[1].contains("o\\u{1b}[31m"), "{reports:?}");
+    for t in [&text, &err, &reports[0], &reports[1]] {
         assert!(!t.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{t:?}");
     }
 }
