@@ -188,20 +188,20 @@ pub fn merge_partials(dir: &std::path::Path) -> crate::Result<Option<Merged>> {
             continue;
         };
         if let Some((k, n)) = kn.split_once("-of-") {
-            if let (Ok(k), Ok(n)) = (k.parse::<usize>(), n.parse::<usize>()) {
-                // (A name no `render --partition` writes, such as 5-of-3 or 1-of-2^64,
-                // whose missing partitions would take forever to list.)
-                if crate::select::Partition::new(k, n).is_none() {
-                    return Err(Error::Input {
-                        path: e.path(),
-                        reason: format!(
-                            "not a partition K/N with 1 <= K <= N <= {}",
-                            crate::select::Partition::MAX_WORKERS
-                        ),
-                    });
-                }
-                parts.push((k, n, e.path()));
-            }
+            // A name no `render --partition` writes (x-of-2, 5-of-3, or 1-of-2^64, whose
+            // missing partitions would take forever to list) is an error, not skipped.
+            let Some(p) = (k.parse().ok().zip(n.parse().ok()))
+                .and_then(|(k, n)| crate::select::Partition::new(k, n))
+            else {
+                return Err(Error::Input {
+                    path: e.path(),
+                    reason: format!(
+                        "not a partial manifest of partition K/N with 1 <= K <= N <= {}",
+                        crate::select::Partition::MAX_WORKERS
+                    ),
+                });
+            };
+            parts.push((p.k, p.n, e.path()));
         }
     }
     if parts.is_empty() {

@@ -361,19 +361,27 @@ fn three_partitions_merged_equal_a_single_run() {
     .unwrap();
     bin().arg("merge").arg(&parts).assert().success();
     assert_same_results(&parts, &single);
-    // A partial manifest no worker writes (here, the only one, of 2^64 - 1 workers,
-    // whose missing partitions took forever to list) is an error naming it.
-    let stray = tmp.path().join("stray");
-    std::fs::create_dir(&stray).unwrap();
-    let name = "manifest.1-of-18446744073709551615.json";
-    std::fs::copy(parts.join("manifest.1-of-3.json"), stray.join(name)).unwrap();
-    bin()
-        .arg("merge")
-        .arg(&stray)
-        .timeout(std::time::Duration::from_secs(60))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(name));
+    // A partial manifest no worker writes (the only one in its folder) is an error
+    // naming it: of 2^64 - 1 workers, whose missing partitions took forever to list, or
+    // not a number at all, which merge skipped, exiting 0 having written nothing.
+    for (i, name) in [
+        "manifest.1-of-18446744073709551615.json",
+        "manifest.x-of-2.json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let stray = tmp.path().join(format!("stray{i}"));
+        std::fs::create_dir(&stray).unwrap();
+        std::fs::copy(parts.join("manifest.1-of-3.json"), stray.join(name)).unwrap();
+        bin()
+            .arg("merge")
+            .arg(&stray)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(name));
+    }
 }
 
 fn manifest_file(p: &Path) -> serde_json::Value {
