@@ -168,8 +168,8 @@ impl<'m> Companions<'m> {
 }
 
 /// `quantization_config.weight_block_size` from `config.json` in `dir`, if present, and
-/// a warning naming the file if it is there but cannot be read (not a regular file, say)
-/// or is not JSON.
+/// a warning naming the file if it is there but cannot be read (not a regular file, say),
+/// is not JSON, or gives a block size that is not two whole numbers.
 fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
     let path = dir.join("config.json");
     let unused = |why: String| {
@@ -181,7 +181,12 @@ fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
     };
     match crate::source::read_regular(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(v) => (block_size_in(&v), None),
+            Ok(v) => match block_size_in(&v) {
+                Ok(block) => (block, None),
+                Err(b) => unused(format!(
+                    "quantization_config.weight_block_size is {b}, not [rows, columns]"
+                )),
+            },
             Err(e) => unused(format!("not JSON ({e})")),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
@@ -189,14 +194,19 @@ fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
     }
 }
 
-/// `quantization_config.weight_block_size` of a `config.json`.
-fn block_size_in(v: &serde_json::Value) -> Option<[usize; 2]> {
-    let b = v
-        .get("quantization_config")?
-        .get("weight_block_size")?
-        .as_array()?;
-    match b[..] {
-        [ref h, ref w] => Some([h.as_u64()? as usize, w.as_u64()? as usize]),
-        _ => None,
+/// `quantization_config.weight_block_size` of a `config.json` (`None` if absent or
+/// null); the value itself if it is not two whole numbers.
+fn block_size_in(v: &serde_json::Value) -> Result<Option<[usize; 2]>, &serde_json::Value> {
+    let Some(b) = v
+        .get("quantization_config")
+        .and_then(|q| q.get("weight_block_size"))
+        .filter(|b| !b.is_null())
+    else {
+        return Ok(None);
+    };
+    let whole = |x: &serde_json::Value| x.as_u64().and_then(|x| usize::try_from(x).ok());
+    match b.as_array().map(Vec::as_slice) {
+        Some([h, w]) => whole(h).zip(whole(w)).map(|(h, w)| Some([h, w])).ok_or(b),
+        _ => Err(b),
     }
 }

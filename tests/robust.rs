@@ -98,6 +98,23 @@ fn a_fifo_is_an_error_naming_it_and_the_rest_renders() {
         .assert()
         .success()
         .stderr(predicate::str::contains("config.json: not JSON"));
+    // And one whose block size is not two whole numbers, which was ignored silently (a
+    // robustness audit's finding).
+    for (i, bad) in ["[-1, 128]", "\"abc\"", "[128]", "[1.5, 2.5]", "[1, 2, 3]"]
+        .into_iter()
+        .enumerate()
+    {
+        let config = format!(r#"{{"quantization_config": {{"weight_block_size": {bad}}}}}"#);
+        std::fs::write(model.join("config.json"), config).unwrap();
+        render_cmd(&model, &tmp.path().join(format!("out5-{i}")))
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(format!(
+                "config.json: quantization_config.weight_block_size is {}",
+                bad.replace(", ", ",")
+            )));
+    }
+    std::fs::remove_file(model.join("config.json")).unwrap();
     // An index file that is a FIFO fails the model.
     mkfifo(&model.join("model.safetensors.index.json"));
     render_cmd(&model, &tmp.path().join("out3"))
