@@ -62,9 +62,14 @@ impl Journal {
         let path = dir.join(&name);
         // Appending follows a symbolic link, which could point out of the folder: an
         // entry of this name that is not a regular file is not a record of ours, and is
-        // replaced, as the pictures replace theirs.
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        // replaced, as the pictures replace theirs (a folder only if empty: one with
+        // files in it fails the run, naming it, rather than lose them).
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            if m.is_dir() {
+                std::fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
+            } else if !m.is_file() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
         }
         let mut options = OpenOptions::new();
         options.create(true).append(true);

@@ -217,6 +217,31 @@ fn a_record_file_that_is_a_link_is_replaced_not_written_through() {
     assert_eq!(text.lines().count(), 4, "one line per tensor:\n{text}");
 }
 
+/// An empty folder in the record's place is replaced too (it failed the whole input, a
+/// robustness audit's finding); one with files in it fails the input, naming it, and
+/// keeps them.
+#[test]
+fn a_record_path_taken_by_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let record = out.join(".tensorheat.state.jsonl");
+    std::fs::create_dir_all(&record).unwrap();
+    render_cmd(&fixture("special.safetensors"), &out)
+        .assert()
+        .success();
+    assert_eq!(manifest(&out)["tensors"].as_array().unwrap().len(), 4);
+    assert!(std::fs::symlink_metadata(&record).unwrap().is_file());
+    let out = tmp.path().join("out2");
+    let record = out.join(".tensorheat.state.jsonl");
+    std::fs::create_dir_all(&record).unwrap();
+    std::fs::write(record.join("mine.txt"), b"keep me").unwrap();
+    render_cmd(&fixture("special.safetensors"), &out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(".tensorheat.state.jsonl"));
+    assert_eq!(std::fs::read(record.join("mine.txt")).unwrap(), b"keep me");
+}
+
 #[test]
 fn png_path_taken_by_a_folder_fails_that_tensor_only() {
     let tmp = tempfile::tempdir().unwrap();
