@@ -190,9 +190,7 @@ pub fn merge_partials(dir: &std::path::Path) -> crate::Result<Option<Merged>> {
         if let Some((k, n)) = kn.split_once("-of-") {
             // A name no `render --partition` writes (x-of-2, 5-of-3, or 1-of-2^64, whose
             // missing partitions would take forever to list) is an error, not skipped.
-            let Some(p) = (k.parse().ok().zip(n.parse().ok()))
-                .and_then(|(k, n)| crate::select::Partition::new(k, n))
-            else {
+            let Some(p) = crate::select::Partition::of_numbers(k, n) else {
                 return Err(Error::Input {
                     path: e.path(),
                     reason: format!(

@@ -1051,6 +1051,8 @@ impl Part {
         }
         let small = (0..LANES).fold(false, |t, k| t | tiny(min[k], max[k]));
         let exact = all_finite(&s1) && all_finite(&s2) && !small;
+        // (The correction below changes nothing without zeros, but making it on every
+        // run cost ~5% of `rms` and `std`: runs without any skip it.)
         let (s1, s2) = if exact && no_zeros(&zeros) {
             (s1.map(f64::from), s2.map(f64::from))
         } else if exact {

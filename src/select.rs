@@ -123,11 +123,7 @@ impl std::str::FromStr for Partition {
             ))
         };
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (
-            k.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        Partition::new(k, n).ok_or_else(bad)
+        Partition::of_numbers(k.trim(), n.trim()).ok_or_else(bad)
     }
 }
 
@@ -140,6 +136,12 @@ impl Partition {
     /// Worker `k` of `n`, if `1 <= k <= n <= MAX_WORKERS`.
     pub fn new(k: usize, n: usize) -> Option<Partition> {
         (1 <= k && k <= n && n <= Partition::MAX_WORKERS).then_some(Partition { k, n })
+    }
+
+    /// Worker `k` of `n` from their decimal numbers (of `K/N`, or of a partial
+    /// manifest's name), if both parse and [`Partition::new`] takes them.
+    pub fn of_numbers(k: &str, n: &str) -> Option<Partition> {
+        Partition::new(k.parse().ok()?, n.parse().ok()?)
     }
 
     /// The file name of this worker's partial manifest.
