@@ -305,7 +305,12 @@ pub(crate) fn choose_range_in(
     }
     let lo = percentile_of(mags, 100.0 - clip, magnitude);
     let lo = if lo > hi / 2.0 { lo } else { 0.0 };
-    let (lo, hi) = if gmax <= 0.0 { (-hi, -lo) } else { (lo, hi) };
+    // (`0.0 - x`, not `-x`: a zero end is written as 0, not -0.)
+    let (lo, hi) = if gmax <= 0.0 {
+        (0.0 - hi, 0.0 - lo)
+    } else {
+        (lo, hi)
+    };
     Some(Range {
         lo,
         hi,
@@ -924,6 +929,12 @@ mod tests {
         let neg = [-3.0, -1.0, f32::NAN];
         let r = choose_range(&neg, Reduction::Min, 100.0, None).unwrap();
         assert_eq!((r.lo, r.hi), (-3.0, 0.0));
+        // Ends at zero are +0 (the manifest writes them), whatever the zeros' signs.
+        assert!(r.hi.is_sign_positive());
+        for zeros in [[0.0, 0.0], [-0.0, 0.0], [-0.0, -0.0]] {
+            let r = choose_range(&zeros, Reduction::Mean, 99.5, None).unwrap();
+            assert_eq!((r.lo.to_bits(), r.hi.to_bits()), (0, 0), "{zeros:?}");
+        }
         assert!(choose_range(&[f32::NAN], Reduction::Mean, 99.5, None).is_none());
         let fixed = FixedRange { lo: -1.0, hi: 3.0 };
         let r = choose_range(&both, Reduction::Mean, 99.5, Some(fixed)).unwrap();
