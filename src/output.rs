@@ -156,7 +156,7 @@ impl Marks {
     pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Option<Marks> {
         let mark = |len: usize, b: usize| {
             let mut v = vec![false; len.div_ceil(b)];
-            if 2 * b <= n {
+            if 2 * b < n {
                 for r in (n..len).step_by(n) {
                     v[r / b] = true;
                 }
