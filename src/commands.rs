@@ -16,9 +16,9 @@ pub fn run_gallery(args: &GalleryArgs) -> anyhow::Result<ExitCode> {
         Ok(m) => {
             if !args.quiet {
                 note!(
-                    "{}: gallery of {} tensors",
+                    "{}: gallery of {}",
                     args.dir.join(tensorheat::gallery::FILE_NAME).display(),
-                    m.tensors.len()
+                    crate::diag::counted(m.tensors.len(), "tensor")
                 );
             }
             Ok(ExitCode::SUCCESS)

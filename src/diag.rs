@@ -51,6 +51,11 @@ pub fn note(message: impl Display) {
     eprintln!("tensorheat: {}", printable(&message.to_string()));
 }
 
+/// `1 tensor`, `2 tensors`.
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `s` with control characters (`\u{1b}`, `\n`) and bidirectional-text controls
 /// (`\u{202e}`) escaped: a name or path from a file must not move the cursor, recolour
 /// the terminal or reorder the line it is printed on.

@@ -88,9 +88,9 @@ fn run_render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             note!(
                 "{}: rendered {}, skipped {}, {} -> {}",
                 r.input.display(),
-                counted(r.manifest.tensors.len(), "tensor"),
+                diag::counted(r.manifest.tensors.len(), "tensor"),
                 r.manifest.skipped.len(),
-                counted(r.manifest.errors.len(), "error"),
+                diag::counted(r.manifest.errors.len(), "error"),
                 r.out_dir.display()
             );
         }
@@ -157,10 +157,13 @@ impl Progress for Bar {
     fn tensor_finished(&self, name: &str, bytes: u64, outcome: TensorOutcome<'_>) {
         self.pb.inc(bytes);
         self.pb.set_message(format!(
-            "{} tensors left",
-            self.tensors
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
-                .saturating_sub(1)
+            "{} left",
+            diag::counted(
+                self.tensors
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                    .saturating_sub(1),
+                "tensor"
+            )
         ));
         if self.verbose {
             let line = match outcome {
@@ -209,13 +212,22 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     for dir in dirs {
         match tensorheat::manifest::merge_partials(&dir) {
             Ok(Some(m)) if m.missing.is_empty() => {
+                // The errors were reported by the runs that met them; the exit code
+                // still says so, and this line says why.
+                let errors = m.manifest.errors.len();
                 note!(
-                    "{}: merged {} partitions, {} tensors",
+                    "{}: merged {}, {}, {}{}",
                     dir.display(),
-                    m.parts,
-                    m.manifest.tensors.len()
+                    diag::counted(m.parts, "partition"),
+                    diag::counted(m.manifest.tensors.len(), "tensor"),
+                    diag::counted(errors, "error"),
+                    if errors > 0 {
+                        " (in manifest.json)"
+                    } else {
+                        ""
+                    }
                 );
-                failed |= !m.manifest.errors.is_empty();
+                failed |= errors > 0;
             }
             Ok(Some(m)) => {
                 let missing: Vec<String> = m
@@ -358,19 +370,15 @@ fn print_table(out: &mut impl Write, rows: &[ListRow], params: u128, bytes: u64)
     }
     for (dtype, (n, b)) in &by_dtype {
         let dtype = diag::printable(dtype);
-        writeln!(out, "{dtype}: {n} tensors, {b} bytes ({})", human(*b))?;
+        let n = diag::counted(*n, "tensor");
+        writeln!(out, "{dtype}: {n}, {b} bytes ({})", human(*b))?;
     }
     writeln!(
         out,
-        "total: {} tensors, {params} params, {bytes} bytes ({})",
-        rows.len(),
+        "total: {}, {params} params, {bytes} bytes ({})",
+        diag::counted(rows.len(), "tensor"),
         human(bytes)
     )
-}
-
-/// `1 tensor`, `2 tensors`.
-fn counted(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 fn human(b: u64) -> String {

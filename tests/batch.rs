@@ -359,7 +359,14 @@ fn three_partitions_merged_equal_a_single_run() {
         parts.join("manifest.2-of-3.json"),
     )
     .unwrap();
-    bin().arg("merge").arg(&parts).assert().success();
+    bin()
+        .arg("merge")
+        .arg(&parts)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "merged 3 partitions, 9 tensors, 0 errors",
+        ));
     assert_same_results(&parts, &single);
     // A partial manifest no worker writes (the only one in its folder) is an error
     // naming it: of 2^64 - 1 workers, whose missing partitions took forever to list, or
@@ -382,6 +389,30 @@ fn three_partitions_merged_equal_a_single_run() {
             .code(1)
             .stderr(predicate::str::contains(name));
     }
+}
+
+#[test]
+fn merge_says_why_it_fails_when_a_partition_met_an_error() {
+    // Worker 1 reports the input that cannot be read; merge exited 1 with only
+    // "merged 2 partitions, 0 tensors" to show for it.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    let out = tmp.path().join("out");
+    for (k, code) in [(1, 1), (2, 0)] {
+        render_cmd(&bad, &out)
+            .args(["--partition", &format!("{k}/2"), "-q"])
+            .assert()
+            .code(code);
+    }
+    bin()
+        .arg("merge")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "merged 2 partitions, 0 tensors, 1 error (in manifest.json)",
+        ));
 }
 
 fn manifest_file(p: &Path) -> serde_json::Value {

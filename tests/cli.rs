@@ -516,7 +516,10 @@ fn an_index_named_without_its_folder_is_read_from_the_current_one() {
         .args(["list", "m.safetensors.index.json"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("total: 1 tensors"));
+        .stdout(
+            predicate::str::contains("F32: 1 tensor, 16 bytes")
+                .and(predicate::str::contains("total: 1 tensor, 4 params")),
+        );
 }
 
 #[test]
