@@ -87,7 +87,7 @@ pub struct SelectArgs {
     /// Only tensors whose name this regular expression finds a match in.
     #[arg(long, value_name = "RE")]
     pub regex: Option<String>,
-    /// Only these dtypes, comma-separated (e.g. BF16,F32).
+    /// Only these dtypes, comma-separated, any case (e.g. BF16,F32).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub dtype: Vec<String>,
 }
@@ -123,7 +123,8 @@ pub struct RenderArgs {
     /// How a block of elements becomes one pixel (over finite members).
     #[arg(long, value_enum, default_value_t = ReduceArg::Mean)]
     pub reduce: ReduceArg,
-    /// Largest grid, N or HxW cells; blocks are ceil(rows/H) × ceil(cols/W).
+    /// Largest grid, N or HxW cells; blocks are ceil(rows/H) × ceil(cols/W) [default:
+    /// 1024].
     #[arg(long, value_name = "N|HxW", value_parser = pair, conflicts_with = "block")]
     pub max_size: Option<(NonZeroUsize, NonZeroUsize)>,
     /// Exact block size, RxC or N (N × N): source rows × columns per pixel, instead of
@@ -133,8 +134,8 @@ pub struct RenderArgs {
     /// Use one block size, max(bh, bw), on both axes (of --max-size; --block is exact).
     #[arg(long, conflicts_with = "block")]
     pub keep_aspect: bool,
-    /// Percentile of |cell| that sets the colour range (100 = the extremes: ±max|cell|,
-    /// or [0, max] for one-signed cells).
+    /// Percentile of |cell| that sets the colour range, 50 to 100 (100 = the extremes:
+    /// ±max|cell|, or [0, max] for one-signed cells).
     #[arg(long, value_name = "PCT", default_value_t = 99.5)]
     pub clip: f64,
     /// Fixed colour range instead of --clip, e.g. -0.05:0.05.
@@ -147,7 +148,8 @@ pub struct RenderArgs {
     )]
     pub range: Option<FixedRange>,
     /// Colormap (matplotlib name, case-insensitive, _r reverses). Default: RdBu_r when a
-    /// signed reduction (mean, max, min, sample) has cells of both signs, viridis otherwise.
+    /// signed reduction (mean, max, min, sample) has cells of both signs (or --range
+    /// spans 0), viridis otherwise.
     #[arg(long, value_name = "NAME", value_parser = colormap)]
     pub colormap: Option<Colormap>,
     /// Colour of cells with no finite value, as #RRGGBB (the # may be left out).
@@ -163,7 +165,7 @@ pub struct RenderArgs {
     /// Draw a one-pixel black line on the cells holding every N-th source row and
     /// column (e.g. 128, to compare patterns with quantisation tiles); not along an
     /// axis whose block is N/2 or more, where lines would cover the cells.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = period)]
     pub tile_lines: Option<NonZeroUsize>,
     /// Worker threads, 1 to 1024 (default: all cores).
     #[arg(long, short = 'j', value_name = "N", value_parser = threads)]
@@ -178,8 +180,8 @@ pub struct RenderArgs {
     /// from the same file (resume an interrupted batch).
     #[arg(long)]
     pub skip_existing: bool,
-    /// Render only worker K's share of N (1-based) and write manifest.K-of-N.json;
-    /// join the shares with `tensorheat merge DIR`.
+    /// Render only worker K's share of N (1-based, N at most 4096) and write
+    /// manifest.K-of-N.json; join the shares with `tensorheat merge DIR`.
     #[arg(long, value_name = "K/N", value_parser = partition)]
     pub partition: Option<Partition>,
     #[command(flatten)]
@@ -250,16 +252,30 @@ impl From<ReduceArg> for Reduction {
     }
 }
 
+/// An option value's error without the library's "invalid option: ", which clap's
+/// "invalid value '...' for '--...'" before it already says.
+fn reason(e: tensorheat::Error) -> String {
+    match e {
+        tensorheat::Error::Option(m) => m,
+        e => e.to_string(),
+    }
+}
+
 fn pair(s: &str) -> Result<(NonZeroUsize, NonZeroUsize), String> {
-    parse_pair(s).map_err(|e| e.to_string())
+    parse_pair(s).map_err(reason)
 }
 
 fn range(s: &str) -> Result<FixedRange, String> {
-    s.parse().map_err(|e: tensorheat::Error| e.to_string())
+    s.parse().map_err(reason)
 }
 
 fn colormap(s: &str) -> Result<Colormap, String> {
-    s.parse().map_err(|e: tensorheat::Error| e.to_string())
+    s.parse().map_err(reason)
+}
+
+fn period(s: &str) -> Result<NonZeroUsize, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a positive whole number"))
 }
 
 /// The most worker threads `--threads` takes: more than any machine's cores, and few
@@ -274,11 +290,11 @@ fn threads(s: &str) -> Result<NonZeroUsize, String> {
 }
 
 fn partition(s: &str) -> Result<Partition, String> {
-    s.parse().map_err(|e: tensorheat::Error| e.to_string())
+    s.parse().map_err(reason)
 }
 
 fn rgb(s: &str) -> Result<Rgb, String> {
-    s.parse().map_err(|e: tensorheat::Error| e.to_string())
+    s.parse().map_err(reason)
 }
 
 impl RenderArgs {

@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, CompletionsArgs, GalleryArgs, ManArgs};
@@ -43,7 +44,7 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     if let Some(dir) = &args.out_dir {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        tensorheat::output::create_folder(dir)?;
         let mut pages: Vec<clap::Command> = cmd
             .get_subcommands()
             .filter(|s| !s.is_hide_set())
@@ -89,7 +90,7 @@ fn man_page(cmd: clap::Command) -> clap_mangen::Man {
 
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()?;
+    out.write_all(bytes).context("stdout")?;
+    out.flush().context("stdout")?;
     Ok(ExitCode::SUCCESS)
 }

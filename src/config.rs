@@ -118,7 +118,7 @@ pub fn parse_pair(s: &str) -> Result<(NonZeroUsize, NonZeroUsize), Error> {
             Error::Option(format!("{s:?} is not N or HxW with positive whole numbers"))
         })
     };
-    match s.split_once(['x', 'X']) {
+    match s.split_once(['x', 'X', '×']) {
         Some((h, w)) => Ok((num(h)?, num(w)?)),
         None => {
             let n = num(s)?;

@@ -66,7 +66,15 @@ impl Journal {
         // files in it fails the run, naming it, rather than lose them).
         if let Ok(m) = std::fs::symlink_metadata(&path) {
             if m.is_dir() {
-                std::fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
+                std::fs::remove_dir(&path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::DirectoryNotEmpty => Error::Input {
+                        path: path.clone(),
+                        reason: "is a folder with files in it, where the run keeps its \
+                                 record of finished tensors; move it away"
+                            .into(),
+                    },
+                    _ => Error::io(&path, e),
+                })?;
             } else if !m.is_file() {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }

@@ -8,6 +8,7 @@ mod commands;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command, ListArgs, MergeArgs, RenderArgs};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -315,11 +316,11 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         // broken pipe from the quiet exit.
         let mut text = serde_json::to_vec_pretty(&json)?;
         text.push(b'\n');
-        out.write_all(&text)?;
+        out.write_all(&text).context("stdout")?;
     } else {
-        print_table(&mut out, &rows, params, total_bytes)?;
+        print_table(&mut out, &rows, params, total_bytes).context("stdout")?;
     }
-    out.flush()?;
+    out.flush().context("stdout")?;
     Ok(if failed {
         ExitCode::from(1)
     } else {

@@ -439,9 +439,24 @@ pub fn prepare_dir(dir: &Path, shared: bool, own: bool) -> Result<()> {
                 .into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    create_folder(dir)?;
     remove_stale_temps(dir, shared);
     Ok(())
+}
+
+/// Creates `dir` (and parents) unless it exists; a file in its place is an error saying
+/// so (the system's own is "File exists").
+pub fn create_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        if dir.exists() && !dir.is_dir() {
+            Error::Input {
+                path: dir.into(),
+                reason: "is not a folder".into(),
+            }
+        } else {
+            Error::io(dir, e)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -74,7 +74,10 @@ impl Selection {
             }
             let mut b = GlobSetBuilder::new();
             for g in globs {
-                b.add(Glob::new(g).map_err(|e| Error::Option(format!("glob {g:?}: {e}")))?);
+                // (The error's kind: its full text repeats the glob.)
+                b.add(
+                    Glob::new(g).map_err(|e| Error::Option(format!("glob {g:?}: {}", e.kind())))?,
+                );
             }
             b.build()
                 .map(Some)
@@ -86,9 +89,17 @@ impl Selection {
             regex: self
                 .regex
                 .as_deref()
-                .map(Regex::new)
-                .transpose()
-                .map_err(|e| Error::Option(format!("regex: {e}")))?,
+                .map(|r| {
+                    Regex::new(r).map_err(|e| {
+                        // The parser's message marks the place with a caret over several
+                        // lines; its last line says what is wrong.
+                        let text = e.to_string();
+                        let why = text.lines().last().unwrap_or_default();
+                        let why = why.strip_prefix("error: ").unwrap_or(why);
+                        Error::Option(format!("regex {r:?}: {why}"))
+                    })
+                })
+                .transpose()?,
             dtypes: self.dtypes.iter().map(|d| d.to_ascii_uppercase()).collect(),
         })
     }

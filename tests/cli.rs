@@ -399,7 +399,68 @@ fn usage_errors_exit_2() {
                 predicate::str::contains(value).and(predicate::str::contains("panicked").not()),
             );
     }
+    // Messages on one line, each saying what is wrong once.
+    for (flag, value, says) in [
+        (
+            "--regex",
+            "(",
+            "tensorheat: error: invalid option: regex \"(\": unclosed group\n",
+        ),
+        (
+            "--include",
+            "[a",
+            "tensorheat: error: invalid option: glob \"[a\": unclosed character class; \
+             missing ']'\n",
+        ),
+        (
+            "--range",
+            "2:1",
+            "error: invalid value '2:1' for '--range <LO:HI>': range \"2:1\" is not LO:HI",
+        ),
+        (
+            "--tile-lines",
+            "0",
+            "error: invalid value '0' for '--tile-lines <N>': \"0\" is not a positive whole \
+             number",
+        ),
+    ] {
+        render_cmd(&shapes, &out)
+            .args([flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
     assert!(!out.exists(), "a usage error writes nothing");
+}
+
+#[test]
+fn an_output_folder_that_is_a_file_is_named_as_such_and_blocks_take_a_times_sign() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, b"keep").unwrap();
+    let shapes = fixture("shapes.safetensors");
+    render_cmd(&shapes, &file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("afile: is not a folder"));
+    bin()
+        .args(["man", "--out-dir"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("afile: is not a folder"));
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    // The README writes block sizes as `R × C`.
+    let (times, x) = (tmp.path().join("times"), tmp.path().join("x"));
+    render_cmd(&shapes, &times)
+        .args(["--block", "2×3", "-q"])
+        .assert()
+        .success();
+    render_cmd(&shapes, &x)
+        .args(["--block", "2x3", "-q"])
+        .assert()
+        .success();
+    assert_eq!(manifest(&times)["tensors"], manifest(&x)["tensors"]);
 }
 
 #[test]
@@ -472,16 +533,27 @@ fn a_command_that_fails_as_a_whole_exits_1() {
         .stderr(predicate::str::contains("nope"));
     #[cfg(target_os = "linux")]
     {
-        // Nor is a full disk under stdout.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorheat"))
-            .args(["list", "--json"])
-            .arg(fixture("shapes.safetensors"))
-            .stdout(std::fs::File::create("/dev/full").unwrap())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("No space left on device"), "{err}");
+        // Nor is a full disk under stdout, which the error names.
+        let shapes = fixture("shapes.safetensors");
+        let shapes = shapes.to_str().unwrap();
+        for args in [
+            vec!["list", "--json", shapes],
+            vec!["list", shapes],
+            vec!["man"],
+            vec!["completions", "bash"],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorheat"))
+                .args(&args)
+                .stdout(std::fs::File::create("/dev/full").unwrap())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("error: stdout: No space left on device"),
+                "{args:?}: {err}"
+            );
+        }
     }
 }
 

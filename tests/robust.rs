@@ -238,7 +238,10 @@ fn a_record_path_taken_by_a_folder() {
     render_cmd(&fixture("special.safetensors"), &out)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(".tensorheat.state.jsonl"));
+        .stderr(predicate::str::contains(
+            ".tensorheat.state.jsonl: is a folder with files in it, where the run keeps its \
+             record of finished tensors",
+        ));
     assert_eq!(std::fs::read(record.join("mine.txt")).unwrap(), b"keep me");
 }
 
