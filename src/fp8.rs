@@ -169,7 +169,7 @@ impl<'m> Companions<'m> {
 
 /// `quantization_config.weight_block_size` from `config.json` in `dir`, if present, and
 /// a warning naming the file if it is there but cannot be read (not a regular file, say),
-/// is not JSON, or gives a block size that is not two whole numbers.
+/// is not JSON, or gives a block size that is not two positive whole numbers.
 fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
     let path = dir.join("config.json");
     let unused = |why: String| {
@@ -184,7 +184,8 @@ fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
             Ok(v) => match block_size_in(&v) {
                 Ok(block) => (block, None),
                 Err(b) => unused(format!(
-                    "quantization_config.weight_block_size is {b}, not [rows, columns]"
+                    "quantization_config.weight_block_size is {b}, not [rows, columns] of \
+                     positive whole numbers"
                 )),
             },
             Err(e) => unused(format!("not JSON ({e})")),
@@ -195,7 +196,7 @@ fn weight_block_size(dir: &Path) -> (Option<[usize; 2]>, Option<String>) {
 }
 
 /// `quantization_config.weight_block_size` of a `config.json` (`None` if absent or
-/// null); the value itself if it is not two whole numbers.
+/// null); the value itself if it is not two positive whole numbers.
 fn block_size_in(v: &serde_json::Value) -> Result<Option<[usize; 2]>, &serde_json::Value> {
     let Some(b) = v
         .get("quantization_config")
@@ -204,7 +205,11 @@ fn block_size_in(v: &serde_json::Value) -> Result<Option<[usize; 2]>, &serde_jso
     else {
         return Ok(None);
     };
-    let whole = |x: &serde_json::Value| x.as_u64().and_then(|x| usize::try_from(x).ok());
+    let whole = |x: &serde_json::Value| {
+        x.as_u64()
+            .filter(|&x| x > 0)
+            .and_then(|x| usize::try_from(x).ok())
+    };
     match b.as_array().map(Vec::as_slice) {
         Some([h, w]) => whole(h).zip(whole(w)).map(|(h, w)| Some([h, w])).ok_or(b),
         _ => Err(b),

@@ -100,9 +100,18 @@ fn a_fifo_is_an_error_naming_it_and_the_rest_renders() {
         .stderr(predicate::str::contains("config.json: not JSON"));
     // And one whose block size is not two whole numbers, which was ignored silently (a
     // robustness audit's finding).
-    for (i, bad) in ["[-1, 128]", "\"abc\"", "[128]", "[1.5, 2.5]", "[1, 2, 3]"]
-        .into_iter()
-        .enumerate()
+    // (A zero, `[0, 0]`, failed every FP8 tensor with "does not fit ... blocks of".)
+    for (i, bad) in [
+        "[-1, 128]",
+        "\"abc\"",
+        "[128]",
+        "[1.5, 2.5]",
+        "[1, 2, 3]",
+        "[0, 0]",
+        "[128, 0]",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let config = format!(r#"{{"quantization_config": {{"weight_block_size": {bad}}}}}"#);
         std::fs::write(model.join("config.json"), config).unwrap();
