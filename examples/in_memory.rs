@@ -38,14 +38,17 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&out, &map.png)?;
+    let range = match map.range {
+        Some(r) => format!("{:.4} to {:.4}", r.lo, r.hi),
+        None => "none: no finite cell".into(),
+    };
+    let mean = map.stats.mean.map_or("none".into(), |m| format!("{m:.6}"));
     println!(
-        "{}: {} × {} pixels, colormap {}, range {:?}, mean {:?}",
+        "{}: {} × {} pixels, colormap {}, range {range}, mean {mean}",
         out.display(),
         map.geometry.grid_w(),
         map.geometry.grid_h(),
         map.colormap.name(),
-        map.range.map(|r| (r.lo, r.hi)),
-        map.stats.mean
     );
     Ok(())
 }

@@ -98,9 +98,13 @@ fn main() -> anyhow::Result<()> {
     let render_dir = out.join("render");
     for report in tensorheat::render(&[file], &render_dir, &config)? {
         for t in &report.manifest.tensors {
+            let range = match t.range {
+                Some([lo, hi]) => format!("{lo:.4} to {hi:.4}"),
+                None => "none: no finite cell".into(),
+            };
             println!(
-                "{:<45} {:?} -> {} ({}x{}, range {:?})",
-                t.name, t.shape, t.image, t.grid[0], t.grid[1], t.range
+                "{:<45} {:?} -> {} ({}x{}, range {range})",
+                t.name, t.shape, t.image, t.grid[0], t.grid[1]
             );
         }
     }
