@@ -354,6 +354,16 @@ fn render_input(
                     .and_then(|fp8| render_tensor(&model, r, dtype, fp8, stem, dir, config))
                     .and_then(|entry| journal.record(&fp, &entry).map(|()| entry)),
             };
+            // Every failure names the tensor and its file (a failed write named only
+            // the file written).
+            let result = result.map_err(|e| match e.tensor_name() {
+                Some(_) => e,
+                None => Error::Tensor {
+                    path: shard.path.clone(),
+                    name: t.name.clone(),
+                    reason: e.to_string(),
+                },
+            });
             let message = result.as_ref().err().map(ToString::to_string);
             let outcome = match (&result, &message) {
                 (Ok(e), _) if was_reused => TensorOutcome::Reused(&e.image),

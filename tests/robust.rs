@@ -262,7 +262,10 @@ fn png_path_taken_by_a_folder_fails_that_tensor_only() {
     render_cmd(&fixture("special.safetensors"), &out)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("special_f32.png"));
+        .stderr(predicate::str::contains(
+            "special.safetensors: tensor \"special_f32\": ",
+        ))
+        .stderr(predicate::str::contains("special_f32.png: "));
     let m = manifest(&out);
     assert_eq!(m["tensors"].as_array().unwrap().len(), 3);
     assert_eq!(m["errors"][0]["name"], "special_f32");
