@@ -277,11 +277,13 @@ fn render_input(
         }
     }
     let mut jobs = Vec::new();
+    let mut selected = 0;
     for &r in &model.tensors {
         let (shard, t) = model.tensor(r);
         if !matcher.matches(&t.name, t.dtype.name()) {
             continue;
         }
+        selected += 1;
         let skip = |reason: &str| Skipped {
             name: t.name.clone(),
             source: shard.file_name(),
@@ -298,6 +300,16 @@ fn render_input(
             TensorDtype::Known(d) => jobs.push((r, *d)),
             TensorDtype::Unknown(_) => {}
         }
+    }
+    // A filter that leaves nothing is most often a typo ("model.layer.*").
+    if first && selected == 0 && !model.tensors.is_empty() && !config.select.is_empty() {
+        let which = match model.tensors.len() {
+            1 => "its only tensor does not match".to_owned(),
+            n => format!("none of its {n} tensors matches"),
+        };
+        report
+            .warnings
+            .push(format!("{input_str}: {which} the filters"));
     }
     // File names are decided over the whole selection, before partitioning.
     let stems = file_stems(jobs.iter().map(|&(r, _)| model.tensor(r).1.name.as_str()));

@@ -671,3 +671,21 @@ fn outputs_are_readable_by_others_like_any_new_file() {
         assert_eq!(mode, want, "{f:?}: {mode:o}");
     }
 }
+
+#[test]
+fn filters_that_leave_nothing_are_warned_about() {
+    // A typo in a glob rendered nothing and said nothing but "rendered 0 tensors".
+    let shapes = fixture("shapes.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let warning = "shapes.safetensors: none of its 7 tensors matches the filters";
+    render_cmd(&shapes, &tmp.path().join("typo"))
+        .args(["--include", "model.layer.*"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(warning));
+    render_cmd(&shapes, &tmp.path().join("some"))
+        .args(["--include", "wide*"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+}
