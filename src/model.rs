@@ -183,13 +183,33 @@ impl Model {
             m.add(shard);
         }
         // Only tensors the index assigns to a shard belong to the model: where a tensor
-        // is in several shards, the index says which copy is meant.
+        // is in several shards, the index says which copy is meant. One it does not list
+        // at all is left out with a warning, as a shard it does not list is.
         let shards = &m.shards;
+        let mut unlisted: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
         m.tensors.retain(|&(s, t)| {
             let name = shards[s].header.tensors[t].name.as_str();
-            let file = shards[s].file_name();
-            map.get(name).and_then(|f| f.as_str()) == Some(file.as_str())
+            match map.get(name) {
+                Some(f) => f.as_str() == Some(shards[s].file_name().as_str()),
+                None => {
+                    unlisted.entry(s).or_default().push(name);
+                    false
+                }
+            }
         });
+        for (s, mut names) in unlisted {
+            names.sort_by(|a, b| natural_cmp(a, b));
+            let n = names.len();
+            let shown: Vec<String> = names.iter().take(3).map(|t| format!("{t:?}")).collect();
+            let more = if n > 3 { ", ..." } else { "" };
+            let what = if n == 1 { "tensor" } else { "tensors" };
+            m.warnings.push(format!(
+                "{}: {n} {what} not in {} ({}{more}); ignored",
+                m.shards[s].path.display(),
+                index.display(),
+                shown.join(", ")
+            ));
+        }
         m.sort();
         Ok(m)
     }

@@ -452,6 +452,31 @@ fn a_tensor_in_two_shards_is_an_error_unless_the_index_picks_one() {
     assert_eq!(names_in(&m), ["x", "y", "z"]);
     assert_eq!(m["tensors"][0]["source"], "b.safetensors");
     assert_eq!(m["tensors"][0]["stats"]["max"], 6.0);
+    // The copy the index does not pick is left out silently; a tensor it does not list
+    // at all (here "z") is left out with a warning naming it, as a shard it does not
+    // list is.
+    let index = serde_json::json!({"weight_map": {"x": "b.safetensors", "y": "a.safetensors"}});
+    std::fs::write(
+        model.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let out = tmp.path().join("unlisted");
+    let run = render_cmd(&model, &out).assert().success();
+    let err = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        err.contains("b.safetensors: 1 tensor not in ")
+            && err.contains("model.safetensors.index.json (\"z\"); ignored"),
+        "{err}"
+    );
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert_eq!(names_in(&manifest(&out)), ["x", "y"]);
+    bin()
+        .arg("list")
+        .arg(&model)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("(\"z\"); ignored"));
 }
 
 #[test]
