@@ -51,12 +51,11 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect();
         pages.push(cmd);
-        for page in pages.into_iter().map(man_page) {
+        for page in pages {
             // Written as every output is (a temporary file renamed into place), which
             // replaces a link of that name instead of writing through it.
-            let mut roff = Vec::new();
-            page.render(&mut roff)?;
-            tensorheat::output::write_atomic(dir, &page.get_filename(), &roff)?;
+            let (name, roff) = man_page(page)?;
+            tensorheat::output::write_atomic(dir, &name, &roff)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -78,14 +77,35 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let mut roff = Vec::new();
-    man_page(page).render(&mut roff)?;
-    write_stdout(&roff)
+    write_stdout(&man_page(page)?.1)
 }
 
-/// A page whose footer names the version, also for subcommands (which have none).
-fn man_page(cmd: clap::Command) -> clap_mangen::Man {
-    clap_mangen::Man::new(cmd).source(format!("tensorheat {}", env!("CARGO_PKG_VERSION")))
+/// The file name and roff of `cmd`'s page, whose footer names the version, also for
+/// subcommands (which have none). The examples `--help` ends with are an EXAMPLES
+/// section set line for line: as clap_mangen's EXTRA paragraph they were filled and
+/// justified, which broke the long ones mid-comment.
+fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
+    let examples = cmd.get_after_help().map(ToString::to_string);
+    let man = clap_mangen::Man::new(cmd.after_help(None::<&str>))
+        .source(format!("tensorheat {}", env!("CARGO_PKG_VERSION")));
+    let mut roff = Vec::new();
+    man.render(&mut roff)?;
+    if let Some(text) = examples {
+        roff.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+        for line in text.lines().filter(|l| l.starts_with(' ')) {
+            // Roff escapes: a backslash, a hyphen that is a minus (options), and a
+            // line that would start with a control character.
+            let line = line.trim().replace('\\', "\\e").replace('-', "\\-");
+            let lead = if line.starts_with(['.', '\'']) {
+                "\\&"
+            } else {
+                ""
+            };
+            roff.extend_from_slice(format!("{lead}{line}\n").as_bytes());
+        }
+        roff.extend_from_slice(b".fi\n");
+    }
+    Ok((man.get_filename(), roff))
 }
 
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {

@@ -43,6 +43,24 @@ fn man_pages_come_from_the_same_definition() {
     assert!(render.contains(".TH tensorheat-render 1"), "{render}");
     assert!(render.contains(env!("CARGO_PKG_VERSION")));
     assert!(render.contains("max\\-size") && render.contains("colormap"));
+    // The examples are set line for line (`.nf`), each one whole, not filled into a
+    // justified paragraph that broke them mid-comment.
+    for p in [&page, &render] {
+        let examples = p.split_once(".SH EXAMPLES\n.nf\n").expect(p).1;
+        let examples = examples.split_once(".fi\n").expect(p).0;
+        let lines: Vec<&str> = examples.lines().collect();
+        assert!(
+            lines.contains(&"tensorheat render model.safetensors \\-o out/"),
+            "{p}"
+        );
+        assert!(
+            lines.contains(
+                &"tensorheat gallery out/          # rebuild out/index.html from out/manifest.json"
+            ),
+            "{p}"
+        );
+        assert!(!p.contains("EXTRA"), "{p}");
+    }
     bin()
         .args(["man", "nope"])
         .assert()
