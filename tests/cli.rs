@@ -689,3 +689,26 @@ fn filters_that_leave_nothing_are_warned_about() {
         .success()
         .stderr(predicate::str::contains("warning").not());
 }
+
+#[test]
+fn the_dtype_filter_is_recorded_as_matched_so_its_case_does_not_matter() {
+    // The manifest kept `bf16` as typed, so `--skip-existing` with `BF16` rendered again.
+    let shapes = fixture("shapes.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    render_cmd(&shapes, &out)
+        .args(["--dtype", "f32,bf16", "-q"])
+        .assert()
+        .success();
+    assert_eq!(
+        manifest(&out)["options"]["dtype"],
+        serde_json::json!(["F32", "BF16"])
+    );
+    let again = render_cmd(&shapes, &out)
+        .args(["--dtype", "F32,BF16", "--skip-existing", "-v"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    assert!(!err.contains("tensorheat: rendered"), "{err}");
+    assert!(err.contains("tensorheat: kept"), "{err}");
+}
