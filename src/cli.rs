@@ -109,6 +109,9 @@ impl SelectArgs {
 pub struct MergeArgs {
     /// The output folder of the partitioned runs (or a folder of such folders).
     pub dir: PathBuf,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `render`.

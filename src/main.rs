@@ -216,19 +216,22 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
                 // The errors were reported by the runs that met them; the exit code
                 // still says so, and this line says why.
                 let errors = m.manifest.errors.len();
-                note!(
-                    "{}: merged {}, {}, {}{}",
-                    dir.display(),
-                    diag::counted(m.parts, "partition"),
-                    diag::counted(m.manifest.tensors.len(), "tensor"),
-                    diag::counted(errors, "error"),
-                    if errors > 0 {
-                        " (in manifest.json)"
-                    } else {
-                        ""
-                    }
-                );
                 failed |= errors > 0;
+                // (With errors, the line is their report: `-q` keeps it.)
+                if !args.quiet || errors > 0 {
+                    note!(
+                        "{}: merged {}, {}, {}{}",
+                        dir.display(),
+                        diag::counted(m.parts, "partition"),
+                        diag::counted(m.manifest.tensors.len(), "tensor"),
+                        diag::counted(errors, "error"),
+                        if errors > 0 {
+                            " (in manifest.json)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
             Ok(Some(m)) => {
                 let missing: Vec<String> = m

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bin, files_below, manifest, render_cmd, write_safetensors, Rng, T};
+use common::{bin, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 /// Writes a model of `shards` shards (three tensors each, of varied sizes) with an
@@ -413,6 +413,26 @@ fn merge_says_why_it_fails_when_a_partition_met_an_error() {
         .stderr(predicate::str::contains(
             "merged 2 partitions, 0 tensors, 1 error (in manifest.json)",
         ));
+    // `-q` keeps that line (it reports errors), and leaves out one without errors.
+    bin()
+        .args(["merge", "-q"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 error (in manifest.json)"));
+    let good = tmp.path().join("good");
+    for k in 1..=2 {
+        render_cmd(&fixture("shapes.safetensors"), &good)
+            .args(["--partition", &format!("{k}/2"), "-q"])
+            .assert()
+            .success();
+    }
+    bin()
+        .args(["merge", "-q"])
+        .arg(&good)
+        .assert()
+        .success()
+        .stderr("");
 }
 
 fn manifest_file(p: &Path) -> serde_json::Value {
