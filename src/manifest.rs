@@ -224,7 +224,7 @@ pub fn merge_partials(dir: &std::path::Path) -> crate::Result<Option<Merged>> {
         let bytes = crate::source::read_regular(path).map_err(|e| Error::io(path, e))?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
             path: path.clone(),
-            reason: format!("invalid manifest: {e}"),
+            reason: format!("not a valid tensorheat manifest: {e}"),
         })?;
         match &mut merged {
             None => merged = Some(m),

@@ -433,6 +433,16 @@ fn merge_says_why_it_fails_when_a_partition_met_an_error() {
         .assert()
         .success()
         .stderr("");
+    // A partial manifest that is not one is named, in the words `gallery` uses.
+    std::fs::write(good.join("manifest.2-of-2.json"), b"{}").unwrap();
+    bin()
+        .arg("merge")
+        .arg(&good)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "manifest.2-of-2.json: not a valid tensorheat manifest: ",
+        ));
 }
 
 fn manifest_file(p: &Path) -> serde_json::Value {
