@@ -156,7 +156,8 @@ impl Marks {
     pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Option<Marks> {
         let mark = |len: usize, b: usize| {
             let mut v = vec![false; len.div_ceil(b)];
-            if 2 * b < n {
+            // (`2b < n`, without overflow for any block.)
+            if b < n.div_ceil(2) {
                 for r in (n..len).step_by(n) {
                     v[r / b] = true;
                 }
@@ -462,6 +463,19 @@ pub fn create_folder(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_leave_out_an_axis_whose_block_is_half_the_period_or_more() {
+        // Rows in blocks of 63, under 128 / 2: lines on the cells of rows 128 and 256.
+        let m = Marks::every(128, 300, 10, 63, 10).unwrap();
+        assert_eq!(m.rows, [false, false, true, false, true]);
+        assert!(Marks::every(128, 300, 10, 64, 10).is_none());
+        // An odd period: 2 · 2 < 5 draws, 2 · 3 does not.
+        assert!(Marks::every(5, 20, 1, 2, 1).is_some());
+        assert!(Marks::every(5, 20, 1, 3, 1).is_none());
+        // A block of 2^63 or more overflowed `2 · b`.
+        assert!(Marks::every(128, 300, 10, usize::MAX / 2 + 1, 10).is_none());
+    }
 
     #[test]
     fn stems_are_single_safe_components() {
