@@ -215,10 +215,14 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
             Ok(Some(m)) if m.missing.is_empty() => {
                 // The errors were reported by the runs that met them; the exit code
                 // still says so, and this line says why.
+                // The joined manifest's errors, which the workers may have printed on
+                // other machines.
+                for e in &m.manifest.errors {
+                    error!("{}", e.message);
+                }
                 let errors = m.manifest.errors.len();
                 failed |= errors > 0;
-                // (With errors, the line is their report: `-q` keeps it.)
-                if !args.quiet || errors > 0 {
+                if !args.quiet {
                     note!(
                         "{}: merged {}, {}, {}{}",
                         dir.display(),
