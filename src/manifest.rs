@@ -97,13 +97,7 @@ impl From<&RenderConfig> for Options {
             include: c.select.include.clone(),
             exclude: c.select.exclude.clone(),
             regex: c.select.regex.clone(),
-            // As matched: in upper case, however typed (`bf16` is `BF16`).
-            dtype: c
-                .select
-                .dtypes
-                .iter()
-                .map(|d| d.to_ascii_uppercase())
-                .collect(),
+            dtype: c.select.dtype_set(),
             fp8: c.fp8.name().to_owned(),
             tile_lines: c.tile_lines.map(|n| n.get()),
         }

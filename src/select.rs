@@ -48,6 +48,15 @@ pub struct Matcher {
 }
 
 impl Selection {
+    /// The `--dtype` list as it selects: upper case, sorted, each name once (`bf16,F32`,
+    /// `F32,BF16` and `BF16,bf16,F32` are one selection, and recorded as one).
+    pub fn dtype_set(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.dtypes.iter().map(|d| d.to_ascii_uppercase()).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+
     /// Whether every tensor is selected.
     pub fn is_empty(&self) -> bool {
         *self == Selection::default()
@@ -100,7 +109,7 @@ impl Selection {
                     })
                 })
                 .transpose()?,
-            dtypes: self.dtypes.iter().map(|d| d.to_ascii_uppercase()).collect(),
+            dtypes: self.dtype_set(),
         })
     }
 }

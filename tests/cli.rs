@@ -691,7 +691,7 @@ fn filters_that_leave_nothing_are_warned_about() {
 }
 
 #[test]
-fn the_dtype_filter_is_recorded_as_matched_so_its_case_does_not_matter() {
+fn the_dtype_filter_is_recorded_as_a_set_so_its_case_and_order_do_not_matter() {
     // The manifest kept `bf16` as typed, so `--skip-existing` with `BF16` rendered again.
     let shapes = fixture("shapes.safetensors");
     let tmp = tempfile::tempdir().unwrap();
@@ -702,10 +702,10 @@ fn the_dtype_filter_is_recorded_as_matched_so_its_case_does_not_matter() {
         .success();
     assert_eq!(
         manifest(&out)["options"]["dtype"],
-        serde_json::json!(["F32", "BF16"])
+        serde_json::json!(["BF16", "F32"])
     );
     let again = render_cmd(&shapes, &out)
-        .args(["--dtype", "F32,BF16", "--skip-existing", "-v"])
+        .args(["--dtype", "BF16,F32,bf16", "--skip-existing", "-v"])
         .assert()
         .success();
     let err = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
