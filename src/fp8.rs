@@ -126,9 +126,8 @@ impl<'m> Companions<'m> {
             )));
         }
         let (rows, cols) = view(&t.shape);
-        let fits = |[bh, bw]: [usize; 2]| {
-            bh > 0 && bw > 0 && rows.div_ceil(bh) == srows && cols.div_ceil(bw) == scols
-        };
+        // (Blocks are never 0: `weight_block_size` does not take a zero.)
+        let fits = |[bh, bw]: [usize; 2]| rows.div_ceil(bh) == srows && cols.div_ceil(bw) == scols;
         let block = match self.block {
             Some(b) if fits(b) => b,
             Some(b) => {

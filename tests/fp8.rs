@@ -277,6 +277,22 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     render_cmd(&model, &out).assert().code(1).stderr(
         predicate::str::contains(W).and(predicate::str::contains(format!("{W}_scale_inv"))),
     );
+    // A block size with a zero is not used (a warning), and the scales' shapes give it:
+    // it was an error on every FP8 weight.
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"quantization_config": {"weight_block_size": [0, 0]}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("d");
+    render_cmd(&model, &out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("weight_block_size is [0,0]"));
+    assert_eq!(
+        entry(&manifest(&out), W)["fp8"]["block"],
+        serde_json::json!([50, 64])
+    );
 }
 
 /// A `weight_block_size` far wider than the tensor still fits its one column of scales:
