@@ -367,10 +367,15 @@ fn render_input(
                     .and_then(|entry| journal.record(&fp, &entry).map(|()| entry)),
             };
             // Every failure names the tensor and its file (a failed write named only
-            // the file written).
-            let result = result.map_err(|e| match e.tensor_name() {
-                Some(_) => e,
-                None => Error::Tensor {
+            // the file written; the data's errors name only the tensor).
+            let result = result.map_err(|e| match e {
+                Error::Data { name, reason } => Error::Tensor {
+                    path: shard.path.clone(),
+                    name,
+                    reason,
+                },
+                e if e.tensor_name().is_some() => e,
+                e => Error::Tensor {
                     path: shard.path.clone(),
                     name: t.name.clone(),
                     reason: e.to_string(),
@@ -475,15 +480,7 @@ fn render_tensor(
         &t.shape,
         scale.as_ref(),
         config,
-    );
-    let h = h.map_err(|e| match e {
-        Error::Data { name, reason } => Error::Tensor {
-            path: shard.path.clone(),
-            name,
-            reason,
-        },
-        other => other,
-    })?;
+    )?;
     let image = format!("{stem}.png");
     write_atomic(dir, &image, &h.png)?;
     let raw = if config.raw {
