@@ -445,17 +445,20 @@ pub fn prepare_dir(dir: &Path, shared: bool, own: bool) -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` (and parents) unless it exists; a file in its place is an error saying
-/// so (the system's own is "File exists").
+/// Creates `dir` (and parents) unless it exists; a file (or a link to no folder) in the
+/// place of it or of a parent is an error naming that (the system's own are "File
+/// exists" and "Not a directory", about `dir`).
 pub fn create_folder(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        if dir.exists() && !dir.is_dir() {
-            Error::Input {
-                path: dir.into(),
+        let in_the_way = dir
+            .ancestors()
+            .find(|a| std::fs::symlink_metadata(a).is_ok() && !a.is_dir());
+        match in_the_way {
+            Some(file) => Error::Input {
+                path: file.into(),
                 reason: "is not a folder".into(),
-            }
-        } else {
-            Error::io(dir, e)
+            },
+            None => Error::io(dir, e),
         }
     })
 }

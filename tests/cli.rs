@@ -449,6 +449,29 @@ fn an_output_folder_that_is_a_file_is_named_as_such_and_blocks_take_a_times_sign
         .assert()
         .code(1)
         .stderr(predicate::str::contains("afile: is not a folder"));
+    // Also in the place of a parent (several inputs write into `afile/<stem>/`), or as
+    // a link to nothing: the error names it, not the folder asked for.
+    render_cmd(&shapes, &file.join("sub"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("afile: is not a folder"));
+    bin()
+        .arg("render")
+        .args([&shapes, &fixture("special.safetensors")])
+        .arg("-o")
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("afile: is not a folder"));
+    #[cfg(unix)]
+    {
+        let link = tmp.path().join("dangling");
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+        render_cmd(&shapes, &link)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("dangling: is not a folder"));
+    }
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
     // The README writes block sizes as `R × C`.
     let (times, x) = (tmp.path().join("times"), tmp.path().join("x"));
