@@ -8,19 +8,25 @@ use tensorheat::colour::Colormap;
 use tensorheat::config::{parse_pair, FixedRange, Fp8Mode, Reduction, RenderConfig, Rgb, Size};
 use tensorheat::select::{Partition, Selection};
 
-const EXAMPLES: &str = "\
-Examples:
-  tensorheat render model.safetensors -o out/
-  tensorheat render model/ -o out/ --reduce absmax --max-size 512
-  tensorheat render a.safetensors b.safetensors -o out/ --raw
-  tensorheat list model.safetensors --json
-  tensorheat gallery out/          # rebuild out/index.html from out/manifest.json
-  tensorheat completions bash > ~/.local/share/bash-completion/completions/tensorheat
-  tensorheat man > tensorheat.1";
+/// The examples `--help` ends with, and the man pages' EXAMPLES section.
+pub const EXAMPLES: [&str; 7] = [
+    "tensorheat render model.safetensors -o out/",
+    "tensorheat render model/ -o out/ --reduce absmax --max-size 512",
+    "tensorheat render a.safetensors b.safetensors -o out/ --raw",
+    "tensorheat list model.safetensors --json",
+    "tensorheat gallery out/          # rebuild out/index.html from out/manifest.json",
+    "tensorheat completions bash > ~/.local/share/bash-completion/completions/tensorheat",
+    "tensorheat man > tensorheat.1",
+];
+
+fn examples() -> String {
+    let lines: Vec<String> = EXAMPLES.iter().map(|l| format!("  {l}")).collect();
+    format!("Examples:\n{}", lines.join("\n"))
+}
 
 /// Turn the weights in .safetensors files into PNG heatmaps.
 #[derive(Debug, Parser)]
-#[command(name = "tensorheat", version, about, after_help = EXAMPLES)]
+#[command(name = "tensorheat", version, about, after_help = examples())]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -31,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render one PNG heatmap per tensor, plus manifest.json and index.html.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = examples())]
     Render(RenderArgs),
     /// List the tensors in the inputs (reads headers only).
     List(ListArgs),

@@ -81,21 +81,22 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The file name and roff of `cmd`'s page, whose footer names the version, also for
-/// subcommands (which have none). The examples `--help` ends with are an EXAMPLES
-/// section set line for line: as clap_mangen's EXTRA paragraph they were filled and
-/// justified, which broke the long ones mid-comment.
+/// subcommands (which have none). A page whose `--help` ends with the examples has them
+/// in an EXAMPLES section set line for line: as clap_mangen's EXTRA paragraph they were
+/// filled and justified, which broke the long ones mid-comment.
 fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
-    let examples = cmd.get_after_help().map(ToString::to_string);
+    let examples = cmd.get_after_help().is_some();
     let man = clap_mangen::Man::new(cmd.after_help(None::<&str>))
         .source(format!("tensorheat {}", env!("CARGO_PKG_VERSION")));
     let mut roff = Vec::new();
     man.render(&mut roff)?;
-    if let Some(text) = examples {
+    if examples {
         roff.extend_from_slice(b".SH EXAMPLES\n.nf\n");
-        for line in text.lines().filter(|l| l.starts_with(' ')) {
-            // Roff escapes: a backslash, a hyphen that is a minus (options), and a
-            // line that would start with a control character.
-            let line = line.trim().replace('\\', "\\e").replace('-', "\\-");
+        for line in crate::cli::EXAMPLES {
+            // Roff escapes: a backslash, every hyphen (a plain `-` may be set as a
+            // hyphen, which breaks a pasted command), and a line that would start with
+            // a control character.
+            let line = line.replace('\\', "\\e").replace('-', "\\-");
             let lead = if line.starts_with(['.', '\'']) {
                 "\\&"
             } else {
