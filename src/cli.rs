@@ -283,8 +283,9 @@ fn colormap(s: &str) -> Result<Colormap, String> {
 }
 
 fn period(s: &str) -> Result<NonZeroUsize, String> {
+    // (clap's message already quotes the value.)
     s.parse()
-        .map_err(|_| format!("{s:?} is not a positive whole number"))
+        .map_err(|_| "must be a whole number from 1 up".to_owned())
 }
 
 /// The most worker threads `--threads` takes: more than any machine's cores, and few

@@ -100,11 +100,18 @@ impl Selection {
                 .as_deref()
                 .map(|r| {
                     Regex::new(r).map_err(|e| {
-                        // The parser's message marks the place with a caret over several
-                        // lines; its last line says what is wrong.
-                        let text = e.to_string();
-                        let why = text.lines().last().unwrap_or_default();
-                        let why = why.strip_prefix("error: ").unwrap_or(why);
+                        let why = match &e {
+                            // The parser's message marks the place with a caret over
+                            // several lines; its last line says what is wrong.
+                            regex::Error::Syntax(text) => {
+                                let why = text.lines().last().unwrap_or_default();
+                                why.strip_prefix("error: ").unwrap_or(why).to_owned()
+                            }
+                            regex::Error::CompiledTooBig(limit) => {
+                                format!("compiled, it is over the limit of {limit} bytes")
+                            }
+                            e => e.to_string(),
+                        };
                         Error::Option(format!("regex {r:?}: {why}"))
                     })
                 })
@@ -263,6 +270,19 @@ mod tests {
             ..Selection::default()
         };
         assert!(bad.compile().is_err());
+        // Too big to compile: one lowercase line, as the other messages.
+        let huge = Selection {
+            regex: Some("\\w{1000}{1000}".into()),
+            ..Selection::default()
+        };
+        let m = match huge.compile() {
+            Err(Error::Option(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            m.starts_with("regex ") && m.contains("compiled, it is over the limit of "),
+            "{m}"
+        );
     }
 
     #[test]

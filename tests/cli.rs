@@ -420,8 +420,7 @@ fn usage_errors_exit_2() {
         (
             "--tile-lines",
             "0",
-            "error: invalid value '0' for '--tile-lines <N>': \"0\" is not a positive whole \
-             number",
+            "error: invalid value '0' for '--tile-lines <N>': must be a whole number from 1 up\n",
         ),
     ] {
         render_cmd(&shapes, &out)
