@@ -347,10 +347,7 @@ fn three_partitions_merged_equal_a_single_run() {
         tmp.path().join("saved.json"),
     )
     .unwrap();
-    bin()
-        .arg("merge")
-        .arg(&parts)
-        .assert()
+    merge(&parts, &[])
         .code(1)
         .stderr(predicate::str::contains("missing partitions 2/3"));
     assert!(!parts.join("manifest.json").exists());
@@ -359,10 +356,7 @@ fn three_partitions_merged_equal_a_single_run() {
         parts.join("manifest.2-of-3.json"),
     )
     .unwrap();
-    bin()
-        .arg("merge")
-        .arg(&parts)
-        .assert()
+    merge(&parts, &[])
         .success()
         .stderr(predicate::str::contains(
             "merged 3 partitions, 9 tensors, 0 errors",
@@ -405,24 +399,15 @@ fn merge_says_why_it_fails_when_a_partition_met_an_error() {
             .assert()
             .code(code);
     }
-    bin()
-        .arg("merge")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "merged 2 partitions, 0 tensors, 1 error (in manifest.json)",
-        ));
+    merge(&out, &[]).code(1).stderr(predicate::str::contains(
+        "merged 2 partitions, 0 tensors, 1 error (in manifest.json)",
+    ));
     // The errors themselves too (the workers may have printed them on other machines),
     // and with `-q` only those.
     let error = "tensorheat: error: ";
     let says = format!("{error}{}: header length ", bad.display());
-    bin()
-        .arg("merge")
-        .arg(&out)
-        .assert()
-        .stderr(predicate::str::contains(says.as_str()));
-    let quiet = bin().args(["merge", "-q"]).arg(&out).assert().code(1);
+    merge(&out, &[]).stderr(predicate::str::contains(says.as_str()));
+    let quiet = merge(&out, &["-q"]).code(1);
     let err = String::from_utf8_lossy(&quiet.get_output().stderr).into_owned();
     assert!(
         err.lines().all(|l| l.starts_with(error)) && err.contains(&says),
@@ -435,22 +420,17 @@ fn merge_says_why_it_fails_when_a_partition_met_an_error() {
             .assert()
             .success();
     }
-    bin()
-        .args(["merge", "-q"])
-        .arg(&good)
-        .assert()
-        .success()
-        .stderr("");
+    merge(&good, &["-q"]).success().stderr("");
     // A partial manifest that is not one is named, in the words `gallery` uses.
     std::fs::write(good.join("manifest.2-of-2.json"), b"{}").unwrap();
-    bin()
-        .arg("merge")
-        .arg(&good)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "manifest.2-of-2.json: not a valid tensorheat manifest: ",
-        ));
+    merge(&good, &[]).code(1).stderr(predicate::str::contains(
+        "manifest.2-of-2.json: not a valid tensorheat manifest: ",
+    ));
+}
+
+/// `tensorheat merge [ARGS] DIR`, run.
+fn merge(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    bin().arg("merge").args(args).arg(dir).assert()
 }
 
 fn manifest_file(p: &Path) -> serde_json::Value {
