@@ -109,6 +109,9 @@ struct ListRow {
     name: String,
     dtype: String,
     shape: Vec<usize>,
+    /// The input as given (with several, `source` alone can be ambiguous: every model
+    /// has its `model-00001-of-00002.safetensors`).
+    input: String,
     source: String,
     offset: u64,
     bytes: u64,
@@ -304,6 +307,7 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 name: t.name.clone(),
                 dtype: t.dtype.name().to_owned(),
                 shape: t.shape.clone(),
+                input: input.display().to_string(),
                 source: shard.file_name(),
                 offset: (8 + shard.header.header_len + t.data_offsets.0) as u64,
                 bytes: t.nbytes() as u64,

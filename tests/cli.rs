@@ -333,6 +333,29 @@ fn list_reads_headers_and_prints_json() {
     assert_eq!(t["source"], "unaligned.safetensors");
     assert_eq!(t["offset"], 139, "absolute file offset of the data");
     assert_eq!(t["bytes"], 70);
+    // With several inputs, each row says which one it came through.
+    let (a, b) = (
+        fixture("unaligned.safetensors"),
+        fixture("shapes.safetensors"),
+    );
+    let out = bin()
+        .args(["list", "--json"])
+        .args([&a, &b])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let inputs: Vec<&str> = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["input"].as_str().unwrap())
+        .collect();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    assert_eq!(inputs.iter().filter(|&&i| i == a).count(), 2, "{inputs:?}");
+    assert_eq!(inputs.iter().filter(|&&i| i == b).count(), 7, "{inputs:?}");
     bin()
         .arg("list")
         .arg(fixture("shapes.safetensors"))
