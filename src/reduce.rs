@@ -260,6 +260,14 @@ pub fn reduce_scaled(
 ) -> Reduced {
     let row_bytes = geom.cols * dtype.size();
     assert_eq!(data.len(), geom.rows * row_bytes, "tensor data length");
+    // A block taller or wider than the tensor makes the cells one of its height or width
+    // makes, and the kernels' index arithmetic assumes no more (`--block 1x2^64-1`
+    // overflowed it).
+    let geom = &Geometry {
+        bh: geom.bh.min(geom.rows.max(1)),
+        bw: geom.bw.min(geom.cols.max(1)),
+        ..*geom
+    };
     if let Some(s) = scale {
         assert_eq!(s.rows, geom.rows.div_ceil(s.bh), "scale rows");
         assert_eq!(s.cols, geom.cols.div_ceil(s.bw), "scale cols");

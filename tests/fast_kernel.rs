@@ -1002,3 +1002,41 @@ fn long_rows_count_every_chunk() {
         );
     }
 }
+
+#[test]
+fn blocks_larger_than_the_tensor_make_its_whole_rows_and_columns() {
+    // A block of up to 2^64 - 1 columns (`--block 1x18446744073709551615`) overflowed the
+    // kernels' index arithmetic: a panic on AVX-512 CPUs.
+    let f8 = e4m3_table();
+    let mut rng = Rng::new(0xb10c);
+    let (rows, cols) = (24usize, 200usize);
+    let vals: Vec<f32> = (0..rows * cols).map(|_| 0.25 + rng.normal()).collect();
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+        let (bytes, exact) = encode(dtype, &vals, &f8);
+        for (bh, bw) in [
+            (1, usize::MAX),
+            (usize::MAX, 1),
+            (usize::MAX, usize::MAX),
+            (5, cols + 1),
+        ] {
+            let geom = blocks(rows, cols, bh, bw);
+            let (gh, gw) = (geom.grid_h(), geom.grid_w());
+            for reduction in [Reduction::Mean, Reduction::Max] {
+                let grid = reduce(&bytes, dtype, &geom, reduction).grid;
+                assert_eq!(grid.len(), gh * gw);
+                for i in 0..gh {
+                    for j in 0..gw {
+                        let m = cell_members(&exact, rows, cols, bh.min(rows), bw.min(cols), i, j);
+                        let want = naive_cell(&m, reduction);
+                        let got = f64::from(grid[i * gw + j]);
+                        let magnitude = m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-5 * magnitude,
+                            "{dtype:?} {bh}x{bw} {reduction:?} ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
