@@ -247,7 +247,9 @@ fn bin(x: f64) -> u8 {
 ///   when `lo > hi / 2` (data far from zero, such as norm weights near 1), else
 ///   `[0, hi]`; mirrored for non-positive cells.
 ///
-/// Returns `None` when the grid has no finite cell.
+/// Returns `None` when the grid has no finite cell. `clip` is taken as
+/// [`RenderConfig::validate`](crate::RenderConfig::validate) accepts it, in [50, 100]:
+/// below 50 the low percentile passes the high one.
 pub fn choose_range(
     grid: &[f32],
     reduction: Reduction,

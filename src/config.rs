@@ -136,6 +136,17 @@ pub struct FixedRange {
     pub hi: f64,
 }
 
+impl FixedRange {
+    /// Whether colours can be placed in it: finite `lo < hi`, whose width is finite too
+    /// (`-1.7e308:1.7e308` made every cell the first colour).
+    fn usable(&self) -> bool {
+        self.lo.is_finite()
+            && self.hi.is_finite()
+            && self.lo < self.hi
+            && (self.hi - self.lo).is_finite()
+    }
+}
+
 impl FromStr for FixedRange {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
@@ -143,11 +154,8 @@ impl FromStr for FixedRange {
         let (lo, hi) = s.split_once(':').ok_or_else(bad)?;
         let lo: f64 = lo.trim().parse().map_err(|_| bad())?;
         let hi: f64 = hi.trim().parse().map_err(|_| bad())?;
-        if lo.is_finite() && hi.is_finite() && lo < hi {
-            Ok(FixedRange { lo, hi })
-        } else {
-            Err(bad())
-        }
+        let r = FixedRange { lo, hi };
+        r.usable().then_some(r).ok_or_else(bad)
     }
 }
 
@@ -239,13 +247,23 @@ impl RenderConfig {
                 self.clip
             )));
         }
-        if let Some(r) = self.range {
-            if !(r.lo.is_finite() && r.hi.is_finite() && r.lo < r.hi) {
-                return Err(Error::Option(format!(
-                    "range {}:{} is not finite LO < HI",
-                    r.lo, r.hi
-                )));
-            }
+        if let Some(r) = self.range.filter(|r| !r.usable()) {
+            return Err(Error::Option(format!(
+                "range {}:{} is not finite LO < HI",
+                r.lo, r.hi
+            )));
+        }
+        // (The fields are public: `Partition::new` is not the only way to make one.)
+        if let Some(p) = self
+            .partition
+            .filter(|p| Partition::new(p.k, p.n).is_none())
+        {
+            return Err(Error::Option(format!(
+                "partition {}/{} is not K/N with 1 <= K <= N <= {}",
+                p.k,
+                p.n,
+                Partition::MAX_WORKERS
+            )));
         }
         if self.keep_aspect && matches!(self.size, Size::Block(..)) {
             // `--block` is exact; squaring it would silently change what was asked for.
@@ -279,14 +297,39 @@ mod tests {
     fn ranges_and_colours_parse() {
         let r: FixedRange = "-0.5:2".parse().unwrap();
         assert_eq!((r.lo, r.hi), (-0.5, 2.0));
-        for bad in ["1:1", "2:1", "nan:1", "1", "a:b"] {
+        for bad in ["1:1", "2:1", "nan:1", "1", "a:b", "-1.7e308:1.7e308"] {
             assert!(bad.parse::<FixedRange>().is_err(), "{bad}");
         }
+        // Also when built by hand.
+        let wide = RenderConfig {
+            range: Some(FixedRange {
+                lo: -f64::MAX,
+                hi: f64::MAX,
+            }),
+            ..RenderConfig::default()
+        };
+        assert!(wide.validate().is_err());
         assert_eq!("#FF8000".parse::<Rgb>().unwrap(), Rgb([255, 128, 0]));
         assert_eq!("ff8000".parse::<Rgb>().unwrap(), Rgb([255, 128, 0]));
         assert_eq!(Rgb([1, 2, 255]).to_string(), "#0102ff");
         assert!("#12345".parse::<Rgb>().is_err());
         assert!("zzzzzz".parse::<Rgb>().is_err());
+    }
+
+    #[test]
+    fn partitions_built_by_hand_are_checked() {
+        let with = |k, n| RenderConfig {
+            partition: Some(Partition { k, n }),
+            ..RenderConfig::default()
+        };
+        assert!(with(2, 3).validate().is_ok());
+        // 7 of 2 wrote `manifest.7-of-2.json`; 0 of 0 rendered and reported nothing.
+        for (k, n) in [(7, 2), (0, 0), (0, 3), (1, Partition::MAX_WORKERS + 1)] {
+            assert!(
+                matches!(with(k, n).validate(), Err(Error::Option(m)) if m.contains("partition")),
+                "{k}/{n}"
+            );
+        }
     }
 
     #[test]

@@ -250,6 +250,9 @@ pub fn decode(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
 }
 
 /// Decodes one element (for tests and one-off lookups; the hot path uses [`decode`]).
+///
+/// # Panics
+/// If `bytes` is shorter than one element of `dtype`.
 pub fn decode_one(dtype: Dtype, bytes: &[u8]) -> f32 {
     let mut out = [0f32];
     decode(dtype, &bytes[..dtype.size()], &mut out);

@@ -45,6 +45,12 @@ pub struct Heatmap {
 /// Reduces, colours and encodes one tensor held in `data` (little-endian, C order).
 ///
 /// `name` is only used for messages and the PNG's text chunks.
+///
+/// # Errors
+/// [`Error::Data`] when the shape has no elements or does not fit `data`'s length (or,
+/// for [`heatmap_scaled`], the scales do not fit the shape), and [`Error::Option`] when
+/// the configuration does not validate ([`RenderConfig::validate`], which also checks
+/// the filters this function does not use).
 pub fn heatmap(
     name: &str,
     data: &[u8],
@@ -77,12 +83,34 @@ pub fn heatmap_scaled(
     }
     if numel.checked_mul(dtype.size()) != Some(data.len()) {
         return Err(bad(format!(
-            "{dtype} shape {shape:?} does not fit {} bytes",
+            "{dtype} shape {shape:?} needs {} bytes, not {}",
+            numel.saturating_mul(dtype.size()),
             data.len()
         )));
     }
     config.validate()?;
     let (rows, cols) = view(shape);
+    if let Some(s) = scale {
+        let fits = s.bh > 0
+            && s.bw > 0
+            && s.rows == rows.div_ceil(s.bh)
+            && s.cols == cols.div_ceil(s.bw)
+            && s.rows
+                .checked_mul(s.cols)
+                .and_then(|n| n.checked_mul(s.dtype.size()))
+                == Some(s.data.len());
+        if !fits {
+            return Err(bad(format!(
+                "{} scales [{}, {}] in blocks of [{}, {}] ({} bytes) do not fit shape {shape:?}",
+                s.dtype,
+                s.rows,
+                s.cols,
+                s.bh,
+                s.bw,
+                s.data.len()
+            )));
+        }
+    }
     let geometry = Geometry::new(rows, cols, config.size, config.keep_aspect);
     let reduced = reduce_scaled(data, dtype, scale, &geometry, config.reduce);
     let range = choose_range_in(
@@ -520,6 +548,65 @@ pub fn write_manifest(dir: &Path, name: &str, m: &Manifest) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scales_that_do_not_fit_are_errors_not_panics() {
+        // A [4, 6] FP8 weight in blocks of [2, 3]: 2 × 2 F32 scales.
+        let codes = [0x38u8; 24];
+        let scales: Vec<u8> = [1f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let ok = Scale {
+            data: &scales,
+            dtype: Dtype::F32,
+            rows: 2,
+            cols: 2,
+            bh: 2,
+            bw: 3,
+        };
+        let run = |s: Scale<'_>| {
+            let b = |n| std::num::NonZeroUsize::new(n).unwrap();
+            let cfg = RenderConfig {
+                size: crate::config::Size::Block(b(2), b(3)),
+                ..RenderConfig::default()
+            };
+            heatmap_scaled("w", &codes, Dtype::F8E4M3, &[4, 6], Some(&s), &cfg)
+        };
+        // 0x38 is 1.0: cells of the scales' blocks are their scales.
+        assert_eq!(run(ok).unwrap().grid, [1.0, 2.0, 3.0, 4.0]);
+        // Each of these tripped an assertion or divided by zero in the reduction.
+        for bad in [
+            Scale { rows: 3, ..ok },
+            Scale { cols: 1, ..ok },
+            Scale { bh: 0, ..ok },
+            Scale { bw: 0, ..ok },
+            Scale {
+                data: &scales[..8],
+                ..ok
+            },
+        ] {
+            match run(bad) {
+                Err(Error::Data { name, reason }) => {
+                    assert_eq!(name, "w");
+                    assert!(reason.contains("do not fit shape [4, 6]"), "{reason}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // And the data's own error says how many bytes the shape needs.
+        let short = heatmap(
+            "w",
+            &codes[..20],
+            Dtype::F8E4M3,
+            &[4, 6],
+            &RenderConfig::default(),
+        );
+        assert!(
+            matches!(&short, Err(Error::Data { reason, .. }) if reason.ends_with("needs 24 bytes, not 20")),
+            "{short:?}"
+        );
+    }
 
     #[test]
     fn a_shard_is_done_once_after_its_last_tensor() {
