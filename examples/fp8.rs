@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
             fp8: mode,
             ..RenderConfig::default()
         };
-        tensorheat::render(std::slice::from_ref(&model), &out.join(dir), &config)?;
+        tensorheat::render(std::slice::from_ref(&model), out.join(dir), &config)?;
         println!("{}", out.join(dir).join(format!("{name}.png")).display());
     }
     Ok(())

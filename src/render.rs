@@ -208,21 +208,28 @@ impl Progress for Silent {}
 
 /// Renders every input into `out`: with one input directly, with several each into
 /// `out/<stem of the input>/`. Errors are recorded per input and per tensor in the
-/// reports (and manifests); only an invalid configuration is returned as `Err`.
-pub fn render(inputs: &[PathBuf], out: &Path, config: &RenderConfig) -> Result<Vec<InputReport>> {
+/// reports (and manifests); only an invalid configuration is returned as `Err`. Paths
+/// are anything that is one (`&[&str]`, `&[PathBuf]`, `"out"`, `&Path`).
+pub fn render(
+    inputs: &[impl AsRef<Path>],
+    out: impl AsRef<Path>,
+    config: &RenderConfig,
+) -> Result<Vec<InputReport>> {
     render_with(inputs, out, config, &Silent)
 }
 
 /// [`render()`] with progress reported to `progress`.
 pub fn render_with(
-    inputs: &[PathBuf],
-    out: &Path,
+    inputs: &[impl AsRef<Path>],
+    out: impl AsRef<Path>,
     config: &RenderConfig,
     progress: &dyn Progress,
 ) -> Result<Vec<InputReport>> {
     config.validate()?;
     let matcher = config.select.compile()?;
-    let dirs = output_dirs(inputs, out);
+    let inputs: Vec<PathBuf> = inputs.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    let out = out.as_ref();
+    let dirs = output_dirs(&inputs, out);
     Ok(inputs
         .iter()
         .zip(dirs)

@@ -521,3 +521,18 @@ fn many_names_with_one_file_stem_get_distinct_suffixes() {
     images.dedup();
     assert_eq!(images.len(), 1500);
 }
+
+#[test]
+fn the_library_takes_str_paths_and_renders_what_the_cli_does() {
+    // `render` took `&[PathBuf]` and `&Path` only: `render(&["m.safetensors"], "out", ..)`
+    // did not compile.
+    let tmp = tempfile::tempdir().unwrap();
+    let shapes = fixture("shapes.safetensors");
+    let (lib, cli) = (tmp.path().join("lib"), tmp.path().join("cli"));
+    let config = tensorheat::RenderConfig::default();
+    let reports =
+        tensorheat::render(&[shapes.to_str().unwrap()], lib.to_str().unwrap(), &config).unwrap();
+    assert_eq!(reports.len(), 1);
+    render_cmd(&shapes, &cli).arg("-q").assert().success();
+    assert_eq!(manifest(&lib)["tensors"], manifest(&cli)["tensors"]);
+}
