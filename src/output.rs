@@ -155,6 +155,7 @@ impl Marks {
     /// from a block of `n` on), and `None` when neither axis has a line.
     pub fn every(n: usize, rows: usize, cols: usize, bh: usize, bw: usize) -> Option<Marks> {
         let mark = |len: usize, b: usize| {
+            let b = b.max(1);
             let mut v = vec![false; len.div_ceil(b)];
             // (`2b < n`, without overflow for any block.)
             if b < n.div_ceil(2) {
@@ -476,8 +477,12 @@ mod tests {
         // An odd period: 2 · 2 < 5 draws, 2 · 3 does not.
         assert!(Marks::every(5, 20, 1, 2, 1).is_some());
         assert!(Marks::every(5, 20, 1, 3, 1).is_none());
-        // A block of 2^63 or more overflowed `2 · b`.
+        // A block of 2^63 or more overflowed `2 · b`; one of 0 (built by hand) divided by 0.
         assert!(Marks::every(128, 300, 10, usize::MAX / 2 + 1, 10).is_none());
+        assert_eq!(
+            Marks::every(128, 300, 10, 0, 10),
+            Marks::every(128, 300, 10, 1, 10)
+        );
     }
 
     #[test]

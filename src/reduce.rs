@@ -223,7 +223,8 @@ pub struct Reduced {
 /// Aggregates the `rows × cols` elements of `dtype` in `data` over `geom`'s blocks.
 ///
 /// # Panics
-/// If `data.len()` is not `rows × cols × dtype.size()` (validated headers guarantee it).
+/// If `data.len()` is not `rows × cols × dtype.size()` (validated headers guarantee it),
+/// or `geom` has no columns.
 pub fn reduce(data: &[u8], dtype: Dtype, geom: &Geometry, reduction: Reduction) -> Reduced {
     reduce_scaled(data, dtype, None, geom, reduction)
 }
@@ -249,8 +250,9 @@ pub struct Scale<'a> {
 /// [`reduce`] with optional block scales multiplied in as the data streams by.
 ///
 /// # Panics
-/// If `data.len()` does not fit `geom` and `dtype`, or `scale` does not fit `geom`
-/// (the render driver checks both).
+/// If `data.len()` does not fit `geom` and `dtype`, `scale` does not fit `geom` (the
+/// render driver checks both), or `geom` has no columns (a tensor without elements,
+/// which the driver skips).
 pub fn reduce_scaled(
     data: &[u8],
     dtype: Dtype,
@@ -262,10 +264,10 @@ pub fn reduce_scaled(
     assert_eq!(data.len(), geom.rows * row_bytes, "tensor data length");
     // A block taller or wider than the tensor makes the cells one of its height or width
     // makes, and the kernels' index arithmetic assumes no more (`--block 1x2^64-1`
-    // overflowed it).
+    // overflowed it); a hand-built block of 0 is taken as 1.
     let geom = &Geometry {
-        bh: geom.bh.min(geom.rows.max(1)),
-        bw: geom.bw.min(geom.cols.max(1)),
+        bh: geom.bh.clamp(1, geom.rows.max(1)),
+        bw: geom.bw.clamp(1, geom.cols.max(1)),
         ..*geom
     };
     if let Some(s) = scale {

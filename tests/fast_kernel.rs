@@ -1013,6 +1013,17 @@ fn blocks_larger_than_the_tensor_make_its_whole_rows_and_columns() {
     let vals: Vec<f32> = (0..rows * cols).map(|_| 0.25 + rng.normal()).collect();
     for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
         let (bytes, exact) = encode(dtype, &vals, &f8);
+        // A hand-built block of 0 divided by zero: it is taken as 1.
+        let ones = blocks(rows, cols, 1, 1);
+        let zero = Geometry {
+            bh: 0,
+            bw: 0,
+            ..ones
+        };
+        assert_eq!(
+            reduce(&bytes, dtype, &zero, Reduction::Mean).grid,
+            reduce(&bytes, dtype, &ones, Reduction::Mean).grid
+        );
         for (bh, bw) in [
             (1, usize::MAX),
             (usize::MAX, 1),
