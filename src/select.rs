@@ -38,6 +38,15 @@ pub struct Selection {
     pub dtypes: Vec<String>,
 }
 
+/// `items` sorted, each once: a list whose order and repeats do not change what it
+/// selects, in one form.
+fn set(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// A compiled [`Selection`].
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -51,10 +60,17 @@ impl Selection {
     /// The `--dtype` list as it selects: upper case, sorted, each name once (`bf16,F32`,
     /// `F32,BF16` and `BF16,bf16,F32` are one selection, and recorded as one).
     pub fn dtype_set(&self) -> Vec<String> {
-        let mut d: Vec<String> = self.dtypes.iter().map(|d| d.to_ascii_uppercase()).collect();
-        d.sort();
-        d.dedup();
-        d
+        set(self.dtypes.iter().map(|d| d.to_ascii_uppercase()))
+    }
+
+    /// The `--include` globs as they select (any may match): sorted, each once.
+    pub fn include_set(&self) -> Vec<String> {
+        set(self.include.iter().cloned())
+    }
+
+    /// The `--exclude` globs as they select (any may match): sorted, each once.
+    pub fn exclude_set(&self) -> Vec<String> {
+        set(self.exclude.iter().cloned())
     }
 
     /// Whether every tensor is selected.

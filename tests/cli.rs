@@ -736,21 +736,40 @@ fn filters_that_leave_nothing_are_warned_about() {
 }
 
 #[test]
-fn the_dtype_filter_is_recorded_as_a_set_so_its_case_and_order_do_not_matter() {
-    // The manifest kept `bf16` as typed, so `--skip-existing` with `BF16` rendered again.
+fn filters_are_recorded_as_sets_so_case_order_and_repeats_do_not_matter() {
+    // The manifest kept `bf16` as typed and the globs in the order given, so
+    // `--skip-existing` with `BF16`, or the same globs in another order, rendered again.
     let shapes = fixture("shapes.safetensors");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
     render_cmd(&shapes, &out)
-        .args(["--dtype", "f32,bf16", "-q"])
+        .args([
+            "--dtype",
+            "f32,bf16",
+            "--include",
+            "w*",
+            "--include",
+            "c*",
+            "-q",
+        ])
+        .args(["--exclude", "x", "--exclude", "e*"])
         .assert()
         .success();
-    assert_eq!(
-        manifest(&out)["options"]["dtype"],
-        serde_json::json!(["BF16", "F32"])
-    );
+    let options = &manifest(&out)["options"];
+    assert_eq!(options["dtype"], serde_json::json!(["BF16", "F32"]));
+    assert_eq!(options["include"], serde_json::json!(["c*", "w*"]));
+    assert_eq!(options["exclude"], serde_json::json!(["e*", "x"]));
     let again = render_cmd(&shapes, &out)
-        .args(["--dtype", "BF16,F32,bf16", "--skip-existing", "-v"])
+        .args([
+            "--dtype",
+            "BF16,F32,bf16",
+            "--include",
+            "c*",
+            "--include",
+            "w*",
+        ])
+        .args(["--include", "c*", "--exclude", "e*", "--exclude", "x"])
+        .args(["--skip-existing", "-v"])
         .assert()
         .success();
     let err = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
