@@ -19,7 +19,8 @@ pub const EXAMPLES: [&str; 7] = [
     "tensorheat man > tensorheat.1",
 ];
 
-fn examples() -> String {
+/// The examples as `--help` prints them, after a heading.
+pub fn examples() -> String {
     let lines: Vec<String> = EXAMPLES.iter().map(|l| format!("  {l}")).collect();
     format!("Examples:\n{}", lines.join("\n"))
 }

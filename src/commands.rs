@@ -85,7 +85,8 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
 /// in an EXAMPLES section set line for line: as clap_mangen's EXTRA paragraph they were
 /// filled and justified, which broke the long ones mid-comment.
 fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
-    let examples = cmd.get_after_help().is_some();
+    // (Compared with the text, so that another after-help would not be replaced.)
+    let examples = cmd.get_after_help().map(ToString::to_string) == Some(crate::cli::examples());
     let man = clap_mangen::Man::new(cmd.after_help(None::<&str>))
         .source(format!("tensorheat {}", env!("CARGO_PKG_VERSION")));
     let mut roff = Vec::new();

@@ -150,7 +150,11 @@ impl FixedRange {
 impl FromStr for FixedRange {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Option(format!("range {s:?} is not LO:HI with finite LO < HI"));
+        let bad = || {
+            Error::Option(format!(
+                "range {s:?} is not LO:HI with finite LO < HI and a finite HI - LO"
+            ))
+        };
         let (lo, hi) = s.split_once(':').ok_or_else(bad)?;
         let lo: f64 = lo.trim().parse().map_err(|_| bad())?;
         let hi: f64 = hi.trim().parse().map_err(|_| bad())?;
@@ -249,7 +253,7 @@ impl RenderConfig {
         }
         if let Some(r) = self.range.filter(|r| !r.usable()) {
             return Err(Error::Option(format!(
-                "range {}:{} is not finite LO < HI",
+                "range {}:{} is not finite LO < HI with a finite HI - LO",
                 r.lo, r.hi
             )));
         }

@@ -216,8 +216,6 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     for dir in dirs {
         match tensorheat::manifest::merge_partials(&dir) {
             Ok(Some(m)) if m.missing.is_empty() => {
-                // The errors were reported by the runs that met them; the exit code
-                // still says so, and this line says why.
                 // The joined manifest's errors, which the workers may have printed on
                 // other machines.
                 for e in &m.manifest.errors {

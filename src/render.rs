@@ -82,9 +82,12 @@ pub fn heatmap_scaled(
         return Err(bad(format!("shape {shape:?} has no elements")));
     }
     if numel.checked_mul(dtype.size()) != Some(data.len()) {
+        let needs = numel.checked_mul(dtype.size()).map_or_else(
+            || "more bytes than fit in memory".to_owned(),
+            |n| format!("{n} bytes"),
+        );
         return Err(bad(format!(
-            "{dtype} shape {shape:?} needs {} bytes, not {}",
-            numel.saturating_mul(dtype.size()),
+            "{dtype} shape {shape:?} needs {needs}, not {}",
             data.len()
         )));
     }
