@@ -217,11 +217,14 @@ impl Partition {
     }
 }
 
-/// Compares two names in natural order: runs of ASCII digits compare by numeric value
-/// (then by length, so `01` sorts after `1`), everything else byte by byte.
+/// Compares two names in natural order: runs of ASCII digits compare by numeric value,
+/// everything else byte by byte; only names equal so are told apart by their first run
+/// with more leading zeros, which sorts after (`a1` before `a01`, but `a01b3` before
+/// `a1b10`).
 pub fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let (mut i, mut j) = (0, 0);
+    let mut zeros = Ordering::Equal;
     while i < a.len() && j < b.len() {
         if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
             let si = i;
@@ -233,14 +236,11 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
                 j += 1;
             }
             let (da, db) = (trim_zeros(&a[si..i]), trim_zeros(&b[sj..j]));
-            let ord = da
-                .len()
-                .cmp(&db.len())
-                .then_with(|| da.cmp(db))
-                .then_with(|| (i - si).cmp(&(j - sj)));
+            let ord = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
             if ord != Ordering::Equal {
                 return ord;
             }
+            zeros = zeros.then((i - si).cmp(&(j - sj)));
         } else {
             if a[i] != b[j] {
                 return a[i].cmp(&b[j]);
@@ -249,7 +249,7 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
             j += 1;
         }
     }
-    (a.len() - i).cmp(&(b.len() - j))
+    (a.len() - i).cmp(&(b.len() - j)).then(zeros)
 }
 
 fn trim_zeros(d: &[u8]) -> &[u8] {
@@ -396,12 +396,48 @@ mod tests {
     }
 
     #[test]
+    fn order_is_a_total_order_on_short_names() {
+        // Every name of up to four of `a`, `0`, `1`: antisymmetric, equal only to itself,
+        // transitive (so a sort by it is well defined).
+        let mut names = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = names
+                .iter()
+                .filter(|n| n.len() == names.last().map_or(0, String::len))
+                .flat_map(|n| ["a", "0", "1"].map(|c| format!("{n}{c}")))
+                .collect();
+            names.extend(longer);
+        }
+        assert_eq!(names.len(), 1 + 3 + 9 + 27 + 81);
+        for a in &names {
+            for b in &names {
+                let ab = natural_cmp(a, b);
+                assert_eq!(ab, natural_cmp(b, a).reverse(), "{a} {b}");
+                assert_eq!(ab == Ordering::Equal, a == b, "{a} {b}");
+            }
+        }
+        let mut sorted = names.clone();
+        sorted.sort_by(|a, b| natural_cmp(a, b));
+        for (i, a) in sorted.iter().enumerate() {
+            for b in &sorted[i + 1..] {
+                assert_eq!(natural_cmp(a, b), Ordering::Less, "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
     fn order_is_total_and_consistent() {
         assert_eq!(natural_cmp("a1", "a01"), Ordering::Less);
         assert_eq!(natural_cmp("a01", "a1"), Ordering::Greater);
         assert_eq!(natural_cmp("a", "a0"), Ordering::Less);
         assert_eq!(natural_cmp("x9y", "x10"), Ordering::Less);
         assert_eq!(natural_cmp("same", "same"), Ordering::Equal);
+        // Leading zeros decide only between names that are otherwise equal: the first
+        // run of each was compared by its zeros at once.
+        assert_eq!(natural_cmp("a01b3", "a1b10"), Ordering::Less);
+        assert_eq!(natural_cmp("a1b10", "a01b3"), Ordering::Greater);
+        assert_eq!(natural_cmp("a01b1", "a1b01"), Ordering::Greater);
+        assert_eq!(natural_cmp("a1", "a01x"), Ordering::Less);
         assert_eq!(
             natural_cmp("99999999999999999999999", "100000000000000000000000"),
             Ordering::Less
