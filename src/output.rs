@@ -101,16 +101,26 @@ pub fn write_atomic(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let failed = |e| Error::io(&target, without_temp_name(e));
+    let tmp = builder.tempfile_in(dir).map_err(failed)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         w.write_all(bytes)
             .and_then(|()| w.flush())
             .map_err(|e| Error::io(&target, e))?;
     }
-    tmp.persist(&target)
-        .map_err(|e| Error::io(&target, e.error))?;
+    tmp.persist(&target).map_err(|e| failed(e.error))?;
     Ok(())
+}
+
+/// `e` without the random temporary file name `tempfile` adds to its errors (`... at
+/// path "out/.tensorheat-x1Y2z3.tmp"`): the error names the file being written instead,
+/// and reads the same in every run (a tensor's lands in the manifest).
+fn without_temp_name(e: std::io::Error) -> std::io::Error {
+    match e.to_string().split_once(" at path ") {
+        Some((why, _)) => std::io::Error::new(e.kind(), why.to_owned()),
+        None => e,
+    }
 }
 
 /// Removes temporary files left in `dir` by an interrupted run. With `shared` (other
@@ -467,6 +477,18 @@ pub fn create_folder(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_names_the_file_not_its_temporary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gone = tmp.path().join("gone");
+        let e = write_atomic(&gone, "w.png", b"x").unwrap_err().to_string();
+        let want = format!(
+            "{}: No such file or directory (os error 2)",
+            gone.join("w.png").display()
+        );
+        assert_eq!(e, want);
+    }
 
     #[test]
     fn marks_leave_out_an_axis_whose_block_is_half_the_period_or_more() {
