@@ -19,7 +19,10 @@ use tensorheat::render::{Progress, TensorOutcome};
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(&e),
+    };
     let result = match cli.command {
         Command::Render(args) => run_render(&args),
         Command::List(args) => run_list(&args),
@@ -55,6 +58,20 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// What clap's own exit would do for `e` (help or version on stdout and 0; a usage error
+/// on stderr and 2), except that a failed write to stdout (`--help > /dev/full`) is an
+/// error and 1 rather than 0.
+fn parse_failure(e: &clap::Error) -> ExitCode {
+    let printed = e.print().and_then(|()| io::stdout().flush());
+    match printed {
+        Err(w) if e.exit_code() == 0 && w.kind() != io::ErrorKind::BrokenPipe => {
+            error!("stdout: {w}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::from(e.exit_code().clamp(0, 255) as u8),
     }
 }
 

@@ -586,6 +586,10 @@ fn a_command_that_fails_as_a_whole_exits_1() {
             vec!["list", shapes],
             vec!["man"],
             vec!["completions", "bash"],
+            // clap printed these and exited 0.
+            vec!["--help"],
+            vec!["--version"],
+            vec!["render", "--help"],
         ] {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorheat"))
                 .args(&args)
