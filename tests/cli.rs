@@ -313,17 +313,19 @@ fn options_shape_the_output() {
     assert_eq!(tall["grid"], serde_json::json!([10, 1]));
 }
 
-#[test]
-fn list_reads_headers_and_prints_json() {
+/// `tensorheat list --json INPUTS...`, parsed.
+fn list_json(inputs: &[&Path]) -> serde_json::Value {
     let out = bin()
         .args(["list", "--json"])
-        .arg(fixture("unaligned.safetensors"))
+        .args(inputs)
         .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+#[test]
+fn list_reads_headers_and_prints_json() {
+    let v = list_json(&[&fixture("unaligned.safetensors")]);
     assert_eq!(v["total_params"], 5 * 7 + 3 * 9);
     assert_eq!(v["total_bytes"], 5 * 7 * 2 + 3 * 9 * 4);
     let t = &v["tensors"][0];
@@ -338,15 +340,7 @@ fn list_reads_headers_and_prints_json() {
         fixture("unaligned.safetensors"),
         fixture("shapes.safetensors"),
     );
-    let out = bin()
-        .args(["list", "--json"])
-        .args([&a, &b])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let v = list_json(&[&a, &b]);
     let inputs: Vec<&str> = v["tensors"]
         .as_array()
         .unwrap()
