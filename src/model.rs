@@ -154,12 +154,17 @@ impl Model {
             let shard = match open_shard(&path, access) {
                 Ok(s) => s,
                 Err(e) => {
+                    // (Named as the index's entry: the shard's own path may be no file's,
+                    // such as a name over the system's limit.)
                     m.errors.push(match e {
                         Error::Io { source, .. }
                             if source.kind() == std::io::ErrorKind::NotFound =>
                         {
                             bad(format!("shard {file} listed in the index does not exist"))
                         }
+                        Error::Io { source, .. } => bad(format!(
+                            "shard {file} listed in the index cannot be opened: {source}"
+                        )),
                         other => other,
                     });
                     continue;

@@ -166,6 +166,19 @@ fn missing_shard_is_an_error_naming_index_and_shard_and_the_rest_renders() {
     let m = manifest(&out);
     assert_eq!(names_in(&m).len(), 6);
     assert_eq!(m["errors"].as_array().unwrap().len(), 1);
+    // A shard name the system cannot open at all (over 255 bytes) is named as the
+    // index's entry too: the error named only the path.
+    let index = model.join("model.safetensors.index.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    let long = format!("{}.safetensors", "x".repeat(256));
+    v["weight_map"]["model.layers.1.mlp.weight"] = long.as_str().into();
+    std::fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    render_cmd(&model, &tmp.path().join("long"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "model.safetensors.index.json: shard {long} listed in the index cannot be opened: "
+        )));
 }
 
 #[test]
