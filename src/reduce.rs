@@ -247,6 +247,22 @@ pub struct Scale<'a> {
     pub bw: usize,
 }
 
+impl Scale<'_> {
+    /// Whether these are the scales of a `rows × cols` view: blocks of at least 1, one
+    /// scale per block, and the bytes of exactly that many.
+    pub fn fits(&self, rows: usize, cols: usize) -> bool {
+        self.bh > 0
+            && self.bw > 0
+            && self.rows == rows.div_ceil(self.bh)
+            && self.cols == cols.div_ceil(self.bw)
+            && self
+                .rows
+                .checked_mul(self.cols)
+                .and_then(|n| n.checked_mul(self.dtype.size()))
+                == Some(self.data.len())
+    }
+}
+
 /// [`reduce`] with optional block scales multiplied in as the data streams by.
 ///
 /// # Panics
@@ -271,12 +287,9 @@ pub fn reduce_scaled(
         ..*geom
     };
     if let Some(s) = scale {
-        assert_eq!(s.rows, geom.rows.div_ceil(s.bh), "scale rows");
-        assert_eq!(s.cols, geom.cols.div_ceil(s.bw), "scale cols");
-        assert_eq!(
-            s.data.len(),
-            s.rows * s.cols * s.dtype.size(),
-            "scale data length"
+        assert!(
+            s.fits(geom.rows, geom.cols),
+            "scale does not fit the tensor"
         );
     }
     let gw = geom.grid_w();

@@ -81,8 +81,9 @@ pub fn heatmap_scaled(
     if numel == 0 {
         return Err(bad(format!("shape {shape:?} has no elements")));
     }
-    if numel.checked_mul(dtype.size()) != Some(data.len()) {
-        let needs = numel.checked_mul(dtype.size()).map_or_else(
+    let size = numel.checked_mul(dtype.size());
+    if size != Some(data.len()) {
+        let needs = size.map_or_else(
             || "more bytes than fit in memory".to_owned(),
             |n| format!("{n} bytes"),
         );
@@ -93,26 +94,16 @@ pub fn heatmap_scaled(
     }
     config.validate()?;
     let (rows, cols) = view(shape);
-    if let Some(s) = scale {
-        let fits = s.bh > 0
-            && s.bw > 0
-            && s.rows == rows.div_ceil(s.bh)
-            && s.cols == cols.div_ceil(s.bw)
-            && s.rows
-                .checked_mul(s.cols)
-                .and_then(|n| n.checked_mul(s.dtype.size()))
-                == Some(s.data.len());
-        if !fits {
-            return Err(bad(format!(
-                "{} scales [{}, {}] in blocks of [{}, {}] ({} bytes) do not fit shape {shape:?}",
-                s.dtype,
-                s.rows,
-                s.cols,
-                s.bh,
-                s.bw,
-                s.data.len()
-            )));
-        }
+    if let Some(s) = scale.filter(|s| !s.fits(rows, cols)) {
+        return Err(bad(format!(
+            "{} scales [{}, {}] in blocks of [{}, {}] ({} bytes) do not fit shape {shape:?}",
+            s.dtype,
+            s.rows,
+            s.cols,
+            s.bh,
+            s.bw,
+            s.data.len()
+        )));
     }
     let geometry = Geometry::new(rows, cols, config.size, config.keep_aspect);
     let reduced = reduce_scaled(data, dtype, scale, &geometry, config.reduce);
