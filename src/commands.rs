@@ -35,7 +35,8 @@ pub fn run_gallery(args: &GalleryArgs) -> anyhow::Result<ExitCode> {
 pub fn run_completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "tensorheat", &mut script);
-    write_stdout(&script)
+    write_stdout(&script)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tensorheat man [COMMAND] [--out-dir DIR]`: a man page on stdout, or every page
@@ -77,7 +78,8 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    write_stdout(&man_page(page)?.1)
+    write_stdout(&man_page(page)?.1)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The file name and roff of `cmd`'s page, whose footer names the version, also for
@@ -110,9 +112,9 @@ fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
     Ok((man.get_filename(), roff))
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+/// Writes a command's output; a failure names stdout.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes).context("stdout")?;
-    out.flush().context("stdout")?;
-    Ok(ExitCode::SUCCESS)
+    out.flush().context("stdout")
 }

@@ -8,7 +8,6 @@ mod commands;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command, ListArgs, MergeArgs, RenderArgs};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -330,23 +329,23 @@ fn run_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let total_bytes = rows.iter().map(|r| r.bytes).sum();
-    let out = io::stdout();
-    let mut out = io::BufWriter::new(out.lock());
-    if args.json {
+    // Made in memory, then written as the other commands' output is (an io::Error
+    // wrapped in serde_json's error would also hide a broken pipe from the quiet exit).
+    let text = if args.json {
         let json = ListJson {
             tensors: rows,
             total_params: params,
             total_bytes,
         };
-        // Serialised first: an io::Error wrapped in serde_json's error would hide a
-        // broken pipe from the quiet exit.
         let mut text = serde_json::to_vec_pretty(&json)?;
         text.push(b'\n');
-        out.write_all(&text).context("stdout")?;
+        text
     } else {
-        print_table(&mut out, &rows, params, total_bytes).context("stdout")?;
-    }
-    out.flush().context("stdout")?;
+        let mut text = Vec::new();
+        print_table(&mut text, &rows, params, total_bytes)?;
+        text
+    };
+    commands::write_stdout(&text)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
