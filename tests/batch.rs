@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bin, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
+use common::{bin, fields, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 /// Writes a model of `shards` shards (three tensors each, of varied sizes) with an
@@ -51,11 +51,9 @@ fn render(args: &[&std::ffi::OsStr]) -> assert_cmd::assert::Assert {
 }
 
 fn names_in(m: &serde_json::Value) -> Vec<String> {
-    m["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_owned())
+    fields(m, "tensors", "name")
+        .into_iter()
+        .map(str::to_owned)
         .collect()
 }
 
@@ -258,12 +256,7 @@ fn filters_apply_to_render_and_list() {
             .assert()
             .success();
         let v: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
-        let names: Vec<&str> = v["tensors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+        let names = fields(&v, "tensors", "name");
         assert_eq!(names, *want, "list {flags:?}");
     }
     bin()
@@ -523,12 +516,7 @@ fn many_names_with_one_file_stem_get_distinct_suffixes() {
     let out = tmp.path().join("out");
     render_cmd(&model, &out).arg("-q").assert().success();
     let m = manifest(&out);
-    let mut images: Vec<&str> = m["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["image"].as_str().unwrap())
-        .collect();
+    let mut images = fields(&m, "tensors", "image");
     assert!(images.contains(&"__.png") && images.contains(&"__-1500.png"));
     images.sort_unstable();
     images.dedup();

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
+use common::{bin, fields, files_below, fixture, manifest, render_cmd, write_safetensors, Rng, T};
 use predicates::prelude::*;
 
 /// A small "model" with a few realistic tensors, a few MB in all.
@@ -142,12 +142,7 @@ fn hostile_names_stay_inside_the_output_folder() {
     assert_eq!(visible(&inside).len(), 2 * names.len() + 1, "{inside:?}");
     // Distinct files, one PNG per tensor, each listed in the manifest.
     let m = manifest(&out);
-    let mut images: Vec<&str> = m["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["image"].as_str().unwrap())
-        .collect();
+    let mut images = fields(&m, "tensors", "image");
     assert_eq!(images.len(), names.len());
     images.sort_unstable();
     images.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
@@ -177,12 +172,7 @@ fn several_inputs_get_their_own_folders_and_manifests() {
         fixture("gradients.safetensors").display().to_string()
     );
     let s = manifest(&out.join("shapes"));
-    let names: Vec<&str> = s["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = fields(&s, "tensors", "name");
     assert_eq!(names, ["cube", "hyper", "scalar", "tall", "vector", "wide"]);
     assert_eq!(s["skipped"][0]["name"], "empty");
     assert_eq!(s["skipped"][0]["reason"], "empty");
@@ -341,12 +331,7 @@ fn list_reads_headers_and_prints_json() {
         fixture("shapes.safetensors"),
     );
     let v = list_json(&[&a, &b]);
-    let inputs: Vec<&str> = v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["input"].as_str().unwrap())
-        .collect();
+    let inputs = fields(&v, "tensors", "input");
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
     assert_eq!(inputs.iter().filter(|&&i| i == a).count(), 2, "{inputs:?}");
     assert_eq!(inputs.iter().filter(|&&i| i == b).count(), 7, "{inputs:?}");

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{fixture, manifest, read_npy, render_cmd};
+use common::{fields, fixture, manifest, read_npy, render_cmd};
 use serde::Deserialize;
 use serde_json::Value;
 use tensorheat::colour::Colormap;
@@ -148,12 +148,7 @@ fn run_file(file: &str, tensors: &File) {
             .iter()
             .map(|e| (e["name"].as_str().unwrap(), e))
             .collect();
-        let skipped: Vec<&str> = m["skipped"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
+        let skipped = fields(&m, "skipped", "name");
         for (name, t) in tensors {
             let ctx = format!("{file} {name} {key} {reduce}");
             if let Some(reason) = &t.skipped {

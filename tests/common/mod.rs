@@ -109,6 +109,17 @@ pub fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
+/// The string `field` of each entry of the array `v[list]`, in order (a manifest's
+/// tensor names, say).
+pub fn fields<'a>(v: &'a serde_json::Value, list: &str, field: &str) -> Vec<&'a str> {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[field].as_str().unwrap())
+        .collect()
+}
+
 /// Every file below `dir`, relative, sorted.
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
