@@ -94,7 +94,7 @@ fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
     let mut roff = Vec::new();
     man.render(&mut roff)?;
     if examples {
-        roff.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+        let mut section = b".SH EXAMPLES\n.nf\n".to_vec();
         for line in crate::cli::EXAMPLES {
             // Roff escapes: a backslash, every hyphen (a plain `-` may be set as a
             // hyphen, which breaks a pasted command), and a line that would start with
@@ -105,9 +105,14 @@ fn man_page(cmd: clap::Command) -> io::Result<(String, Vec<u8>)> {
             } else {
                 ""
             };
-            roff.extend_from_slice(format!("{lead}{line}\n").as_bytes());
+            section.extend_from_slice(format!("{lead}{line}\n").as_bytes());
         }
-        roff.extend_from_slice(b".fi\n");
+        section.extend_from_slice(b".fi\n");
+        // Before the VERSION (and AUTHORS) that clap_mangen ends the page with, where
+        // man-pages(7) puts EXAMPLES.
+        let mark = b"\n.SH VERSION\n";
+        let at = (roff.windows(mark.len()).position(|w| w == mark)).map_or(roff.len(), |i| i + 1);
+        roff.splice(at..at, section);
     }
     Ok((man.get_filename(), roff))
 }

@@ -39,6 +39,7 @@ fn man_pages_come_from_the_same_definition() {
     assert!(page.contains(".TH tensorheat 1"));
     assert!(page.contains("render"));
     assert!(page.contains("gallery"));
+    assert!(page.contains(".SH VERSION"), "{page}");
     let render = stdout_of(&["man", "render"]);
     assert!(render.contains(".TH tensorheat-render 1"), "{render}");
     assert!(render.contains(env!("CARGO_PKG_VERSION")));
@@ -60,6 +61,11 @@ fn man_pages_come_from_the_same_definition() {
             "{p}"
         );
         assert!(!p.contains("EXTRA"), "{p}");
+        // Where man-pages(7) puts them: after the options, before the VERSION section
+        // that the top page ends with.
+        let at = |s: &str| p.find(s).unwrap_or(p.len());
+        assert!(at(".SH OPTIONS") < at(".SH EXAMPLES"), "{p}");
+        assert!(at(".SH EXAMPLES") < at(".SH VERSION"), "{p}");
     }
     bin()
         .args(["man", "nope"])
