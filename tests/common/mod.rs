@@ -163,6 +163,17 @@ fn f8_table(at: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Whether `r` gives one of the cell's elements (or its magnitude), so that a result is
+/// exact rather than within a tolerance.
+pub fn picks_an_element(r: tensorheat::Reduction) -> bool {
+    use tensorheat::Reduction;
+
+    matches!(
+        r,
+        Reduction::Max | Reduction::Min | Reduction::AbsMax | Reduction::Sample
+    )
+}
+
 /// What a float64 reference computes for one cell under `r` (finite members only; NaN
 /// when there is none).
 pub fn naive_cell(vals: &[f64], r: tensorheat::Reduction) -> f64 {
