@@ -59,6 +59,31 @@ fn quantise(rows: usize, cols: usize, block: usize, seed: u64) -> Quantised {
     }
 }
 
+impl Quantised {
+    /// The dequantised weight at `(r, c)`, in float64: its code's value times its tile's
+    /// scale.
+    fn value(&self, table: &[f32], r: usize, c: usize) -> f64 {
+        let tc = self.cols.div_ceil(self.block);
+        f64::from(table[usize::from(self.codes[r * self.cols + c])])
+            * f64::from(self.scales[(r / self.block) * tc + c / self.block])
+    }
+}
+
+/// Asserts that `got`, the grid of `q`'s weights reduced by `mean` in `bh × bw` cells, is
+/// within the contract's 1e-5 of each cell's mean |x| (plus the answer's rounding to
+/// `f32`) of the float64 reference.
+fn assert_dequantised_means(got: &[f32], q: &Quantised, bh: usize, bw: usize) {
+    let table = e4m3_table();
+    let value = |r, c| q.value(&table, r, c);
+    let want = block_means(q.rows, q.cols, bh, bw, value);
+    let mean_abs = block_means(q.rows, q.cols, bh, bw, |r, c| value(r, c).abs());
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        let tol = 1e-5 * mean_abs[k] + f64::from(f32::EPSILON) * w.abs();
+        assert!((f64::from(*g) - w).abs() <= tol, "cell {k}: {g} vs {w}");
+    }
+}
+
 fn f8(name: &str, q: &Quantised) -> T {
     T {
         name: name.into(),
@@ -147,36 +172,44 @@ fn dequantised_grids_match_a_float64_reference() {
         e["fp8"],
         serde_json::json!({"scale": format!("{W}_scale_inv"), "block": [128, 128], "mode": "dequant"})
     );
-    let table = e4m3_table();
-    let tc = 260usize.div_ceil(128);
-    let want = block_means(300, 260, 7, 9, |r, c| {
-        f64::from(table[q.codes[r * 260 + c] as usize])
-            * f64::from(q.scales[(r / 128) * tc + c / 128])
-    });
     let (shape, got) = read_npy(&out.join(e["raw"].as_str().unwrap()));
     assert_eq!(shape, [300usize.div_ceil(7), 260usize.div_ceil(9)]);
-    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!(
-            (f64::from(*g) - w).abs() <= 1e-6 * w.abs() + 1e-5 * scale,
-            "cell {k}: {g} vs {w}"
-        );
-    }
+    assert_dequantised_means(&got, &q, 7, 9);
     // The scale tensor still renders as its own small heatmap.
     assert_eq!(
         entry(&m, &format!("{W}_scale_inv"))["shape"],
         serde_json::json!([3, 3])
     );
-    // The statistics are those of the real weights.
-    let n = (300 * 260) as f64;
-    let mean: f64 = (0..300 * 260)
-        .map(|k| {
-            f64::from(table[q.codes[k] as usize])
-                * f64::from(q.scales[(k / 260 / 128) * tc + (k % 260) / 128])
-        })
-        .sum::<f64>()
-        / n;
-    assert!((e["stats"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6);
+    // The statistics are those of the real weights: mean and std within a millionth of
+    // the mean |x| (and of the std), the extremes exactly (one f32 product each).
+    let table = e4m3_table();
+    let all: Vec<f64> = (0..300 * 260)
+        .map(|k| q.value(&table, k / 260, k % 260))
+        .collect();
+    let n = all.len() as f64;
+    let mean = all.iter().sum::<f64>() / n;
+    let abs = all.iter().map(|v| v.abs()).sum::<f64>() / n;
+    let std = (all.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let stat = |k: &str| e["stats"][k].as_f64().unwrap();
+    assert!(
+        (stat("mean") - mean).abs() <= 1e-6 * abs,
+        "mean {} vs {mean}",
+        stat("mean")
+    );
+    assert!(
+        (stat("std") - std).abs() <= 1e-6 * std,
+        "std {} vs {std}",
+        stat("std")
+    );
+    let f32_of = |v: f64| f64::from(v as f32);
+    assert_eq!(
+        stat("min"),
+        f32_of(all.iter().copied().fold(f64::INFINITY, f64::min))
+    );
+    assert_eq!(
+        stat("max"),
+        f32_of(all.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+    );
 }
 
 #[test]
@@ -209,6 +242,7 @@ fn raw_codes_reach_448_in_every_tile() {
         .success();
     let m2 = manifest(&out2);
     let (_, got) = read_npy(&out2.join(entry(&m2, W)["raw"].as_str().unwrap()));
+    assert_eq!(got.len(), q.scales.len());
     for (g, s) in got.iter().zip(&q.scales) {
         assert!((f64::from(*g) - 448.0 * f64::from(*s)).abs() <= 1e-6 * f64::from(*g));
     }
@@ -321,6 +355,8 @@ fn blocks_wider_than_the_tensor_are_its_width() {
         assert_eq!(e["fp8"]["block"], serde_json::json!([64, width]));
         grids.push(read_npy(&out.join(e["raw"].as_str().unwrap())).1);
     }
+    // Both are the weights' true cells: a tile 64 wide already spans the 40 columns.
+    assert_dequantised_means(&grids[0], &q, 4, 4);
     assert_eq!(grids[0], grids[1]);
 }
 
@@ -393,13 +429,16 @@ fn skip_existing_renders_again_when_only_the_scales_changed() {
     let out = tmp.path().join("out");
     render_cmd(&model, &out).arg("-q").assert().success();
     let before = entry(&manifest(&out), W)["stats"]["max"].as_f64().unwrap();
-    // Same size, new contents, later mtime: only the scale shard changes.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Same size, new contents, later mtime: only the scale shard changes. (The mtime is
+    // set a minute on, so that the test does not depend on how finely the file system
+    // keeps times.)
+    let shard = model.join("model-00002-of-00002.safetensors");
+    let was = std::fs::metadata(&shard).unwrap().modified().unwrap();
     q.scales.iter_mut().for_each(|s| *s *= 2.0);
-    write_safetensors(
-        &model.join("model-00002-of-00002.safetensors"),
-        &[scale_tensor(W, &q)],
-    );
+    write_safetensors(&shard, &[scale_tensor(W, &q)]);
+    let file = std::fs::File::options().write(true).open(&shard).unwrap();
+    file.set_modified(was + std::time::Duration::from_secs(60))
+        .unwrap();
     let run = render_cmd(&model, &out)
         .args(["--skip-existing", "-v"])
         .assert()
@@ -464,6 +503,7 @@ fn bf16_and_e8m0_scales_are_multiplied_in_too() {
         let want = block_means(200, 150, 10, 10, |r, c| {
             f64::from(table[q.codes[r * 150 + c] as usize]) * scale((r / 128) * tc + c / 128)
         });
+        assert_eq!(got.len(), want.len(), "{dtype:?}");
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 (f64::from(*g) - w).abs() <= 1e-6 * w.abs() + 1e-9,
