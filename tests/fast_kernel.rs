@@ -370,6 +370,7 @@ proptest! {
         for r in [Reduction::Mean, Reduction::Max, Reduction::Min, Reduction::AbsMax] {
             let got = reduce_scaled(&codes, Dtype::F8E4M3, Some(&scale), &geom, r);
             let gw = cols.div_ceil(bw);
+            assert_eq!(got.grid.len(), rows.div_ceil(bh) * cols.div_ceil(bw));
             for (k, &g) in got.grid.iter().enumerate() {
                 let (i, j) = (k / gw, k % gw);
                 let cell = cell_members(&exact, rows, cols, bh, bw, i, j);
@@ -463,6 +464,7 @@ fn fp8_blocks_of_one_sign() {
         let std = exact_std(&exact);
         assert!((s.std.unwrap() - std).abs() <= 1e-5 * std, "case {case}");
         let gw = cols / bw;
+        assert_eq!(got.grid.len(), rows.div_ceil(bh) * cols.div_ceil(bw));
         for (k, &g) in got.grid.iter().enumerate() {
             let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
             let want = naive_cell(&cell, Reduction::Mean);
@@ -518,6 +520,7 @@ fn fp8_blocks_with_nan_codes() {
             assert!((s.min.unwrap() - lo).abs() <= 1e-6 * lo.abs(), "{ctx}");
             assert!((s.max.unwrap() - hi).abs() <= 1e-6 * hi.abs(), "{ctx}");
             let gw = cols.div_ceil(bw);
+            assert_eq!(got.grid.len(), rows.div_ceil(bh) * cols.div_ceil(bw));
             for (k, &g) in got.grid.iter().enumerate() {
                 let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
                 let want = naive_cell(&cell, Reduction::Mean);
@@ -568,6 +571,7 @@ fn narrow_cells_match_the_naive_reference() {
             for r in [Reduction::Max, Reduction::Min, Reduction::AbsMax] {
                 let got = reduce(&bytes, dtype, &geom, r);
                 let gw = cols.div_ceil(bw);
+                assert_eq!(got.grid.len(), rows.div_ceil(bh) * cols.div_ceil(bw));
                 for (k, &g) in got.grid.iter().enumerate() {
                     let cell = cell_members(&exact, rows, cols, bh, bw, k / gw, k % gw);
                     let want = naive_cell(&cell, r);
@@ -620,6 +624,7 @@ fn dead_and_constant_cells_are_exact() {
             false,
         );
         let got = reduce(&bytes, dtype, &geom, Reduction::Mean);
+        assert_eq!(got.grid.len(), rows.div_ceil(16) * cols.div_ceil(16));
         for (k, &g) in got.grid.iter().enumerate() {
             let want = if k % 8 < 4 { exact[0] } else { 0.0 };
             assert_eq!(f64::from(g), want, "{dtype:?} cell {k}");

@@ -263,6 +263,7 @@ fn huge_values_do_not_overflow_partial_sums() {
         for r in Reduction::ALL {
             let got = reduce(&bytes(&m), Dtype::F32, &geom, r);
             let want = naive_grid(&m, rows, cols, bh, bw, r);
+            assert_eq!(got.grid.len(), want.len());
             for (g, w) in got.grid.iter().zip(&want) {
                 assert!(
                     g.is_finite() || w.abs() > f64::from(f32::MAX),
