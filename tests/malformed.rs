@@ -486,7 +486,10 @@ fn header_not_json() {
 #[test]
 fn header_json_but_not_an_object() {
     for header in ["[]", "null", "42", r#""w""#, "true"] {
-        check_bad_bytes(&safetensors_bytes(header, &[]), &["header"]);
+        check_bad_bytes(
+            &safetensors_bytes(header, &[]),
+            &["invalid header", "expected a JSON object"],
+        );
     }
 }
 
@@ -561,7 +564,15 @@ fn offsets_not_starting_at_zero() {
 fn offsets_past_the_end_of_the_file() {
     // Declares 24 bytes of data; the file holds 8.
     let header = format!(r#"{{"w":{}}}"#, f32_2x3(0));
-    check_bad_bytes(&safetensors_bytes(header, &[0; 8]), &[]);
+    let bytes = safetensors_bytes(&header, &[0; 8]);
+    let (end, actual) = (8 + header.len() + 24, bytes.len());
+    let expect = [
+        "tensor \"w\"",
+        "past the end",
+        &end.to_string(),
+        &format!("{actual}-byte"),
+    ];
+    check_bad_bytes(&bytes, &expect);
 }
 
 #[test]
@@ -570,7 +581,9 @@ fn offsets_near_u64_max_past_the_end_of_the_file() {
     // length + end must not overflow on the way.
     let max = u64::MAX;
     let header = format!(r#"{{"w":{{"dtype":"U8","shape":[{max}],"data_offsets":[0,{max}]}}}}"#);
-    check_bad_bytes(&safetensors_bytes(header, &[0; 8]), &[]);
+    let bytes = safetensors_bytes(&header, &[0; 8]);
+    let actual = format!("{}-byte", bytes.len());
+    check_bad_bytes(&bytes, &["tensor \"w\"", "past the end", &actual]);
 }
 
 #[test]
@@ -581,7 +594,9 @@ fn unknown_dtype_with_offsets_near_u64_max() {
         r#"{{"w":{{"dtype":"C64","shape":[1],"data_offsets":[0,{}]}}}}"#,
         max - 3
     );
-    check_bad_bytes(&safetensors_bytes(header, &[0; 8]), &[]);
+    let bytes = safetensors_bytes(&header, &[0; 8]);
+    let actual = format!("{}-byte", bytes.len());
+    check_bad_bytes(&bytes, &["tensor \"w\"", "past the end", &actual]);
 }
 
 #[test]
@@ -739,9 +754,15 @@ fn tensor_missing_data_offsets() {
 
 #[test]
 fn tensor_entry_not_an_object() {
-    for entry in ["[]", "\"F32\"", "null", "1"] {
+    for (entry, kind) in [
+        ("[]", "an array"),
+        ("\"F32\"", "a string"),
+        ("null", "null"),
+        ("1", "a number"),
+    ] {
         let header = format!(r#"{{"w":{entry}}}"#);
-        check_bad_tensor(header, &[], "w", &[]);
+        let expect = format!("entry is {kind}, not an object");
+        check_bad_tensor(header, &[], "w", &[&expect]);
     }
 }
 
