@@ -42,7 +42,7 @@ const MAPS: &[(&str, colorous::Gradient, bool)] = &[
 ];
 
 /// A named colormap, possibly reversed.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Colormap {
     index: usize,
     reversed: bool,
@@ -51,12 +51,6 @@ pub struct Colormap {
 impl std::fmt::Debug for Colormap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Colormap({})", self.name())
-    }
-}
-
-impl PartialEq for Colormap {
-    fn eq(&self, o: &Self) -> bool {
-        (self.index, self.reversed) == (o.index, o.reversed)
     }
 }
 
@@ -938,9 +932,19 @@ mod tests {
             assert_eq!((r.lo.to_bits(), r.hi.to_bits()), (0, 0), "{zeros:?}");
         }
         assert!(choose_range(&[f32::NAN], Reduction::Mean, 99.5, None).is_none());
-        let fixed = FixedRange { lo: -1.0, hi: 3.0 };
-        let r = choose_range(&both, Reduction::Mean, 99.5, Some(fixed)).unwrap();
-        assert_eq!((r.lo, r.hi, r.diverging), (-1.0, 3.0, true));
+        // A fixed range is diverging only when it holds zero strictly inside
+        // (`LO < 0 < HI`), whatever the cells.
+        for (lo, hi, diverging) in [
+            (-1.0, 3.0, true),
+            (0.0, 3.0, false),
+            (-1.0, 0.0, false),
+            (-3.0, -1.0, false),
+            (1.0, 3.0, false),
+        ] {
+            let fixed = FixedRange { lo, hi };
+            let r = choose_range(&both, Reduction::Mean, 99.5, Some(fixed)).unwrap();
+            assert_eq!((r.lo, r.hi, r.diverging), (lo, hi, diverging));
+        }
     }
 
     #[test]
