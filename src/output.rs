@@ -521,6 +521,12 @@ mod tests {
             "nul\0byte\nline",
             "CON",
             "con.weight",
+            "COM1.weight",
+            "lpt9",
+            "COM10",
+            "COMX",
+            "LPTX.1",
+            "ACOM1",
         ];
         let stems = file_stems(names);
         assert_eq!(
@@ -537,6 +543,12 @@ mod tests {
                 "nul_byte_line",
                 "_CON",
                 "_con.weight",
+                "_COM1.weight",
+                "_lpt9",
+                "COM10",
+                "COMX",
+                "LPTX.1",
+                "ACOM1",
             ]
         );
         for s in stems {
@@ -561,6 +573,47 @@ mod tests {
         assert!(stems.iter().all(|s| s.len() == MAX_STEM));
         assert_ne!(stems[0], stems[1]);
         assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c); // published FNV-1a 64 test vector
+                                                     // A stem of exactly 200 bytes is kept whole; one byte more is cut.
+        let (fits, over) = ("x".repeat(MAX_STEM), "x".repeat(MAX_STEM + 1));
+        let stems = file_stems([fits.as_str(), over.as_str()]);
+        assert_eq!(stems[0], fits);
+        assert_eq!(stems[1].len(), MAX_STEM);
+        assert_eq!(stems[1][MAX_STEM - 17..MAX_STEM - 16], *"-");
+    }
+
+    /// A run alone in its folder removes every temporary file an interrupted run left;
+    /// with other workers writing there (`shared`), only those over ten minutes old.
+    #[test]
+    fn stale_temporary_files_are_removed_and_fresh_shared_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = |name: &str, age: u64| {
+            let path = tmp.path().join(name);
+            let f = std::fs::File::create(&path).unwrap();
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            f.set_modified(when).unwrap();
+            path
+        };
+        let make = || {
+            [
+                file(".tensorheat-fresh.tmp", 0),
+                file(".tensorheat-old.tmp", 3600),
+                file(".tensorheat-kept.png", 3600),
+                file("other.tmp", 3600),
+            ]
+        };
+        let [fresh, old, png, other] = make();
+        remove_stale_temps(tmp.path(), true);
+        let exists = |p: &std::path::PathBuf| p.exists();
+        assert_eq!(
+            [&fresh, &old, &png, &other].map(exists),
+            [true, false, true, true]
+        );
+        let [fresh, old, png, other] = make();
+        remove_stale_temps(tmp.path(), false);
+        assert_eq!(
+            [&fresh, &old, &png, &other].map(exists),
+            [false, false, true, true]
+        );
     }
 
     #[test]
@@ -572,6 +625,17 @@ mod tests {
         assert!(header.contains("'shape': (1, 3)") && header.ends_with('\n'));
         assert_eq!(&b[10 + hlen..10 + hlen + 4], &1.0f32.to_le_bytes());
         assert_eq!(b.len(), 10 + hlen + 12);
+        // Byte for byte what numpy writes (`np.save` of this float32 array, numpy 2.4):
+        // a header of 118 bytes, padded with spaces to end at byte 128.
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }";
+        let numpy = [
+            b"\x93NUMPY\x01\x00v\x00".as_slice(),
+            header.as_bytes(),
+            &[b' '; 58],
+            b"\n",
+        ]
+        .concat();
+        assert_eq!(&b[..128], numpy);
     }
 
     /// Decodes an indexed PNG's palette indices.
