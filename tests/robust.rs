@@ -297,22 +297,20 @@ fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
         .args(["--raw", "--threads", "1", "-q"])
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let first_png = loop {
-        let pngs = std::fs::read_dir(&out)
-            .map(|rd| {
-                rd.flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "png"))
-            })
-            .unwrap_or(false);
-        if pngs || start.elapsed() > Duration::from_secs(120) {
-            break pngs;
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    // Killed once the run's record holds a finished tensor (its files written first).
+    let record = out.join(".tensorheat.state.jsonl");
+    let recorded = || {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        text.matches('\n').count()
     };
+    let start = Instant::now();
+    while recorded() == 0 && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
-    assert!(first_png, "no PNG appeared");
+    let finished = recorded();
+    assert!(finished > 0, "no tensor recorded as finished");
     // (Were the render ever to finish first, the test would check nothing: it needs a
     // larger model then, not a pass.)
     assert!(!status.success(), "render finished before the kill");
@@ -339,10 +337,13 @@ fn sigkill_leaves_no_partial_output_and_a_rerun_cleans_up() {
             panic!("unexpected file {name}");
         }
     }
-    render_cmd(&model, &out)
-        .args(["--raw", "--skip-existing", "-q"])
+    // The re-run keeps every tensor the killed run recorded, and renders the rest.
+    let rerun = render_cmd(&model, &out)
+        .args(["--raw", "--skip-existing", "-v"])
         .assert()
         .success();
+    let err = String::from_utf8_lossy(&rerun.get_output().stderr).into_owned();
+    assert_eq!(err.matches("tensorheat: kept").count(), finished, "{err}");
     let left: Vec<_> = files_below(&out)
         .into_iter()
         .filter(|f| f.to_string_lossy().ends_with(".tmp"))
