@@ -329,6 +329,24 @@ fn config_json_block_size_wins_and_misfits_are_errors_naming_both() {
     );
 }
 
+/// Scales with no rows or no columns divide the weight into no blocks: an error naming
+/// weight and scales, not a division by zero.
+#[test]
+fn empty_scales_are_an_error_naming_both() {
+    for shape in [[0usize, 2], [2, 0]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("m.safetensors");
+        let q = quantise(256, 256, 128, 3);
+        let s = T::f32(&format!("{W}_scale_inv"), &shape, &[]);
+        write_safetensors(&model, &[f8(W, &q), s]);
+        let out = tmp.path().join("out");
+        let why = format!("shape {shape:?} does not divide weight [256, 256] into blocks");
+        render_cmd(&model, &out).assert().code(1).stderr(
+            predicate::str::contains(format!("{W}_scale_inv")).and(predicate::str::contains(why)),
+        );
+    }
+}
+
 /// A `weight_block_size` far wider than the tensor still fits its one column of scales:
 /// the same values as blocks exactly as wide (the kernels once laid each scale out across
 /// the whole declared width, and a width of 2^40 aborted the process).
