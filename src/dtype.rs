@@ -109,14 +109,6 @@ impl Dtype {
             Dtype::F64 | Dtype::I64 | Dtype::U64 => 8,
         }
     }
-
-    /// Whether the element values can be negative.
-    pub fn is_signed(self) -> bool {
-        !matches!(
-            self,
-            Dtype::Bool | Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 | Dtype::F8E8M0
-        )
-    }
 }
 
 impl std::fmt::Display for Dtype {
