@@ -269,6 +269,23 @@ mod tests {
             regex: Some(r"proj\.weight$".into()),
             dtypes: vec!["bf16".into()],
         };
+        assert!(!sel.is_empty() && Selection::default().is_empty());
+        for one in [
+            Selection {
+                include: vec!["a".into()],
+                ..Selection::default()
+            },
+            Selection {
+                regex: Some("a".into()),
+                ..Selection::default()
+            },
+            Selection {
+                dtypes: vec!["F32".into()],
+                ..Selection::default()
+            },
+        ] {
+            assert!(!one.is_empty(), "{one:?}");
+        }
         let m = sel.compile().unwrap();
         assert!(m.matches("model.layers.3.q_proj.weight", "BF16"));
         assert!(!m.matches("model.layers.3.q_proj.weight", "F32"));

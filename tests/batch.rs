@@ -303,18 +303,25 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
         "{err}"
     );
     assert_same_results(&resumed, &clean);
-    // A picture deleted since is rendered again, though its .npy is still there.
-    let png = (results(&resumed).into_iter().map(|(p, _)| p))
-        .find(|p| p.extension().is_some_and(|e| e == "png"))
-        .unwrap();
-    std::fs::remove_file(resumed.join(&png)).unwrap();
-    let out = render_cmd(&model, &resumed)
-        .args(["--raw", "--skip-existing", "-v"])
-        .assert()
-        .success();
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert_eq!(err.matches("tensorheat: rendered").count(), 1, "{err}");
-    assert_same_results(&resumed, &clean);
+    // A picture deleted since is rendered again, though its .npy is still there; so is a
+    // .npy deleted since, though its picture is.
+    for ext in ["png", "npy"] {
+        let file = (results(&resumed).into_iter().map(|(p, _)| p))
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap();
+        std::fs::remove_file(resumed.join(&file)).unwrap();
+        let out = render_cmd(&model, &resumed)
+            .args(["--raw", "--skip-existing", "-v"])
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert_eq!(
+            err.matches("tensorheat: rendered").count(),
+            1,
+            "{ext}: {err}"
+        );
+        assert_same_results(&resumed, &clean);
+    }
     // Changed options render everything again.
     let again = render_cmd(&model, &resumed)
         .args(["--skip-existing", "-v", "--reduce", "max"])
