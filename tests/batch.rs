@@ -292,11 +292,12 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
     std::fs::remove_file(resumed.join("manifest.1-of-2.json")).unwrap();
     let done_before: Vec<_> = results(&resumed);
     assert!(!done_before.is_empty() && done_before.len() < results(&clean).len());
-    let out = render_cmd(&model, &resumed)
-        .args(["--raw", "--skip-existing", "-v"])
-        .assert()
-        .success();
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    // A run into `resumed` with `args`; what it said.
+    let rerun = |args: &[&str]| {
+        let out = render_cmd(&model, &resumed).args(args).assert().success();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    };
+    let err = rerun(&["--raw", "--skip-existing", "-v"]);
     assert_eq!(
         err.matches("tensorheat: kept").count(),
         done_before.len() / 2,
@@ -310,11 +311,7 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
             .find(|p| p.extension().is_some_and(|e| e == ext))
             .unwrap();
         std::fs::remove_file(resumed.join(&file)).unwrap();
-        let out = render_cmd(&model, &resumed)
-            .args(["--raw", "--skip-existing", "-v"])
-            .assert()
-            .success();
-        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let err = rerun(&["--raw", "--skip-existing", "-v"]);
         assert_eq!(
             err.matches("tensorheat: rendered").count(),
             1,
@@ -323,11 +320,7 @@ fn interrupted_run_resumes_with_skip_existing_to_the_same_result() {
         assert_same_results(&resumed, &clean);
     }
     // Changed options render everything again.
-    let again = render_cmd(&model, &resumed)
-        .args(["--skip-existing", "-v", "--reduce", "max"])
-        .assert()
-        .success();
-    let err = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    let err = rerun(&["--skip-existing", "-v", "--reduce", "max"]);
     assert_eq!(err.matches("tensorheat: kept").count(), 0, "{err}");
 }
 
