@@ -688,6 +688,8 @@ mod tests {
                 assert!(png.len() > (w + 1) * h, "{}", png.len());
             }
         }
+        // No rows is no picture: an error, not a PNG of height 0 (which PNG forbids).
+        assert!(encode_png(&[], w, Some(range), &lut, Rgb([0; 3]), None, &[]).is_err());
     }
 
     /// A stored indexed PNG, as [`stored_indexed`] writes it directly, decodes to its
