@@ -157,10 +157,13 @@ fn missing_shard_is_an_error_naming_index_and_shard_and_the_rest_renders() {
     write_sharded(&model, 3, true);
     std::fs::remove_file(model.join("model-00002-of-00003.safetensors")).unwrap();
     let out = tmp.path().join("out");
-    render_cmd(&model, &out).assert().code(1).stderr(
-        predicate::str::contains("model.safetensors.index.json")
-            .and(predicate::str::contains("model-00002-of-00003.safetensors")),
-    );
+    render_cmd(&model, &out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "model.safetensors.index.json: shard model-00002-of-00003.safetensors listed in \
+             the index does not exist",
+        ));
     let m = manifest(&out);
     assert_eq!(names_in(&m).len(), 6);
     assert_eq!(m["errors"].as_array().unwrap().len(), 1);
@@ -197,6 +200,39 @@ fn wrong_weight_map_entry_names_tensor_shard_and_index() {
     let m = manifest(&out);
     assert_eq!(m["errors"][0]["name"], "model.layers.0.mlp.weight");
     assert_eq!(names_in(&m).len(), 5);
+}
+
+/// A weight_map value must be a file name beside the index: an empty one, `.`, `..`, a
+/// path or a non-string fails the index, naming the entry, before any shard is read.
+#[test]
+fn weight_map_entries_that_are_not_file_names_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_sharded(&model, 2, true);
+    let index = model.join("model.safetensors.index.json");
+    let good = std::fs::read(&index).unwrap();
+    let bad: [serde_json::Value; 8] = [
+        "".into(),
+        ".".into(),
+        "..".into(),
+        "../m/model-00001-of-00002.safetensors".into(),
+        "/etc/passwd".into(),
+        "sub\\model-00001-of-00002.safetensors".into(),
+        "nul\u{0}.safetensors".into(),
+        7.into(),
+    ];
+    for value in bad {
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        v["weight_map"]["model.layers.0.mlp.weight"] = value.clone();
+        std::fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+        render_cmd(&model, &tmp.path().join("out"))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "weight_map entry for \"model.layers.0.mlp.weight\" is not a shard file name \
+                 in the index's folder",
+            ));
+    }
 }
 
 #[test]
