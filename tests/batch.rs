@@ -551,6 +551,44 @@ fn a_tensor_in_two_shards_is_an_error_unless_the_index_picks_one() {
         .stderr(predicate::str::contains("(\"z\"); ignored"));
 }
 
+/// The warning about tensors a listed shard holds but the index does not list names up
+/// to three of them, and says there are more only when there are.
+#[test]
+fn unlisted_tensors_are_named_up_to_three() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    std::fs::create_dir_all(&model).unwrap();
+    let tensors: Vec<T> = (1..=5)
+        .map(|i| T::f32(&format!("t{i}"), &[1], &[1.0]))
+        .collect();
+    write_safetensors(&model.join("s.safetensors"), &tensors);
+    for (listed, want) in [
+        (&["t1"][..], "4 tensors not in"),
+        (&["t1", "t2"][..], "3 tensors not in"),
+    ] {
+        let map: serde_json::Map<String, serde_json::Value> = listed
+            .iter()
+            .map(|t| (t.to_string(), "s.safetensors".into()))
+            .collect();
+        let index = serde_json::json!({ "weight_map": map });
+        std::fs::write(
+            model.join("model.safetensors.index.json"),
+            index.to_string(),
+        )
+        .unwrap();
+        let run = render_cmd(&model, &tmp.path().join("out"))
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+        let names = if listed.len() == 1 {
+            r#"("t2", "t3", "t4", ...); ignored"#
+        } else {
+            r#"("t3", "t4", "t5"); ignored"#
+        };
+        assert!(err.contains(want) && err.contains(names), "{err}");
+    }
+}
+
 #[test]
 fn many_names_with_one_file_stem_get_distinct_suffixes() {
     let tmp = tempfile::tempdir().unwrap();
