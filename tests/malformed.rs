@@ -445,6 +445,10 @@ fn empty_file() {
 #[test]
 fn fewer_than_8_bytes() {
     check_bad_bytes(&[1, 0, 0, 0, 0], &["5 bytes|too short"]);
+    check_bad_bytes(&[0; 7], &["file is 7 bytes, too short"]);
+    // Eight bytes hold the length prefix: the file is long enough, its empty header is
+    // what is wrong.
+    check_bad_bytes(&[0; 8], &["invalid header"]);
 }
 
 #[test]
