@@ -23,7 +23,9 @@
 //! wide (tensors at most 3072 columns wide with default options) go to the one in
 //! `reduce/narrow.rs` on every CPU, for `mean`, `max`, `min` or `absmax`. A band these
 //! decline is redone here. Bands are merged in order, so results do not depend on the
-//! thread count.
+//! thread count. A tensor whose statistics' variance is a small remainder of the squares
+//! behind it (shifts from a first row far from the rest) has its statistics summed again
+//! around its mean ([`Acc::loose`]).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -53,6 +55,15 @@ const PLAIN_LIMIT: f64 = 2.0;
 /// ([`Band::recentred`]): the `f32` sums' relative error (~1e-7, at most ~4e-6 over 64
 /// values) is magnified by that ratio in the variance.
 const RECENTRE: f64 = 16.0;
+
+/// The squares summed in `f32`, over the tensor's variance times its count, past which
+/// the statistics' sums are taken again in a second pass, around the tensor's mean
+/// ([`Acc::loose`]). Each band's or cell's shift is one of its values, so the squares
+/// are about 1.45 times the variance for data without structure (a shift is that far
+/// from the mean on average); a first row far from the rest puts them at up to
+/// [`RECENTRE`] times (the general kernel recentres cells past that, the fast kernels
+/// leave bands past it to the general one).
+const STATS_SPREAD: f64 = 3.0;
 
 /// Magnitude under which values' `f32` squares may lose precision: squares below
 /// 2^-126 (of values below 2^-63) are subnormal or flushed to 0, which took rms and std
@@ -104,6 +115,10 @@ pub struct Acc {
     shift: f32,
     s1: f64,
     s2: f64,
+    /// The squares as the `f32` sums behind `s2` held them, around their own shifts
+    /// (the band's, or each cell's): their rounding scales with this, not with the
+    /// variance (see [`Acc::loose`]).
+    squares: f64,
     min: f32,
     max: f32,
     nan: u64,
@@ -118,6 +133,7 @@ impl Default for Acc {
             shift: 0.0,
             s1: 0.0,
             s2: 0.0,
+            squares: 0.0,
             min: f32::INFINITY,
             max: f32::NEG_INFINITY,
             nan: 0,
@@ -147,6 +163,7 @@ impl Acc {
         let n = o.n as f64;
         self.s1 += o.s1 + n * delta;
         self.s2 += o.s2 + 2.0 * delta * o.s1 + n * delta * delta;
+        self.squares += o.squares;
         self.n += o.n;
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
@@ -168,6 +185,16 @@ impl Acc {
     /// values are so small that their squares underflow ([`TINY`]).
     fn imprecise(&self) -> bool {
         cancels(self.n as f64, self.s1, self.s2) || tiny(self.min, self.max)
+    }
+
+    /// Whether the statistics' variance is a small remainder of the squares summed in
+    /// `f32` behind it: over [`STATS_SPREAD`] times smaller. Their rounding (~5e-7 of
+    /// the squares, and coherent when many values are alike) is then magnified in the
+    /// statistics' std, as when each band's or cell's shift comes from a first row of
+    /// 1e6 over values of 1e-3 (4.4e-6 off before the tensor was summed again).
+    fn loose(&self) -> bool {
+        let n = self.n as f64;
+        self.squares * n > STATS_SPREAD * (self.s2 * n - self.s1 * self.s1)
     }
 
     /// Summary statistics of everything pushed so far.
@@ -347,11 +374,61 @@ pub fn reduce_scaled(
         total.merge(acc);
         extent = extent.merge(*e);
     }
+    if total.loose() {
+        (total.shift, total.s1, total.s2) = around_mean(data, dtype, scale, geom, &total);
+    }
     Reduced {
         grid,
         stats: total.stats(),
         extent,
     }
+}
+
+/// The statistics' sums of a tensor's finite values taken again, in `f64`, around the
+/// mean `total` found (see [`Acc::loose`]): its new shift and the sums of the
+/// differences from it and of their squares. Band by band in parallel, added in order.
+fn around_mean(
+    data: &[u8],
+    dtype: Dtype,
+    scale: Option<&Scale<'_>>,
+    geom: &Geometry,
+    total: &Acc,
+) -> (f32, f64, f64) {
+    #[cfg(test)]
+    tests::SECOND_PASSES.with(|n| n.set(n.get() + 1));
+    let shift = total.mean() as f32;
+    let centre = f64::from(shift);
+    let row_bytes = geom.cols * dtype.size();
+    let sums: Vec<(f64, f64)> = (0..geom.grid_h())
+        .into_par_iter()
+        .map(|i| {
+            let rows = geom.row_range(i);
+            let src = Source {
+                data: &data[rows.start * row_bytes..rows.end * row_bytes],
+                dtype,
+                row0: rows.start,
+                scale,
+            };
+            let (mut buf, mut cache) = ([0f32; CHUNK], ScaleCache::default());
+            let (mut s1, mut s2) = (0f64, 0f64);
+            for r in 0..rows.len() {
+                for c0 in (0..geom.cols).step_by(CHUNK) {
+                    let out = &mut buf[..CHUNK.min(geom.cols - c0)];
+                    src.load(r, c0, geom.cols, out, &mut cache);
+                    for x in out.iter().filter(|x| x.is_finite()) {
+                        let d = f64::from(*x) - centre;
+                        s1 += d;
+                        s2 += d * d;
+                    }
+                }
+            }
+            (s1, s2)
+        })
+        .collect();
+    let (s1, s2) = sums
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d));
+    (shift, s1, s2)
 }
 
 /// Reduces a band (tensor rows `rows`) with a kernel for the common case, if one takes it:
@@ -973,6 +1050,7 @@ impl Band {
             n += nj;
             s1 += self.s1[j] + nf * delta;
             s2 += self.s2[j] + 2.0 * delta * self.s1[j] + nf * delta * delta;
+            acc.squares += self.s2[j];
             acc.min = if self.min[j] < acc.min {
                 self.min[j]
             } else {
@@ -1503,6 +1581,73 @@ fn lanes(s: &[f32], v: usize) -> &[f32; LANES] {
 mod tests {
     use super::*;
     use crate::config::Size;
+
+    thread_local! {
+        /// Second passes for the statistics ([`around_mean`]) on this thread.
+        pub(super) static SECOND_PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The statistics' second pass is for data whose shifts sit far from the mean, not
+    /// for data without such structure, which would pay a second read of every tensor:
+    /// normal values (around 0, around 5 with spread 0.1, and rounded to FP8's whole
+    /// numbers -3 to 3), in bands and cells of every kernel, take none; the same with a
+    /// first row of 1e6, in bands of 4 and 15 rows (under the 16 past which bands and
+    /// cells are recentred), takes one.
+    #[test]
+    fn only_a_leading_row_takes_a_second_pass() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (rows, cols) = (256usize, 512usize);
+        // Box-Muller.
+        let normal: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                let (u, v) = (1.0 - uniform(), uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        let passes = |values: &[f32], dtype: Dtype, bh: usize, bw: usize, r: Reduction| {
+            let size = Size::Block(bh.try_into().unwrap(), bw.try_into().unwrap());
+            let geom = Geometry::new(rows, cols, size, false);
+            let before = SECOND_PASSES.with(|n| n.get());
+            reduce(&encoded(dtype, values), dtype, &geom, r);
+            SECOND_PASSES.with(|n| n.get()) - before
+        };
+        let offset: Vec<f32> = normal.iter().map(|x| 5.0 + 0.1 * x).collect();
+        let whole: Vec<f32> = normal.iter().map(|x| x.round().clamp(-3.0, 3.0)).collect();
+        let mut leading = normal.clone();
+        leading[..cols].fill(1e6);
+        for (bh, bw) in [
+            (1, 1),
+            (2, 2),
+            (4, 4),
+            (16, 4),
+            (15, 16),
+            (16, 16),
+            (64, 64),
+        ] {
+            for r in [Reduction::Mean, Reduction::Max, Reduction::Std] {
+                for (values, dtypes) in [
+                    (&normal, &[Dtype::F32, Dtype::BF16, Dtype::F16][..]),
+                    (&offset, &[Dtype::F32, Dtype::BF16, Dtype::F16]),
+                    (&whole, &[Dtype::F8E4M3, Dtype::F8E5M2]),
+                ] {
+                    for &dtype in dtypes {
+                        let n = passes(values, dtype, bh, bw, r);
+                        assert_eq!(n, 0, "{dtype:?} {bh}x{bw} {r:?}");
+                    }
+                }
+                if [4, 15].contains(&bh) {
+                    let n = passes(&leading, Dtype::F32, bh, bw, r);
+                    assert_eq!(n, 1, "leading row, {bh}x{bw} {r:?}");
+                }
+            }
+        }
+    }
 
     /// [`quotient`] rounds as the division does: values of either sign and magnitudes
     /// 2^-160 to 2^185, near multiples of the divisor and with all-ones significands,

@@ -219,6 +219,7 @@ pub(super) fn band(
         shift: b,
         s1: s.s1,
         s2: s.s2,
+        squares: s.s2,
         min: s.min,
         max: s.max,
         nan: 0,

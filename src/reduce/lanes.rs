@@ -242,6 +242,8 @@ fn reduce(
         (chains[0] + chains[1]) + (chains[2] + chains[3]) + four.remainder().iter().sum::<f64>();
     let s1 = total - n as f64 * f64::from(b);
     let mut cancels = false;
+    // (Plain squares round with their own magnitude, which the re-basing changes.)
+    let squares = t.s2;
     if plain {
         (t.s2, cancels) = rebase_plain(t.s2, total, n as f64, f64::from(b));
         // (With `b` 0, differences would give the same sums.)
@@ -252,6 +254,7 @@ fn reduce(
         shift: b,
         s1,
         s2: t.s2,
+        squares,
         min,
         max,
         nan: 0,
@@ -286,6 +289,7 @@ fn values_band(band: &mut Band, gw: usize, b: f32, t: &Totals, n: u64) -> Option
         shift: b,
         s1: t.s1,
         s2: t.s2,
+        squares: t.s2,
         min,
         max,
         nan: 0,

@@ -177,6 +177,7 @@ fn columns<const EXTREMES: bool>(
         shift: b,
         s1,
         s2,
+        squares: s2,
         min: t.min.iter().fold(f32::INFINITY, |a, &v| smaller(a, v)),
         max: t.max.iter().fold(f32::NEG_INFINITY, |a, &v| larger(a, v)),
         nan: 0,
