@@ -25,7 +25,7 @@
 //! decline is redone here. Bands are merged in order, so results do not depend on the
 //! thread count. A tensor whose statistics' variance is a small remainder of the squares
 //! behind it (shifts from a first row far from the rest) has its statistics summed again
-//! around its mean ([`Acc::loose`]).
+//! around its mean (`Acc::loose`).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
