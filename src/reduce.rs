@@ -1582,6 +1582,16 @@ mod tests {
     use super::*;
     use crate::config::Size;
 
+    /// A xorshift64 generator from `state` (not 0).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     thread_local! {
         /// Second passes for the statistics ([`around_mean`]) on this thread.
         pub(super) static SECOND_PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -1595,13 +1605,8 @@ mod tests {
     /// cells are recentred), takes one.
     #[test]
     fn only_a_leading_row_takes_a_second_pass() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut uniform = || (next() >> 11) as f64 / (1u64 << 53) as f64;
         let (rows, cols) = (256usize, 512usize);
         // Box-Muller.
         let normal: Vec<f32> = (0..rows * cols)
@@ -1656,13 +1661,7 @@ mod tests {
     /// the CPU's.)
     #[test]
     fn quotient_is_the_division() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for k in 0..20_000u64 {
             let n = if k < 10_000 {
                 k + 1
