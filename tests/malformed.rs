@@ -845,6 +845,39 @@ fn unknown_dtype_is_skipped_and_the_rest_renders() {
 }
 
 #[test]
+fn only_partition_one_records_a_skipped_dtype() {
+    // Merging partitions is a union of their lists, so a tensor skipped for its dtype is
+    // recorded by partition 1 alone, whichever partition would have drawn it.
+    let tmp = TempDir::new().unwrap();
+    let header = format!(
+        r#"{{"w":{},"z":{{"dtype":"C64","shape":[2],"data_offsets":[24,40]}}}}"#,
+        f32_2x3(0)
+    );
+    let data = [good_data(), vec![0x3f; 16]].concat();
+    let f = write_st(tmp.path(), "mixed.safetensors", header, &data);
+    let out = tmp.path().join("out");
+    for k in 1..=2 {
+        let part = format!("{k}/2");
+        let r = run([
+            "render".as_ref(),
+            f.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--partition".as_ref(),
+            part.as_ref() as &OsStr,
+        ]);
+        assert_eq!(r.code, Some(0), "{part}: {r:?}");
+    }
+    let skipped = |k: usize| {
+        let path = out.join(format!("manifest.{k}-of-2.json"));
+        let m: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        names(array(&m, "skipped")).join(",")
+    };
+    assert_eq!(skipped(1), "z");
+    assert_eq!(skipped(2), "");
+}
+
+#[test]
 fn zero_size_tensor_is_skipped_as_empty() {
     let tmp = TempDir::new().unwrap();
     let header = format!(
