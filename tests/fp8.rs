@@ -347,6 +347,33 @@ fn empty_scales_are_an_error_naming_both() {
     }
 }
 
+/// A scale tensor that is not two-dimensional is an error naming the file, the weight and
+/// the scales once each: the message, already about the tensor, is not wrapped again.
+#[test]
+fn scales_not_two_dimensional_are_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let q = quantise(256, 256, 128, 3);
+    let s = T::f32(&format!("{W}_scale_inv"), &[4], &[1.0; 4]);
+    write_safetensors(&model, &[f8(W, &q), s]);
+    let out = tmp.path().join("out");
+    let want = format!(
+        "{}: tensor \"{W}\": scale tensor \"{W}_scale_inv\" in m.safetensors: has shape [4], not two dimensions",
+        model.display()
+    );
+    let got = render_cmd(&model, &out)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let got = String::from_utf8(got).unwrap();
+    let line = got.lines().find(|l| l.contains("not two dimensions"));
+    let line = line.unwrap_or_else(|| panic!("no error line in {got:?}"));
+    assert!(line.ends_with(&want), "{line:?}");
+    assert_eq!(line.matches("m.safetensors").count(), 2, "{line:?}");
+}
+
 /// A `weight_block_size` far wider than the tensor still fits its one column of scales:
 /// the same values as blocks exactly as wide (the kernels once laid each scale out across
 /// the whole declared width, and a width of 2^40 aborted the process).
