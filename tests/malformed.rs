@@ -808,16 +808,21 @@ fn manifest_error_entry_names_the_tensor() {
 // Tensors that are valid but not rendered
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn unknown_dtype_is_skipped_and_the_rest_renders() {
-    let tmp = TempDir::new().unwrap();
-    // C64 [2] = 16 bytes, after the good tensor.
+/// `mixed.safetensors` in `dir`: the good F32 tensor "w" and a C64 [2] "z" (16 bytes,
+/// after it), a dtype tensorheat does not render.
+fn write_mixed(dir: &Path) -> PathBuf {
     let header = format!(
         r#"{{"w":{},"z":{{"dtype":"C64","shape":[2],"data_offsets":[24,40]}}}}"#,
         f32_2x3(0)
     );
     let data = [good_data(), vec![0x3f; 16]].concat();
-    let f = write_st(tmp.path(), "mixed.safetensors", header, &data);
+    write_st(dir, "mixed.safetensors", header, &data)
+}
+
+#[test]
+fn unknown_dtype_is_skipped_and_the_rest_renders() {
+    let tmp = TempDir::new().unwrap();
+    let f = write_mixed(tmp.path());
     let out = tmp.path().join("out");
 
     let r = render(&[&f], &out);
@@ -849,12 +854,7 @@ fn only_partition_one_records_a_skipped_dtype() {
     // Merging partitions is a union of their lists, so a tensor skipped for its dtype is
     // recorded by partition 1 alone, whichever partition would have drawn it.
     let tmp = TempDir::new().unwrap();
-    let header = format!(
-        r#"{{"w":{},"z":{{"dtype":"C64","shape":[2],"data_offsets":[24,40]}}}}"#,
-        f32_2x3(0)
-    );
-    let data = [good_data(), vec![0x3f; 16]].concat();
-    let f = write_st(tmp.path(), "mixed.safetensors", header, &data);
+    let f = write_mixed(tmp.path());
     let out = tmp.path().join("out");
     for k in 1..=2 {
         let part = format!("{k}/2");
