@@ -1507,8 +1507,9 @@ const SPREAD_ROWS: usize = 16;
 /// its first, middle and last rows, so that a first row far from the rest (a leading
 /// row of 1e6 over values of 1e-3) does not make every difference the distance between
 /// them: the band's squares then held its variance as a remainder 16 times smaller, and
-/// the statistics' std came out 4e-6 off. Otherwise its first three values (with block
-/// scales, the value is scaled by the first one's scale).
+/// the statistics' std came out 4e-6 off (such a tensor's statistics are now summed
+/// again, [`Acc::loose`], but that costs a second read of it). Otherwise its first three
+/// values (with block scales, the value is scaled by the first one's scale).
 fn typical(data: &[u8], dtype: Dtype, row_len: Option<usize>) -> Option<f32> {
     let size = dtype.size();
     let n = data.len() / size;
