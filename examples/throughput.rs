@@ -13,13 +13,14 @@
 //! gives a model whose matrices but the down projections are at most 3072 columns wide,
 //! so reduced in cells 1 to 3 columns wide with default options. Then, alternating,
 //! `--runs` times (default 5): (a) the read ceiling, a parallel sum of the file's u64 words
-//! on all cores with a software prefetch 4 KiB ahead, through the library's own memory
-//! map (`source::Shard`), opened and released as `render` does it; (b) a full
-//! `tensorheat::render` with the given options, into a new folder that is removed after
-//! it is timed. Prints the median GB/s of each, their ratio, and the peak heap during
-//! (b), from a counting global allocator. Each run also times a plain sum without the
-//! prefetch, the read ceiling of the tables before 2026-12-02, and prints the ratio to
-//! it too: on some CPUs it reads far below what memory gives, and a render beats it.
+//! on all cores, in the widest vector loads the CPU has and with a software prefetch 4
+//! KiB ahead, through the library's own memory map (`source::Shard`), opened and released
+//! as `render` does it; (b) a full `tensorheat::render` with the given options, into a
+//! new folder that is removed after it is timed. Prints the median GB/s of each, their
+//! ratio, and the peak heap during (b), from a counting global allocator. Each run also
+//! times a plain sum (16-byte loads, no prefetch), the read ceiling of the tables before
+//! 2026-12-02, and prints the ratio to it too: on some CPUs it reads far below what
+//! memory gives, and a render beats it.
 //!
 //! Both timings include releasing the map: dropping a file's page-table entries is part
 //! of reading it through a map (4–6% of the ceiling's time for a 2 GiB file here), and
@@ -275,11 +276,13 @@ fn plain_sum(c: &[u8]) -> u64 {
 const AHEAD: usize = 4096;
 
 /// The read ceiling's sum: a piece's u64 words a 64-byte line at a time, each line's
-/// eight words into eight sums, with a software prefetch [`AHEAD`] bytes on. On the
-/// development machine the hardware prefetchers alone left a plain sum well short of
-/// what memory gives (15.6 against 19.7–21.2 GB/s on 2 cores, alternating on fresh
-/// maps of one file), and the render's kernels prefetch: a ceiling without it would
-/// flatter them (a BF16 render there ran at 1.28 times the plain sum).
+/// eight words into eight sums (one vector add with AVX-512, two with AVX2, chosen at
+/// run time), with a software prefetch [`AHEAD`] bytes on. On the development machine
+/// the plain sum, with 16-byte loads and the hardware prefetchers alone, read at 19–21
+/// GB/s on 2 cores where this one read at 27–29 (and with 16-byte loads at 25–28),
+/// alternating on fresh maps of one file; a render there ran at up to 1.3 times the
+/// plain sum, as the kernels load whole lines and prefetch.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2", "x86_64+avx2"))]
 fn prefetching_sum(c: &[u8]) -> u64 {
     let mut sums = [0u64; 8];
     for (k, line) in c.chunks_exact(64).enumerate() {
