@@ -5,6 +5,8 @@
 //   gcc -O3 -pthread -mavx512{f,bw,dq,vbmi} -mfma benches/f8_row_model.c -lm -o /tmp/f8m
 //   /tmp/f8m model.safetensors 9 [SHAPES]          # pages mapped per run, as a render
 //   ONCE=1 /tmp/f8m model.safetensors 9 [SHAPES]   # one map, pages already mapped
+//   MODE=1 /tmp/f8m ...   # without the squares' four FMAs: how much the arithmetic costs
+//   MODE=2 /tmp/f8m ...   # the access pattern alone: each row's chunk loaded and added
 //
 // SHAPES lists the file's 2-D tensors, one "offset rows cols" line each (offset: of the
 // tensor's first byte in the file), for example from the header with
@@ -74,6 +76,9 @@ static size_t first_chunk(const uint8_t *row, size_t rows, size_t cols) {
     return rows >= GROUP / 2 && to_page < cols && first < cols / 64 ? first : 0;
 }
 
+// 0: the kernel's arithmetic; 1: without the squares; 2: loads and one add only.
+static int mode;
+
 static void *kernel(void *arg) {
     const Job *j = arg;
     const __m512i low7 = _mm512_set1_epi8(0x7f), sign = _mm512_set1_epi8(-128);
@@ -108,6 +113,10 @@ static void *kernel(void *arg) {
                 for (size_t r = 0; r < g; r++, p += b->cols, q += b->cols) {
                     _mm_prefetch((const char *)q, _MM_HINT_T0);
                     __m512i raw = _mm512_loadu_si512(p);
+                    if (mode == 2) {
+                        sum[0] = _mm512_castsi512_ps(_mm512_add_epi64(_mm512_castps_si512(sum[0]), raw));
+                        continue;
+                    }
                     zeros = _mm512_mask_sub_epi8(zeros, _mm512_testn_epi8_mask(raw, low7), zeros, ones);
                     smax = _mm512_max_epi8(smax, raw);
                     umax = _mm512_max_epu8(umax, raw);
@@ -123,7 +132,7 @@ static void *kernel(void *arg) {
                     };
                     for (int u = 0; u < 4; u++) {
                         sum[u] = _mm512_add_ps(sum[u], x[u]);
-                        d2[u] = _mm512_fmadd_ps(x[u], x[u], d2[u]);
+                        if (mode != 1) d2[u] = _mm512_fmadd_ps(x[u], x[u], d2[u]);
                     }
                 }
                 for (int u = 0; u < 4; u++) {
@@ -209,6 +218,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int runs = atoi(argv[2]);
+    mode = getenv("MODE") ? atoi(getenv("MODE")) : 0;
     fd = open(argv[1], O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || runs < 1 || runs > 99 || st.st_size < 8192 + THREADS * BH * COLS) {
