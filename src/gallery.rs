@@ -803,4 +803,88 @@ mod tests {
         let pm = html.find("<h2>model ").unwrap();
         assert!(p2 < p10 && p10 < pm);
     }
+
+    #[test]
+    fn a_tensor_alone_in_its_own_group_gets_no_heading() {
+        // "grad_f32" is its own group (no dot) and the only card in it; the two layer
+        // tensors share "model.layers.0", which needs a heading with its count.
+        let m = manifest(vec![
+            entry("grad_f32", "grad_f32.png", None),
+            entry("model.layers.0.a", "a.png", None),
+            entry("model.layers.0.b", "b.png", None),
+        ]);
+        let html = gallery_html(&m);
+        assert_eq!(html.matches("<section class=\"group solo\">").count(), 1);
+        assert_eq!(html.matches("<section class=\"group\">").count(), 1);
+        assert!(!html.contains("<h2>grad_f32"));
+        assert!(html.contains("<h2>model.layers.0 <span class=\"count\">2</span></h2>"));
+        // The solo section is the one holding grad_f32's card.
+        let solo = html.find("<section class=\"group solo\">").unwrap();
+        let card = html.find("data-name=\"grad_f32\"").unwrap();
+        let layer = html.find("<h2>model.layers.0 ").unwrap();
+        assert!(solo < card && card < layer);
+    }
+
+    #[test]
+    fn each_bar_gets_the_class_of_its_own_colormap() {
+        // Two colormaps in order of first appearance: cm0 is RdBu_r, cm1 viridis.
+        let mut v = entry("b", "b.png", None);
+        v.colormap = "viridis".to_owned();
+        let m = manifest(vec![
+            entry("a", "a.png", None),
+            v,
+            entry("c", "c.png", None),
+        ]);
+        let html = gallery_html(&m);
+        for (i, name) in ["RdBu_r", "viridis"].into_iter().enumerate() {
+            let c: Colormap = name.parse().unwrap();
+            assert!(html.contains(&format!(".cm{i} {{ background: {}; }}", gradient(&c))));
+        }
+        let bars: Vec<&str> = html
+            .match_indices("<div class=\"bar ")
+            .map(|(at, _)| &html[at..at + html[at..].find('>').unwrap()])
+            .collect();
+        assert_eq!(
+            bars,
+            [
+                "<div class=\"bar cm0\" title=\"RdBu_r\"",
+                "<div class=\"bar cm1\" title=\"viridis\"",
+                "<div class=\"bar cm0\" title=\"RdBu_r\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn inputs_are_listed_with_commas_between() {
+        let mut m = manifest(vec![]);
+        let one = gallery_html(&m);
+        assert!(one.contains("<p class=\"inputs\"><code>m.safetensors</code></p>"));
+        m.inputs = vec!["a.safetensors".to_owned(), "b".to_owned(), "c".to_owned()];
+        let three = gallery_html(&m);
+        assert!(three.contains(
+            "<p class=\"inputs\"><code>a.safetensors</code>, <code>b</code>, <code>c</code></p>"
+        ));
+    }
+
+    #[test]
+    fn only_enlarged_images_are_pixelated() {
+        // `up` (crisp, pixelated scaling) exactly when neither side is shrunk.
+        for (grid, up) in [
+            ([8, 4], true),       // ×32 both ways
+            ([256, 256], true),   // ×1
+            ([1024, 512], false), // both halved
+            ([1, 700], false),    // height raised to the minimum side, width shrunk
+            ([700, 1], false),
+        ] {
+            let mut t = entry("t", "t.png", None);
+            t.grid = grid;
+            let mut h = String::new();
+            card(&mut h, &t, Some(0));
+            let class = if up { "map up" } else { "map" };
+            assert!(
+                h.contains(&format!("<img class=\"{class}\" ")),
+                "{grid:?}: {h}"
+            );
+        }
+    }
 }
