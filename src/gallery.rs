@@ -887,4 +887,66 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn zero_is_ticked_only_strictly_inside_the_range() {
+        for (range, zero) in [
+            ([-1.0, 3.0], true),
+            ([0.0, 2.0], false),
+            ([-2.0, 0.0], false),
+            ([0.5, 3.0], false),
+            ([-3.0, -0.5], false),
+        ] {
+            let html = gallery_html(&manifest(vec![entry("a", "a.png", Some(range))]));
+            assert_eq!(html.contains("class=\"zero\""), zero, "{range:?}");
+        }
+    }
+
+    #[test]
+    fn the_nan_swatch_is_explained_only_where_a_value_is_not_finite() {
+        const NOTE: &str = "<span class=\"swatch nan\"></span> no finite value";
+        for (nan, inf, note) in [(0, 0, false), (2, 0, true), (0, 3, true), (1, 1, true)] {
+            let mut t = entry("t", "t.png", Some([-1.0, 1.0]));
+            t.stats.nan = nan;
+            t.stats.inf = inf;
+            let mut h = String::new();
+            colour_bar(&mut h, &t, Some(0));
+            assert_eq!(h.contains(NOTE), note, "nan {nan}, inf {inf}");
+        }
+    }
+
+    #[test]
+    fn gradient_stops_merge_each_run_of_one_colour() {
+        // Reference: a new stop wherever the colour differs from the entry before it.
+        let mut merged_somewhere = false;
+        for name in Colormap::names() {
+            let c: Colormap = name.parse().unwrap();
+            let lut = c.lut().0;
+            let starts: Vec<usize> = (0..256)
+                .filter(|&k| k == 0 || lut[k] != lut[k - 1])
+                .collect();
+            merged_somewhere |= starts.len() < 256;
+            let expected: Vec<String> = starts
+                .iter()
+                .zip(starts.iter().skip(1).chain([&256]))
+                .map(|(&a, &b)| {
+                    let [r, g, bl] = lut[a];
+                    format!(
+                        "#{r:02x}{g:02x}{bl:02x} {}% {}%",
+                        a as f64 * 100.0 / 256.0,
+                        b as f64 * 100.0 / 256.0
+                    )
+                })
+                .collect();
+            assert_eq!(
+                gradient(&c),
+                format!("linear-gradient(to right, {})", expected.join(", ")),
+                "{name}"
+            );
+        }
+        assert!(
+            merged_somewhere,
+            "no colormap repeats a colour: the test shows nothing"
+        );
+    }
 }
