@@ -775,6 +775,7 @@ mod tests {
             (123456.0, "1.235e5"),
             (f64::NAN, "NaN"),
             (f64::NEG_INFINITY, "-inf"),
+            (f64::INFINITY, "inf"),
         ] {
             assert_eq!(num(v), s, "{v}");
         }
