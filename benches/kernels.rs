@@ -54,7 +54,7 @@ fn kernels(c: &mut Criterion) {
     // A down projection's width at the default size: cells 14 columns wide, not a power
     // of two, which the kernel folds by a segmented scan (BF16) or, for F8 `mean`, by
     // one permute per place in a cell.
-    for dtype in [Dtype::BF16, Dtype::F8E4M3] {
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
         let (rows, cols) = (4096, 14336);
         let data = weights(dtype, rows * cols);
         g.throughput(Throughput::Bytes(data.len() as u64));

@@ -219,6 +219,38 @@ fn narrow_cells_over_several_decode_pieces() {
     }
 }
 
+/// Cells 4 to 14 columns wide, which the AVX-512 kernel folds each in its own way (4: the
+/// attention projections of most 7–8B models with default options, from each chunk's
+/// pairs of columns; 14: Llama 3 8B's down projection; odd widths from the columns):
+/// every width, in rows of whole chunks that start at every place of a cell (448
+/// columns: 14 chunks of 32 BF16 or F16 values) and in rows with a partial last chunk
+/// (300), every dtype, data near zero and far from it, bands from 1 row (the row's
+/// chunks in order) to 20 (from a page's start).
+#[test]
+fn cells_4_to_14_columns_wide() {
+    let mut rng = Rng::new(11);
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::F8E4M3] {
+        for cols in [300, 448] {
+            for bw in 4..=14 {
+                for (bh, offset) in [(1, 0.0f32), (3, 100.0), (20, 0.0)] {
+                    let rows = 2 * bh + 1;
+                    let values = (0..rows * cols)
+                        .map(|_| offset + (1.0 + offset * 0.05) * rng.normal())
+                        .collect();
+                    let c = Case {
+                        rows,
+                        values,
+                        dtype,
+                        cols,
+                        bh,
+                        bw,
+                    };
+                    check_against_the_naive_reference(&c).unwrap();
+                }
+            }
+        }
+    }
+}
 /// Every reduction of `c`: each cell against the naive float64 reference, the
 /// statistics against float64 ones.
 fn check_against_the_naive_reference(c: &Case) -> Result<(), TestCaseError> {
