@@ -201,18 +201,7 @@ fn narrow_cells_over_several_decode_pieces() {
         for cols in [1500, 2048] {
             for (bh, bw) in [(1, 1), (2, 2), (3, 3), (1, 3)] {
                 for offset in [0.0f32, 100.0] {
-                    let values = (0..7 * cols)
-                        .map(|_| offset + (1.0 + offset * 0.05) * rng.normal())
-                        .collect();
-                    let c = Case {
-                        rows: 7,
-                        values,
-                        dtype,
-                        cols,
-                        bh,
-                        bw,
-                    };
-                    check_against_the_naive_reference(&c).unwrap();
+                    check_normal_data(&mut rng, dtype, 7, cols, bh, bw, offset);
                 }
             }
         }
@@ -233,24 +222,37 @@ fn cells_4_to_14_columns_wide() {
         for cols in [300, 448] {
             for bw in 4..=14 {
                 for (bh, offset) in [(1, 0.0f32), (3, 100.0), (20, 0.0)] {
-                    let rows = 2 * bh + 1;
-                    let values = (0..rows * cols)
-                        .map(|_| offset + (1.0 + offset * 0.05) * rng.normal())
-                        .collect();
-                    let c = Case {
-                        rows,
-                        values,
-                        dtype,
-                        cols,
-                        bh,
-                        bw,
-                    };
-                    check_against_the_naive_reference(&c).unwrap();
+                    check_normal_data(&mut rng, dtype, 2 * bh + 1, cols, bh, bw, offset);
                 }
             }
         }
     }
 }
+/// The checks of [`check_against_the_naive_reference`] on `rows × cols` normal values
+/// around `offset` (spread 1, or 5% of a nonzero offset) in `bh × bw` cells.
+fn check_normal_data(
+    rng: &mut Rng,
+    dtype: Dtype,
+    rows: usize,
+    cols: usize,
+    bh: usize,
+    bw: usize,
+    offset: f32,
+) {
+    let values = (0..rows * cols)
+        .map(|_| offset + (1.0 + offset * 0.05) * rng.normal())
+        .collect();
+    let c = Case {
+        dtype,
+        rows,
+        cols,
+        bh,
+        bw,
+        values,
+    };
+    check_against_the_naive_reference(&c).unwrap();
+}
+
 /// Every reduction of `c`: each cell against the naive float64 reference, the
 /// statistics against float64 ones.
 fn check_against_the_naive_reference(c: &Case) -> Result<(), TestCaseError> {

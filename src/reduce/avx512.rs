@@ -2025,29 +2025,22 @@ mod tests {
             let (lanes, start) = random_chunk(&mut next, c0 / 4 + 8);
             // SAFETY: `available` checked the features both folds are compiled with.
             let v = lanes.map(|l| unsafe { load_ps(&l) });
-            let general = |band: &mut Band, kind| unsafe {
-                let all = [u16::MAX; 4];
-                match kind {
-                    BF16 => fold::<BF16, false>(c0, Cells::new(BF16, 4), &all, &v, &v, band),
-                    _ => fold::<F16, false>(c0, Cells::new(F16, 4), &all, &v, &v, band),
-                }
-            };
-            let bf16 = folded(&start, |band| unsafe {
-                fold_fours::<BF16, false, false>(c0 / 4, &v, band);
-            });
-            assert_eq!(
-                bf16,
-                folded(&start, |b| general(b, BF16)),
-                "BF16 chunk {chunk}"
-            );
-            let f16 = folded(&start, |band| unsafe {
-                fold_fours::<F16, false, false>(c0 / 4, &v, band);
-            });
-            assert_eq!(
-                f16,
-                folded(&start, |b| general(b, F16)),
-                "F16 chunk {chunk}"
-            );
+            fours_as_general::<BF16>(c0, &v, &start);
+            fours_as_general::<F16>(c0, &v, &start);
         }
+    }
+
+    /// Checks [`fold_fours`] of the chunk `v` of `KIND` at column `c0` against [`fold`]
+    /// (the CPU must have the features both are compiled with).
+    fn fours_as_general<const KIND: Kind>(c0: usize, v: &[__m512; 4], start: &[f64]) {
+        // SAFETY: the caller checked the features both folds are compiled with.
+        let got = folded(start, |band| unsafe {
+            fold_fours::<KIND, false, false>(c0 / 4, v, band);
+        });
+        let want = folded(start, |band| unsafe {
+            let cells = Cells::new(KIND, 4);
+            fold::<KIND, false>(c0, cells, &[u16::MAX; 4], v, v, band);
+        });
+        assert_eq!(got, want, "kind {KIND}, chunk at column {c0}");
     }
 }
