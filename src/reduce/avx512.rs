@@ -1842,8 +1842,7 @@ impl CodeExtremes {
             .unwrap_or(0)
             ^ sign;
         let umax = u.chunks_exact(size).map(code).max().unwrap_or(0);
-        let umin = || data.chunks_exact(size).map(code).min().unwrap_or(0);
-        code_extremes(dtype, smax, umax, umin)
+        code_extremes(dtype, smax, umax, data)
     }
 }
 
