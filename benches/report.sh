@@ -10,10 +10,21 @@ cargo build --release --quiet --example throughput
 cargo build --release --quiet
 tp=target/release/examples/throughput
 {
+  if command -v lscpu > /dev/null; then
+    echo "## machine"
+    lscpu | grep -E '^(Model name|CPU\(s\)|L2 cache|L3 cache)' || true
+    grep -m1 -o -w avx512f /proc/cpuinfo || echo "no avx512f"
+  fi
   echo "## read-and-reduce path (--max-size 256), 2 GiB, LLM layer shapes"
   for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --max-size 256 --runs 5; done
   echo "## default options (1024x1024 grids, PNG encoding), 2 GiB"
   for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --runs 5; done
+  echo "## layers only (no embedding), 2 GiB: --max-size 256, then default options"
+  for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --no-embedding --max-size 256 --runs 5; done
+  for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --no-embedding --runs 5; done
+  echo "## the AVX2 kernels (TENSORHEAT_NO_AVX512=1), 2 GiB: --max-size 256, then default options"
+  for d in bf16 f32 f16 f8; do TENSORHEAT_NO_AVX512=1 $tp --gib 2 --dtype "$d" --max-size 256 --runs 5; done
+  for d in bf16 f32 f16 f8; do TENSORHEAT_NO_AVX512=1 $tp --gib 2 --dtype "$d" --runs 5; done
   echo "## smaller models (cells 1-3 columns wide), default options, 2 GiB"
   $tp --gib 2 --dtype bf16 --hidden 2048 --runs 5
   $tp --gib 2 --dtype f32 --hidden 768 --runs 5
