@@ -1527,23 +1527,14 @@ fn typical(data: &[u8], dtype: Dtype, row_len: Option<usize>) -> Option<f32> {
 }
 
 /// The smallest and largest value of a band of sign-magnitude codes (BF16, F16 or F8, at
-/// least one; `data` holds them, every byte an element's), from two extremes of the
-/// codes: the largest read as a signed integer (`smax`, as an unsigned code) and the
-/// largest read as unsigned. Sign and magnitude order the codes without decoding: `smax`
-/// is the largest value if any value is positive, `umax` the smallest if any is negative,
-/// and the smallest code read as unsigned settles the other cases. That one is found
-/// only then, by a scan of `data` (a band of both signs, as weights are, does not need it;
-/// keeping it per lane cost the kernels an operation per row of a chunk). NaN and Inf
-/// codes have the largest magnitudes, so a band holding one has a non-finite extreme.
-fn code_extremes(dtype: Dtype, smax: u32, umax: u32, data: &[u8]) -> (f32, f32) {
-    let umin = || match dtype.size() {
-        1 => data.iter().copied().min().map_or(0, u32::from),
-        _ => data
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .min()
-            .map_or(0, u32::from),
-    };
+/// least one), from three extremes of the codes: the largest read as a
+/// signed integer (`smax`, as an unsigned code), and the largest and smallest read as
+/// unsigned. Sign and magnitude order the codes without decoding: `smax` is the largest
+/// value if any value is positive, `umax` the smallest if any is negative, and `umin`
+/// settles the other cases (asked for only then: a band of both signs does not need it).
+/// NaN and Inf codes have the largest magnitudes, so a band holding one has a non-finite
+/// extreme.
+fn code_extremes(dtype: Dtype, smax: u32, umax: u32, umin: impl FnOnce() -> u32) -> (f32, f32) {
     let size = dtype.size();
     let sign = 1u32 << (8 * size - 1);
     let (max, min) = match (smax < sign, umax >= sign) {

@@ -228,6 +228,40 @@ fn cells_4_to_14_columns_wide() {
         }
     }
 }
+/// Bands whose values all have one sign, whose smallest code (their smallest positive
+/// or largest negative value) the AVX-512 kernel finds in the band's bytes again: in
+/// lanes of 64 bytes and a rest, with rows that are not a multiple of 64 bytes long.
+/// The values spread from 0.01 to 50 (in one case with one of 0.005 last), most of them small (their mean square under
+/// twice their variance, so that F8's plain squares are used: the band is not redone).
+#[test]
+fn one_signed_bands() {
+    let mut rng = Rng::new(12);
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
+        for sign in [1.0, -1.0] {
+            for (rows, bh, last) in [(9, 4, false), (9, 4, true), (70, 64, false)] {
+                let cols = 300;
+                let mut values: Vec<f32> = (0..rows * cols)
+                    .map(|_| sign * (0.01 + 50.0 * rng.uniform().powi(4)))
+                    .collect();
+                if last {
+                    // The smallest magnitude last, in the rest of the last band (whose
+                    // bytes are not a multiple of 64 however the rows fall into bands).
+                    values[rows * cols - 1] = sign * 0.005;
+                }
+                let c = Case {
+                    dtype,
+                    rows,
+                    cols,
+                    bh,
+                    bw: 4,
+                    values,
+                };
+                check_against_the_naive_reference(&c).unwrap();
+            }
+        }
+    }
+}
+
 /// The checks of [`check_against_the_naive_reference`] on `rows × cols` normal values
 /// around `offset` (spread 1, or 5% of a nonzero offset) in `bh × bw` cells.
 fn check_normal_data(

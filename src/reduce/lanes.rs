@@ -211,11 +211,15 @@ fn reduce(
         return values_band(band, gw, b, &t, n).map(|acc| (acc, false));
     }
     if e4m3 {
-        (t.smax, t.umax) = (f16_as_e4m3(t.smax as u16), f16_as_e4m3(t.umax as u16));
+        (t.smax, t.umax, t.umin) = (
+            f16_as_e4m3(t.smax as u16),
+            f16_as_e4m3(t.umax as u16),
+            f16_as_e4m3(t.umin as u16),
+        );
     } else if dtype == Dtype::F8E5M2 {
-        (t.smax, t.umax) = (t.smax >> 8, t.umax >> 8);
+        (t.smax, t.umax, t.umin) = (t.smax >> 8, t.umax >> 8, t.umin >> 8);
     }
-    let (min, max) = code_extremes(dtype, t.smax, t.umax, data);
+    let (min, max) = code_extremes(dtype, t.smax, t.umax, || t.umin);
     if scale.is_some() {
         // The codes' extremes only tell NaN (and Inf) codes apart here.
         if !(min.is_finite() && max.is_finite()) {
@@ -313,6 +317,7 @@ struct Totals {
     /// The codes' extremes, for [`code_extremes`].
     smax: u32,
     umax: u32,
+    umin: u32,
 }
 
 /// The accumulators that outlive a group's whole chunks (the AVX2 version keeps them in
@@ -326,6 +331,7 @@ struct Lanes {
     /// (Two's complement codes, kept as `u16`.)
     smax: [u16; W],
     umax: [u16; W],
+    umin: [u16; W],
 }
 
 /// A band's reduction in progress: the lanes, what has moved out of them, and the walk
@@ -442,6 +448,7 @@ fn run<const KIND: Kind>(
             zeros: [0; W],
             smax: [0x8000; W],
             umax: [0; W],
+            umin: [u16::MAX; W],
         },
         s1: 0.0,
         s2: 0.0,
@@ -502,6 +509,7 @@ fn run<const KIND: Kind>(
         zeros: st.zeros,
         smax: u32::from(*l.smax.iter().max_by_key(|&&c| c as i16).expect("W lanes")),
         umax: u32::from(*l.umax.iter().max().expect("W lanes")),
+        umin: u32::from(*l.umin.iter().min().expect("W lanes")),
     })
 }
 
@@ -635,6 +643,7 @@ fn take_codes(l: &mut Lanes, codes: [u16; W], n: usize) {
         if k < n {
             l.smax[k] = (l.smax[k] as i16).max(c as i16) as u16;
             l.umax[k] = l.umax[k].max(c);
+            l.umin[k] = l.umin[k].min(c);
         }
     }
 }
@@ -733,6 +742,7 @@ mod avx2 {
     struct Extremes {
         smax: __m256i,
         umax: __m256i,
+        umin: __m256i,
     }
 
     impl Extremes {
@@ -742,6 +752,7 @@ mod avx2 {
             Extremes {
                 smax: load(&l.smax),
                 umax: load(&l.umax),
+                umin: load(&l.umin),
             }
         }
 
@@ -751,6 +762,7 @@ mod avx2 {
         fn take(&mut self, v: __m256i) {
             self.smax = _mm256_max_epi16(self.smax, v);
             self.umax = _mm256_max_epu16(self.umax, v);
+            self.umin = _mm256_min_epu16(self.umin, v);
         }
 
         #[target_feature(enable = "avx")]
@@ -758,6 +770,7 @@ mod avx2 {
         fn store(self, l: &mut Lanes) {
             store(&mut l.smax, self.smax);
             store(&mut l.umax, self.umax);
+            store(&mut l.umin, self.umin);
         }
     }
 
@@ -883,7 +896,8 @@ mod avx2 {
                 lanes.iter().sum()
             };
             let mut zb = zero;
-            let (mut smax, mut umax) = (_mm256_set1_epi8(i8::MIN), zero);
+            let (mut smax, mut umax, mut umin) =
+                (_mm256_set1_epi8(i8::MIN), zero, _mm256_set1_epi8(-1));
             for p in 0..pairs {
                 if st.full(2 * g) {
                     store_ps(&mut st.lanes.d2, d2);
@@ -901,6 +915,7 @@ mod avx2 {
                     zb = _mm256_sub_epi8(zb, _mm256_cmpeq_epi8(_mm256_and_si256(raw, low), zero));
                     smax = _mm256_max_epi8(smax, raw);
                     umax = _mm256_max_epu8(umax, raw);
+                    umin = _mm256_min_epu8(umin, raw);
                     let halves = [
                         _mm256_castsi256_si128(raw),
                         _mm256_extracti128_si256::<1>(raw),
@@ -917,14 +932,16 @@ mod avx2 {
             if pairs > 0 {
                 st.zeros += total(zb);
                 // The bytes' extremes, their two halves' first, as F16 codes into the
-                // lanes'.
+                // lanes' (only once codes were taken in: `umin`'s start, 0xff, is a code).
                 let halves =
                     |v: __m256i| (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-                let (smax, umax) = (halves(smax), halves(umax));
+                let (smax, umax, umin) = (halves(smax), halves(umax), halves(umin));
                 let smax = widen::<KIND>(_mm_max_epi8(smax.0, smax.1));
                 let umax = widen::<KIND>(_mm_max_epu8(umax.0, umax.1));
+                let umin = widen::<KIND>(_mm_min_epu8(umin.0, umin.1));
                 extremes.smax = _mm256_max_epi16(extremes.smax, smax);
                 extremes.umax = _mm256_max_epu16(extremes.umax, umax);
+                extremes.umin = _mm256_min_epu16(extremes.umin, umin);
             }
             first = 2 * pairs;
         }
