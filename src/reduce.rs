@@ -701,6 +701,11 @@ struct Band {
     /// per chunk of a row (or run of chunks), in column order.
     #[cfg(target_arch = "x86_64")]
     slots: Vec<f64>,
+    /// Whether the last BF16 or F16 `mean` band the AVX-512 kernel took with this `Band`
+    /// held values of one sign: the next keeps each lane's smallest code too (a tensor's
+    /// bands are alike; a wrong guess costs time, never a different result).
+    #[cfg(target_arch = "x86_64")]
+    one_signed: bool,
 }
 
 /// The decoded scale row last used, and its index.
@@ -768,6 +773,8 @@ impl Band {
             extras_clean: false,
             #[cfg(target_arch = "x86_64")]
             slots: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            one_signed: false,
         }
     }
 

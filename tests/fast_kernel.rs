@@ -229,24 +229,25 @@ fn cells_4_to_14_columns_wide() {
     }
 }
 /// Bands whose values all have one sign, whose smallest code (their smallest positive
-/// or largest negative value) the AVX-512 kernel finds in the band's bytes again: in
-/// lanes of 64 bytes and a rest, with rows that are not a multiple of 64 bytes long.
-/// The values spread from 0.01 to 50 (in one case with one of 0.005 last), most of them small (their mean square under
-/// twice their variance, so that F8's plain squares are used: the band is not redone).
+/// or largest negative value) the AVX-512 kernel finds in the band's bytes again, in
+/// lanes of 64 bytes and a rest (rows here are not a multiple of 64 bytes long), or for
+/// BF16 and F16 `mean` in a band after one of one sign keeps per lane (400 rows: each
+/// worker takes several bands). The values spread from 0.01 to 50, most of them small
+/// (their mean square under twice their variance, so that F8's plain squares are used and
+/// the band is not redone); one of 0.005 is planted last in the tensor, or in a tensor of
+/// one band at each place where a lane or the rest begins or ends.
 #[test]
 fn one_signed_bands() {
     let mut rng = Rng::new(12);
+    let cols = 300;
     for dtype in [Dtype::BF16, Dtype::F16, Dtype::F8E4M3] {
         for sign in [1.0, -1.0] {
-            for (rows, bh, last) in [(9, 4, false), (9, 4, true), (70, 64, false)] {
-                let cols = 300;
+            let mut check = |rows: usize, bh: usize, plant: Option<usize>| {
                 let mut values: Vec<f32> = (0..rows * cols)
                     .map(|_| sign * (0.01 + 50.0 * rng.uniform().powi(4)))
                     .collect();
-                if last {
-                    // The smallest magnitude last, in the rest of the last band (whose
-                    // bytes are not a multiple of 64 however the rows fall into bands).
-                    values[rows * cols - 1] = sign * 0.005;
+                if let Some(p) = plant {
+                    values[p] = sign * 0.005;
                 }
                 let c = Case {
                     dtype,
@@ -257,6 +258,16 @@ fn one_signed_bands() {
                     values,
                 };
                 check_against_the_naive_reference(&c).unwrap();
+            };
+            check(9, 4, None);
+            check(70, 64, None);
+            check(9, 4, Some(9 * cols - 1));
+            check(400, 4, Some(400 * cols - 1));
+            // Elements per 64-byte lane; those of the band's whole lanes.
+            let (per, n) = (64 / dtype.size(), 4 * cols);
+            let whole = n / per * per;
+            for p in [0, per / 2 - 1, per / 2, per - 1, whole - 1, whole, n - 1] {
+                check(4, 4, Some(p));
             }
         }
     }

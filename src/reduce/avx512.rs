@@ -165,46 +165,74 @@ pub(super) fn band(
     // SAFETY: `available` checked every feature `run` is compiled with.
     let s = unsafe {
         match (kind, extremes, scales) {
-            (BF16, false, _) => run::<BF16, false, false, false>(data, cols, bw, b, None, band),
-            (BF16, true, _) => run::<BF16, true, false, false>(data, cols, bw, b, None, band),
-            (F16, false, _) => run::<F16, false, false, false>(data, cols, bw, b, None, band),
-            (F16, true, _) => run::<F16, true, false, false>(data, cols, bw, b, None, band),
-            (F32, false, _) => run::<F32, false, false, false>(data, cols, bw, b, None, band),
-            (F32, true, _) => run::<F32, true, false, false>(data, cols, bw, b, None, band),
+            (BF16, false, _) if band.one_signed => {
+                run::<BF16, false, false, false, true>(data, cols, bw, b, None, band)
+            }
+            (BF16, false, _) => {
+                run::<BF16, false, false, false, false>(data, cols, bw, b, None, band)
+            }
+            (BF16, true, _) => {
+                run::<BF16, true, false, false, false>(data, cols, bw, b, None, band)
+            }
+            (F16, false, _) if band.one_signed => {
+                run::<F16, false, false, false, true>(data, cols, bw, b, None, band)
+            }
+            (F16, false, _) => {
+                run::<F16, false, false, false, false>(data, cols, bw, b, None, band)
+            }
+            (F16, true, _) => run::<F16, true, false, false, false>(data, cols, bw, b, None, band),
+            (F32, false, _) => {
+                run::<F32, false, false, false, false>(data, cols, bw, b, None, band)
+            }
+            (F32, true, _) => run::<F32, true, false, false, false>(data, cols, bw, b, None, band),
             (_, false, None) => {
-                match run_vbmi::<E4M3_MEAN, false, false, false>(data, cols, bw, b, None, band) {
+                match run_vbmi::<E4M3_MEAN, false, false, false, false>(
+                    data, cols, bw, b, None, band,
+                ) {
                     t if t.cancels => {
                         // Only the cells' sums were written (and the slots, which start over).
                         band.s1.fill(0.0);
-                        run_vbmi::<E4M3, false, false, false>(data, cols, bw, b, None, band)
+                        run_vbmi::<E4M3, false, false, false, false>(data, cols, bw, b, None, band)
                     }
                     t => t,
                 }
             }
-            (_, true, None) => run_vbmi::<E4M3, true, false, false>(data, cols, bw, b, None, band),
+            (_, true, None) => {
+                run_vbmi::<E4M3, true, false, false, false>(data, cols, bw, b, None, band)
+            }
             (_, false, Some(s)) => {
                 let rows = data.len() / cols;
                 let first = Some(&mut *s);
                 let t = if rows >= SCALED_MEAN_ROWS {
-                    run_vbmi::<E4M3_MEAN, false, true, true>(data, cols, bw, b, first, band)
+                    run_vbmi::<E4M3_MEAN, false, true, true, false>(data, cols, bw, b, first, band)
                 } else {
-                    run_vbmi::<E4M3_MEAN, false, true, false>(data, cols, bw, b, first, band)
+                    run_vbmi::<E4M3_MEAN, false, true, false, false>(data, cols, bw, b, first, band)
                 };
                 if t.cancels {
                     // (As unscaled: only the cells' sums were written.)
                     band.s1.fill(0.0);
                     if rows >= LANE_CODE_ROWS {
-                        run_vbmi::<E4M3, false, true, true>(data, cols, bw, b, Some(s), band)
+                        run_vbmi::<E4M3, false, true, true, false>(data, cols, bw, b, Some(s), band)
                     } else {
-                        run_vbmi::<E4M3, false, true, false>(data, cols, bw, b, Some(s), band)
+                        run_vbmi::<E4M3, false, true, false, false>(
+                            data,
+                            cols,
+                            bw,
+                            b,
+                            Some(s),
+                            band,
+                        )
                     }
                 } else {
                     t
                 }
             }
-            (_, true, s) => run_vbmi::<E4M3, true, true, false>(data, cols, bw, b, s, band),
+            (_, true, s) => run_vbmi::<E4M3, true, true, false, false>(data, cols, bw, b, s, band),
         }
     };
+    if matches!(kind, BF16 | F16) && !extremes {
+        band.one_signed = !(s.min < 0.0 && s.max > 0.0);
+    }
     if kind == F32 && !extremes {
         // A constant cell is its value exactly.
         for j in 0..band.s1.len() {
@@ -339,6 +367,7 @@ macro_rules! kernel {
             const EXTREMES: bool,
             const SCALED: bool,
             const LANE_CODES: bool,
+            const LANE_MIN: bool,
         >(
             data: &[u8],
             cols: usize,
@@ -555,10 +584,10 @@ macro_rules! kernel {
                         let nonzero;
                         (zc, nonzero) = count_zeros::<KIND>(zc, raw, elems, ones);
                         if on_codes || nan_on_codes {
-                            codes.update::<KIND>(raw, elems);
+                            codes.update::<KIND, LANE_MIN>(raw, elems);
                         }
                         if LANE_CODES {
-                            lane.update::<KIND>(raw, elems);
+                            lane.update::<KIND, false>(raw, elems);
                         }
                         let v = $decode::<KIND>(raw, nonzero, &lut);
                         for u in 0..nvec {
@@ -732,10 +761,10 @@ macro_rules! kernel {
                             (lo, hi) = (to_layout(lo), to_layout(hi));
                         }
                         if EXTREMES || exact {
-                            fold::<KIND, true>(c0, cells, &masks, &lo, &hi, band);
+                            fold::<KIND, true, LANE_MIN>(c0, cells, &masks, &lo, &hi, band);
                         }
                         if !EXTREMES {
-                            fold::<KIND, false>(c0, cells, &masks, &sum, &hi, band);
+                            fold::<KIND, false, LANE_MIN>(c0, cells, &masks, &sum, &hi, band);
                         }
                     }
                 }
@@ -780,7 +809,7 @@ macro_rules! kernel {
                 nan_codes |= codes.nan_codes();
             }
             if on_codes {
-                (t.min, t.max) = codes.extremes::<KIND>(&data[..rows * row_bytes]);
+                (t.min, t.max) = codes.extremes::<KIND, LANE_MIN>(&data[..rows * row_bytes]);
             } else if EXTREMES {
                 t.min = band.min.iter().fold(f32::INFINITY, |a, &v| a.min(v));
                 t.max = band.max.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
@@ -878,9 +907,11 @@ impl Cells {
 }
 
 /// Adds the per-lane results of one chunk to their cells. Lanes of a vector hold
-/// columns `first + step·k`.
+/// columns `first + step·k`. `CALLER` (the kernel's `LANE_MIN`) makes one instance per
+/// kernel: LLVM inlines a function this size into a sole caller only (called from two,
+/// once per chunk and group of rows, it cost a model's layers ~7% with default options).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn fold<const KIND: Kind, const EXTREMES: bool>(
+fn fold<const KIND: Kind, const EXTREMES: bool, const CALLER: bool>(
     c0: usize,
     cells: Cells,
     masks: &[__mmask16; 4],
@@ -1773,16 +1804,20 @@ fn to_layout(v: [__m512; 4]) -> [__m512; 4] {
 /// The largest codes (F8_E4M3 bytes, BF16 or F16 words, sign-magnitude) as signed and as
 /// unsigned numbers, kept per lane: in a band with values of both signs, the first is
 /// its largest value's and the second its smallest's. The smallest code, which
-/// [`code_extremes`] asks for only when all values have one sign, is then found in the
-/// band's bytes: keeping it per lane too was one more instruction per
-/// 64 bytes, for bands of weights that nearly always have both signs. (Kept for BF16
-/// and F16, it took an all-positive 16384 × 32768 BF16 matrix from 0.60 of the read
-/// ceiling to 0.91 at `--max-size 256`, and a model's layers with default options, in
-/// bands of 4 rows, from 0.77–0.79 to 0.70–0.74: not kept.)
+/// [`code_extremes`] asks for only when all values have one sign, is kept per lane too
+/// when the kernel's `LANE_MIN` asks for it (BF16 and F16 `mean` after a band of one
+/// sign), and otherwise found in the band's bytes. Keeping it always was one more
+/// instruction per 64 bytes, which cost a model's BF16 layers with default options (in
+/// bands of 4 rows) 0.77–0.79 → 0.70–0.74 of the read ceiling, for bands of weights
+/// that nearly always have both signs; finding it in the bytes every time left an
+/// all-positive 16384 × 32768 BF16 matrix at 0.60 of it against 0.91 at `--max-size
+/// 256`, since a band is read again (from L3, for large bands).
 #[derive(Clone, Copy)]
 struct CodeExtremes {
     signed_max: __m512i,
     unsigned_max: __m512i,
+    /// (Only with `LANE_MIN`, of BF16 or F16 codes.)
+    unsigned_min: __m512i,
 }
 
 impl CodeExtremes {
@@ -1794,20 +1829,27 @@ impl CodeExtremes {
                 _ => _mm512_set1_epi8(i8::MIN),
             },
             unsigned_max: _mm512_setzero_si512(),
+            unsigned_min: _mm512_set1_epi8(-1),
         }
     }
 
-    /// Takes in the codes of `raw` that `elems` selects.
+    /// Takes in the codes of `raw` that `elems` selects (with `LANE_MIN`, into the
+    /// smallest codes too).
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn update<const KIND: Kind>(&mut self, raw: __m512i, elems: u64) {
+    fn update<const KIND: Kind, const LANE_MIN: bool>(&mut self, raw: __m512i, elems: u64) {
         let c = *self;
         match KIND {
             BF16 | F16 => {
                 let k = elems as u32;
                 self.signed_max = _mm512_mask_max_epi16(c.signed_max, k, c.signed_max, raw);
                 self.unsigned_max = _mm512_mask_max_epu16(c.unsigned_max, k, c.unsigned_max, raw);
+                if LANE_MIN {
+                    self.unsigned_min =
+                        _mm512_mask_min_epu16(c.unsigned_min, k, c.unsigned_min, raw);
+                }
             }
             _ => {
+                debug_assert!(!LANE_MIN);
                 self.signed_max = _mm512_mask_max_epi8(c.signed_max, elems, c.signed_max, raw);
                 self.unsigned_max =
                     _mm512_mask_max_epu8(c.unsigned_max, elems, c.unsigned_max, raw);
@@ -1826,7 +1868,7 @@ impl CodeExtremes {
     /// The smallest and largest value of the band whose codes were taken in (at least
     /// one): `data`, every one of its bytes an element's.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn extremes<const KIND: Kind>(&self, data: &[u8]) -> (f32, f32) {
+    fn extremes<const KIND: Kind, const LANE_MIN: bool>(&self, data: &[u8]) -> (f32, f32) {
         let (size, dtype) = match KIND {
             BF16 => (2, Dtype::BF16),
             F16 => (2, Dtype::F16),
@@ -1846,6 +1888,12 @@ impl CodeExtremes {
             .unwrap_or(0)
             ^ sign;
         let umax = u.chunks_exact(size).map(code).max().unwrap_or(0);
+        if LANE_MIN {
+            let m = bytes(self.unsigned_min);
+            return code_extremes(dtype, smax, umax, || {
+                m.chunks_exact(size).map(code).min().unwrap_or(0)
+            });
+        }
         code_extremes(dtype, smax, umax, || min_code(data, size))
     }
 }
@@ -2029,7 +2077,7 @@ mod tests {
                 let want = folded(&start, |band| unsafe {
                     let cells = Cells::new(E4M3_MEAN, bw);
                     let all = [u16::MAX; 4];
-                    fold::<E4M3, false>(c0, cells, &all, &to_layout(v), &v, band);
+                    fold::<E4M3, false, false>(c0, cells, &all, &to_layout(v), &v, band);
                 });
                 let got = folded(&start, |band| unsafe {
                     fold_pairs::<E4M3_MEAN, false, false>(c0, t, &v, band);
@@ -2066,7 +2114,7 @@ mod tests {
         });
         let want = folded(start, |band| unsafe {
             let cells = Cells::new(KIND, 4);
-            fold::<KIND, false>(c0, cells, &[u16::MAX; 4], v, v, band);
+            fold::<KIND, false, false>(c0, cells, &[u16::MAX; 4], v, v, band);
         });
         assert_eq!(got, want, "kind {KIND}, chunk at column {c0}");
     }
