@@ -10,10 +10,16 @@ cargo build --release --quiet --example throughput
 cargo build --release --quiet
 tp=target/release/examples/throughput
 {
+  echo "## machine"
   if command -v lscpu > /dev/null; then
-    echo "## machine"
-    lscpu | grep -E '^(Model name|CPU\(s\)|L2 cache|L3 cache)' || true
-    grep -m1 -o -w avx512f /proc/cpuinfo || echo "no avx512f"
+    LC_ALL=C lscpu | grep -E '^(Model name|Model|CPU\(s\)|L2 cache|L3 cache):' || true
+  fi
+  if [ -r /proc/cpuinfo ]; then
+    grep -m1 -E '^(cpu MHz|BogoMIPS)' /proc/cpuinfo || true
+    for f in avx512f avx512bw avx512vbmi avx2 f16c; do
+      grep -q -m1 -w "$f" /proc/cpuinfo && printf '%s ' "$f"
+    done
+    echo
   fi
   echo "## read-and-reduce path (--max-size 256), 2 GiB, LLM layer shapes"
   for d in bf16 f32 f16 f8; do $tp --gib 2 --dtype "$d" --max-size 256 --runs 5; done
