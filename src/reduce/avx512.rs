@@ -1905,6 +1905,8 @@ impl CodeExtremes {
 /// with a scan element by element, 0.59–0.62 with this one, `--max-size 256`).
 #[target_feature(enable = "avx512f,avx512bw")]
 fn min_code(data: &[u8], size: usize) -> u32 {
+    // (An empty band would give a NaN code.)
+    debug_assert!(!data.is_empty() && matches!(size, 1 | 2));
     let lanes = data.chunks_exact(64);
     let rest = lanes.remainder();
     if size == 1 {
