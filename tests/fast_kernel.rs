@@ -228,6 +228,7 @@ fn cells_4_to_14_columns_wide() {
         }
     }
 }
+
 /// Bands whose values all have one sign, whose smallest code (their smallest positive
 /// or largest negative value) the AVX-512 kernel finds in the band's bytes again, in
 /// lanes of 64 bytes and a rest (rows here are not a multiple of 64 bytes long), or for

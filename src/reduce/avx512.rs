@@ -1888,19 +1888,16 @@ impl CodeExtremes {
             .unwrap_or(0)
             ^ sign;
         let umax = u.chunks_exact(size).map(code).max().unwrap_or(0);
-        if LANE_MIN {
-            let m = bytes(self.unsigned_min);
-            return code_extremes(dtype, smax, umax, || {
-                m.chunks_exact(size).map(code).min().unwrap_or(0)
-            });
-        }
-        code_extremes(dtype, smax, umax, || min_code(data, size))
+        // The lanes' smallest codes, or the band's own.
+        let lanes = bytes(self.unsigned_min);
+        let smallest: &[u8] = if LANE_MIN { &lanes } else { data };
+        code_extremes(dtype, smax, umax, || min_code(smallest, size))
     }
 }
 
 /// The smallest of the codes in `data` (at least one), `size` (1 or 2) bytes each,
-/// little-endian, read as unsigned numbers: [`code_extremes`]'s `umin` for a kernel that
-/// does not keep it, from the band's bytes again. In lanes of 64 bytes, so that it
+/// little-endian, read as unsigned numbers: [`code_extremes`]'s `umin`, from the band's
+/// bytes again (or from the lanes' smallest codes, where they were kept). In lanes of 64 bytes, so that it
 /// vectorises (an all-positive BF16 matrix rendered at 0.54–0.57 of the read ceiling
 /// with a scan element by element, 0.59–0.62 with this one, `--max-size 256`).
 #[target_feature(enable = "avx512f,avx512bw")]
