@@ -136,6 +136,10 @@ fn encoding(c: &mut Criterion) {
             encode_png(&grid, 1024, range, &lut, Rgb([255, 0, 255]), None, &[]).unwrap()
         })
     });
+    // The colour range alone: its percentile's partition pass.
+    g.bench_function("range-1024x1024", |b| {
+        b.iter(|| choose_range(&grid, Reduction::Mean, 99.5, None))
+    });
     g.finish();
 }
 

@@ -569,10 +569,17 @@ fn partition_avx512(keys: Keys, lo: u32, hi: u32) -> (usize, Vec<u32>, Option<u3
             any_above |= over != 0;
             let keep = !(under | over);
             let len = inside.len();
-            // SAFETY: there is room for the block's keys (reserved above); the store
-            // writes the `keep.count_ones()` kept ones, which are then initialised.
+            // The kept keys packed in a register, then stored whole: a compressing store
+            // to memory is microcoded on AMD Zen 4, where it made this loop most of
+            // `choose_range`'s time (a million-cell grid's range: 1.47 → 0.29–0.34 ms,
+            // medians of 101, alternating builds).
+            let packed = _mm512_maskz_compress_epi32(keep, v);
+            // SAFETY: there is room for the block's keys (reserved above), and at most 16
+            // were kept from each of its vectors before this one, so the 16 stored from
+            // `len` fit in it; the first `keep.count_ones()` of them are the kept keys,
+            // which are then initialised.
             unsafe {
-                _mm512_mask_compressstoreu_epi32(inside.as_mut_ptr().add(len).cast(), keep, v);
+                _mm512_storeu_si512(inside.as_mut_ptr().add(len).cast(), packed);
                 inside.set_len(len + keep.count_ones() as usize);
             }
         }
