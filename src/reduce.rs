@@ -1128,6 +1128,7 @@ impl Part {
     fn of_run<'a, const CLEAN: bool>(
         run: impl Iterator<Item = &'a [f32; LANES]> + Clone,
         shift: &[f32; LANES],
+        used: usize,
     ) -> Part {
         let mut s1 = [0f32; LANES];
         let mut s2 = [0f32; LANES];
@@ -1157,8 +1158,11 @@ impl Part {
                 zeros[k] += u32::from(v == 0.0);
             }
         }
-        let small = (0..LANES).fold(false, |t, k| t | tiny(min[k], max[k]));
-        let exact = all_finite(&s1) && all_finite(&s2) && !small;
+        // Decided on the lanes in use alone: the others may hold whatever the buffer held
+        // before (a NaN there, with `CLEAN`, would make their sums NaN), and the lanes'
+        // results must not depend on it (nor on which band a worker took before).
+        let small = (0..used).fold(false, |t, k| t | tiny(min[k], max[k]));
+        let exact = all_finite(&s1[..used]) && all_finite(&s2[..used]) && !small;
         // (The correction below changes nothing without zeros, but making it on every
         // run cost ~5% of `rms` and `std`: runs without any skip it.)
         let (s1, s2) = if exact && no_zeros(&zeros) {
@@ -1194,17 +1198,19 @@ impl Part {
         }
     }
 
-    /// [`Part::of_run`] with the clean path chosen for the whole run.
+    /// [`Part::of_run`] with the clean path chosen for the whole run; lanes from `used` on
+    /// are not the caller's (their results are not used).
     #[inline(always)]
     fn of<'a>(
         clean: bool,
         run: impl Iterator<Item = &'a [f32; LANES]> + Clone,
         shift: &[f32; LANES],
+        used: usize,
     ) -> Part {
         if clean {
-            Part::of_run::<true>(run, shift)
+            Part::of_run::<true>(run, shift, used)
         } else {
-            Part::of_run::<false>(run, shift)
+            Part::of_run::<false>(run, shift, used)
         }
     }
 }
@@ -1389,7 +1395,7 @@ fn cell_lanes<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut
                 }
                 let shift: [f32; LANES] = std::array::from_fn(|k| band.shift[j0 + k]);
                 for run in members.chunks(rows_per_run * BW) {
-                    let p = Part::of(clean, run.iter(), &shift);
+                    let p = Part::of(clean, run.iter(), &shift, LANES);
                     band.add_lanes(j0, &p);
                 }
             }
@@ -1448,9 +1454,11 @@ fn vertical<'a, const BW: usize>(src: &Source<'a>, geom: &Geometry, band: &mut B
                 }
                 for v in 0..vecs {
                     // Lanes past the tile hold other columns (or stale values): each lane
-                    // is independent and only the tile's columns are folded.
+                    // is independent, only the tile's columns are folded, and `Part::of`
+                    // chooses its sums' path from the tile's lanes alone.
                     let run = rows.chunks(stride).map(|row| lanes(&row[off..], v));
-                    part.store(v, &Part::of(clean, run, lanes(&shifts, v)));
+                    let used = (w - v * LANES).min(LANES);
+                    part.store(v, &Part::of(clean, run, lanes(&shifts, v), used));
                 }
                 part.fold::<BW>(w, bw, j0, band);
             }
@@ -1482,7 +1490,7 @@ fn horizontal<'a>(src: &Source<'a>, geom: &Geometry, band: &mut Band) {
                 let shift = band.shift[j];
                 scratch[n..padded].fill(shift);
                 let run = (0..padded / LANES).map(|v| lanes(&scratch, v));
-                let p = Part::of(clean, run, &[shift; LANES]);
+                let p = Part::of(clean, run, &[shift; LANES], LANES);
                 let pad = (padded - n) as u64;
                 let (mut s1, mut s2) = (0f64, 0f64);
                 for k in 0..LANES {

@@ -228,6 +228,34 @@ proptest! {
     }
 }
 
+/// A band reduced after another on the same worker gives the same bits as on a worker of
+/// its own. 14 × 21 in 6 × 1 cells: columns 16–20 take the general kernel's vertical
+/// path, whose last vector's lanes past those 5 columns hold what its buffer held before.
+/// On one thread that was the NaN of the band before, and one NaN lane sent the whole
+/// vector's sums to `f64` (found by `one_and_two_threads_agree_bit_for_bit`: the std's
+/// last digits differed).
+#[test]
+fn a_band_does_not_see_the_band_before_it() {
+    let (rows, cols) = (14, 21);
+    let mut m = vec![0f32; rows * cols];
+    m[8 * cols + 4] = f32::NAN;
+    m[12 * cols + 19] = -1.549_645_5;
+    m[13 * cols + 19] = 1.312_963_4;
+    let geom = Geometry::new(rows, cols, Size::Block(nz(6), nz(1)), false);
+    let data = bytes(&m);
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| reduce(&data, Dtype::F32, &geom, Reduction::Std))
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.stats, two.stats);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one.grid), bits(&two.grid));
+}
+
 /// Data whose mean is far from zero relative to its spread: sums relative to a shift keep
 /// the variance exact where naive Σx² − (Σx)²/n in f32 would be noise.
 #[test]
