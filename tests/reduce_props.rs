@@ -215,17 +215,33 @@ proptest! {
 
     #[test]
     fn one_and_two_threads_agree_bit_for_bit((rows, cols, m, bh, bw) in matrix()) {
-        let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
-        let data = bytes(&m);
-        let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| reduce(&data, Dtype::F32, &geom, Reduction::Std))
-        };
-        let (a, b) = (run(1), run(2));
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        prop_assert_eq!(bits(&a.grid), bits(&b.grid));
-        prop_assert_eq!(a.stats, b.stats);
+        threads_agree(rows, cols, &m, bh, bw)?;
     }
+}
+
+/// `std` of `m` (`rows × cols` F32, `bh × bw` cells) on one thread and on two: the same
+/// grid bits and statistics.
+fn threads_agree(
+    rows: usize,
+    cols: usize,
+    m: &[f32],
+    bh: usize,
+    bw: usize,
+) -> Result<(), TestCaseError> {
+    let geom = Geometry::new(rows, cols, Size::Block(nz(bh), nz(bw)), false);
+    let data = bytes(m);
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| reduce(&data, Dtype::F32, &geom, Reduction::Std))
+    };
+    let (a, b) = (run(1), run(2));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    prop_assert_eq!(bits(&a.grid), bits(&b.grid));
+    prop_assert_eq!(a.stats, b.stats);
+    Ok(())
 }
 
 /// A band reduced after another on the same worker gives the same bits as on a worker of
@@ -241,19 +257,7 @@ fn a_band_does_not_see_the_band_before_it() {
     m[8 * cols + 4] = f32::NAN;
     m[12 * cols + 19] = -1.549_645_5;
     m[13 * cols + 19] = 1.312_963_4;
-    let geom = Geometry::new(rows, cols, Size::Block(nz(6), nz(1)), false);
-    let data = bytes(&m);
-    let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| reduce(&data, Dtype::F32, &geom, Reduction::Std))
-    };
-    let (one, two) = (run(1), run(2));
-    assert_eq!(one.stats, two.stats);
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&one.grid), bits(&two.grid));
+    threads_agree(rows, cols, &m, 6, 1).unwrap();
 }
 
 /// Data whose mean is far from zero relative to its spread: sums relative to a shift keep

@@ -1897,9 +1897,10 @@ impl CodeExtremes {
 
 /// The smallest of the codes in `data` (at least one), `size` (1 or 2) bytes each,
 /// little-endian, read as unsigned numbers: [`code_extremes`]'s `umin`, from the band's
-/// bytes again (or from the lanes' smallest codes, where they were kept). In lanes of 64 bytes, so that it
-/// vectorises (an all-positive BF16 matrix rendered at 0.54–0.57 of the read ceiling
-/// with a scan element by element, 0.59–0.62 with this one, `--max-size 256`).
+/// bytes again (or from the lanes' smallest codes, where they were kept). In lanes of
+/// 64 bytes, so that it vectorises (an all-positive BF16 matrix rendered at 0.54–0.57 of
+/// the read ceiling with a scan element by element, 0.59–0.62 with this one,
+/// `--max-size 256`).
 #[target_feature(enable = "avx512f,avx512bw")]
 fn min_code(data: &[u8], size: usize) -> u32 {
     // (An empty band would give a NaN code.)
