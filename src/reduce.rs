@@ -31,6 +31,7 @@
 mod avx512;
 mod lanes;
 mod narrow;
+mod prefetch;
 
 use multiversion::multiversion;
 use rayon::prelude::*;

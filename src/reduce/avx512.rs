@@ -19,6 +19,7 @@
 
 use std::arch::x86_64::*;
 
+use super::prefetch::Prefetch;
 use super::{
     code_extremes, column_scales, rebase_plain, scale_at, typical, Acc, Band, Scale, ScaleCache,
 };
@@ -484,6 +485,7 @@ macro_rules! kernel {
             // (with scales, the band's codes serve only that).
             let nan_on_codes = KIND == E4M3_MEAN && !LANE_CODES;
             let codes = &mut CodeExtremes::new::<KIND>();
+            let prefetch = Prefetch::get();
             let mut g0 = 0;
             while g0 < rows {
                 // Groups end where the FP8 scale row changes.
@@ -514,7 +516,7 @@ macro_rules! kernel {
                 };
                 let split = split_at(g0);
                 let split_next = split_at(g0 + g);
-                let steps = (AHEAD_ROWS / g).max(AHEAD);
+                let steps = prefetch.reach((AHEAD_ROWS / g).max(AHEAD));
                 debug_assert!(split % per == 0 && split * chunk_cols % bw == 0);
                 for k in 0..nch {
                     let c = if k + split < nch {
@@ -659,7 +661,7 @@ macro_rules! kernel {
                         data.as_ptr().wrapping_add(row0 * row_bytes + cc * CHUNK)
                     };
                     for _ in 0..g {
-                        _mm_prefetch::<_MM_HINT_T0>(q.cast());
+                        prefetch.line(q);
                         q = q.wrapping_add(row_bytes);
                         // SAFETY: the 64 bytes at `p` are inside `data` (asserted above)
                         // or inside `pad` (`GROUP` rows of 64 bytes); the load has no

@@ -18,6 +18,7 @@
 //! Like the AVX-512 kernel, it does not look for NaN or Inf: a band holding one has a
 //! non-finite extreme (for F32, non-finite sums) and is redone by the general kernel.
 
+use super::prefetch::Prefetch;
 use super::{
     code_extremes, column_scales, rebase_plain, scale_at, typical, Acc, Band, Scale, ScaleCache,
 };
@@ -575,41 +576,30 @@ fn chunk_rows(
     c: usize,
     g: usize,
 ) -> impl Iterator<Item = &[u8]> {
-    let on = ahead(step * c, row_bytes, g);
+    let prefetch = Prefetch::get();
+    let on = ahead(step * c, row_bytes, g, prefetch.reach(AHEAD));
     (0..g).map(move |r| {
         let at = step * c + r * row_bytes;
         let bytes = &rows[at..at + step];
-        prefetch(bytes, on);
+        // (On x86, whose hardware prefetchers follow the rows of a group, each in
+        // another page, poorly.)
+        prefetch.line(bytes.as_ptr().wrapping_add(on));
         bytes
     })
 }
 
-/// Asks for the bytes `ahead` bytes on from a row's chunk, on x86 (its hardware
-/// prefetchers follow the rows of a group, each in another page, poorly).
+/// How far on from a chunk `at` bytes into its row [`chunk_rows`] asks for bytes:
+/// `reach` ([`AHEAD`], further for [`Prefetch::L2`]), or past the row's end, as far into
+/// the same row of the next group of `g` rows (`row_bytes` apart), which the same worker
+/// usually takes next. (Running on into the group's next row, which is read at the same
+/// time, left each band of 4 rows to start its other rows on bytes not asked for: ~4% of
+/// an F8 render of 4096 × 4096 tensors with default options.)
 #[inline(always)]
-fn prefetch(bytes: &[u8], ahead: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it reads nothing and cannot fault.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().wrapping_add(ahead).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, ahead);
-}
-
-/// How far on from a chunk `at` bytes into its row [`prefetch`] asks for bytes:
-/// [`AHEAD`], or past the row's end, as far into the same row of the next group of `g`
-/// rows (`row_bytes` apart), which the same worker usually takes next. (Running on into
-/// the group's next row, which is read at the same time, left each band of 4 rows to
-/// start its other rows on bytes not asked for: ~4% of an F8 render of 4096 × 4096
-/// tensors with default options.)
-#[inline(always)]
-fn ahead(at: usize, row_bytes: usize, g: usize) -> usize {
-    if at + AHEAD >= row_bytes {
-        AHEAD + (g - 1) * row_bytes
+fn ahead(at: usize, row_bytes: usize, g: usize, reach: usize) -> usize {
+    if at + reach >= row_bytes {
+        reach + (g - 1) * row_bytes
     } else {
-        AHEAD
+        reach
     }
 }
 
