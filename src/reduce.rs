@@ -29,6 +29,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod cpu;
 mod lanes;
 mod narrow;
 mod prefetch;

@@ -33,7 +33,7 @@ impl Prefetch {
         static CHOSEN: OnceLock<Prefetch> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
             let var = std::env::var("TENSORHEAT_PREFETCH").unwrap_or_default();
-            Prefetch::parse(&var).unwrap_or_else(|| Prefetch::for_vendor(&vendor()))
+            Prefetch::parse(&var).unwrap_or_else(|| Prefetch::for_vendor(super::cpu::vendor()))
         })
     }
 
@@ -81,21 +81,6 @@ impl Prefetch {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = p;
     }
-}
-
-/// The CPU's vendor string from `cpuid` (empty off x86-64).
-fn vendor() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let r = std::arch::x86_64::__cpuid(0);
-        let bytes: Vec<u8> = [r.ebx, r.edx, r.ecx]
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    String::new()
 }
 
 #[cfg(test)]
