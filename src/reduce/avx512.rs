@@ -499,6 +499,9 @@ macro_rules! kernel {
             // a cell's columns are whole pairs.
             let dots = $dots && KIND == E4M3_MEAN && !SCALED;
             debug_assert!(!dots || bw.is_multiple_of(2));
+            // Rows of chunks between moves to `f64`: with `dots` each lane takes two
+            // squares a row, so half as many rows keep it at `2 · GROUP` squares.
+            let most = if dots { GROUP } else { 2 * GROUP };
             // [`E4M3_MEAN`] finds NaN codes on the band's codes, except with `LANE_CODES`
             // (with scales, the band's codes serve only that).
             let nan_on_codes = KIND == E4M3_MEAN && !LANE_CODES;
@@ -543,7 +546,7 @@ macro_rules! kernel {
                         k + split - nch
                     };
                     let c0 = c * chunk_cols;
-                    if pending + g > 2 * GROUP {
+                    if pending + g > most {
                         if !rotate {
                             s2 = drain(s2, &mut d2[..nvec]);
                             s1 = drain(s1, &mut d1[..nvec]);
